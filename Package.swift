@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Release builds vectorise the element-wise kernels for the machine class we run on (x86-64 with AVX2/FMA: the "haswell" baseline);
+/// without a target CPU, SIMD FMAs become library calls.
+let optimised: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux])),
+    .swiftLanguageMode(.v5),
+]
+let plain: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "PolicyPrune",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "policyprune", targets: ["policyprune"]),
+        .library(name: "PolicyPruneKit", targets: ["Kernels", "Checkpoints", "Tokenization", "Transformer", "Corpora", "Evaluation", "Pruning"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The one C boundary: loads OpenBLAS at run time after choosing its core type (see ppblas.c).
+        .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimised),
+        .target(name: "Checkpoints", dependencies: ["Kernels"], swiftSettings: optimised),
+        .target(name: "Tokenization", dependencies: ["Checkpoints"], swiftSettings: optimised),
+        .target(name: "Transformer", dependencies: ["Kernels", "Checkpoints", "Tokenization"], swiftSettings: optimised),
+        .target(name: "Corpora", dependencies: ["Tokenization"], swiftSettings: optimised),
+        .target(name: "Evaluation", dependencies: ["Transformer", "Corpora"], swiftSettings: optimised),
+        .target(name: "Pruning", dependencies: ["Transformer", "Corpora", "Evaluation"], swiftSettings: optimised),
+        .executableTarget(
+            name: "policyprune",
+            dependencies: [
+                "Kernels", "Checkpoints", "Tokenization", "Transformer", "Corpora", "Evaluation", "Pruning",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: plain),
+        // Test-only helpers: locating ../shared, reading fixtures, tolerance comparisons.
+        .target(name: "FixtureSupport", dependencies: ["Corpora"], swiftSettings: plain),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "Checkpoints", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "CorporaTests", dependencies: ["Corpora", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "CLITests", dependencies: ["FixtureSupport"], swiftSettings: plain),
+    ]
+)

@@ -1,0 +1,154 @@
+/// The shape of one decoder layer. Every model is a list of these (design.md decision 2): uniform checkpoints
+/// expand to identical entries, pruned models are simply non-uniform lists.
+public struct LayerSpec: Codable, Sendable, Equatable, Hashable {
+    /// Number of query heads.
+    public var queryHeads: Int
+    /// Number of key/value heads (KV groups); `queryHeads` is a multiple of it when both are non-zero.
+    public var kvHeads: Int
+    /// Width of one head.
+    public var headDim: Int
+    /// SwiGLU intermediate width (number of MLP channels).
+    public var ffnDim: Int
+    /// Whether the attention sublayer exists (false: it adds nothing to the residual).
+    public var hasAttention: Bool
+    /// Whether the MLP sublayer exists.
+    public var hasMLP: Bool
+
+    /// Query heads per KV group (0 when the layer has no KV heads).
+    public var groupSize: Int { kvHeads == 0 ? 0 : queryHeads / kvHeads }
+    /// Rows of the query projection.
+    public var queryDim: Int { queryHeads * headDim }
+    /// Rows of each of the key and value projections.
+    public var kvDim: Int { kvHeads * headDim }
+
+    public init(queryHeads: Int, kvHeads: Int, headDim: Int, ffnDim: Int, hasAttention: Bool = true, hasMLP: Bool = true) {
+        self.queryHeads = queryHeads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.ffnDim = ffnDim
+        self.hasAttention = hasAttention
+        self.hasMLP = hasMLP
+    }
+}
+
+/// Architecture of a LLaMA-family causal LM, independent of the file it came from.
+public struct ModelConfig: Codable, Sendable, Equatable {
+    /// Source architecture name (`llama`, `qwen2`, `mistral`, ...).
+    public var architecture: String
+    /// Residual-stream width.
+    public var hiddenSize: Int
+    /// Vocabulary size (rows of the embedding and of the head).
+    public var vocabSize: Int
+    /// One entry per decoder layer.
+    public var layers: [LayerSpec]
+    /// RMSNorm epsilon.
+    public var normEpsilon: Float
+    /// RoPE base frequency.
+    public var ropeTheta: Float
+    /// Whether the output head reuses the token embedding.
+    public var tiedEmbeddings: Bool
+    /// Whether q/k/v projections carry biases (Qwen2 layout).
+    public var attentionBias: Bool
+    /// Trained context length (informational; the forward pass does not enforce it).
+    public var contextLength: Int
+
+    public init(architecture: String, hiddenSize: Int, vocabSize: Int, layers: [LayerSpec], normEpsilon: Float,
+                ropeTheta: Float, tiedEmbeddings: Bool, attentionBias: Bool = false, contextLength: Int) {
+        self.architecture = architecture
+        self.hiddenSize = hiddenSize
+        self.vocabSize = vocabSize
+        self.layers = layers
+        self.normEpsilon = normEpsilon
+        self.ropeTheta = ropeTheta
+        self.tiedEmbeddings = tiedEmbeddings
+        self.attentionBias = attentionBias
+        self.contextLength = contextLength
+    }
+}
+
+/// Weights of one decoder layer in the canonical layout (design.md decision 1): row-major `[out, in]` Float32,
+/// q/k rows in the Hugging Face "rotate-half" RoPE order.
+public struct LayerWeights: Sendable {
+    /// [hidden]
+    public var attentionNorm: [Float]
+    /// [queryHeads * headDim, hidden]
+    public var wq: [Float]
+    /// [kvHeads * headDim, hidden]
+    public var wk: [Float]
+    /// [kvHeads * headDim, hidden]
+    public var wv: [Float]
+    /// [hidden, queryHeads * headDim]
+    public var wo: [Float]
+    /// Optional biases (Qwen2): [queryHeads * headDim], [kvHeads * headDim], [kvHeads * headDim].
+    public var bq: [Float]?
+    public var bk: [Float]?
+    public var bv: [Float]?
+    /// [hidden]
+    public var mlpNorm: [Float]
+    /// [ffnDim, hidden]
+    public var gate: [Float]
+    /// [ffnDim, hidden]
+    public var up: [Float]
+    /// [hidden, ffnDim]
+    public var down: [Float]
+
+    public init(attentionNorm: [Float], wq: [Float], wk: [Float], wv: [Float], wo: [Float],
+                bq: [Float]? = nil, bk: [Float]? = nil, bv: [Float]? = nil,
+                mlpNorm: [Float], gate: [Float], up: [Float], down: [Float]) {
+        self.attentionNorm = attentionNorm
+        self.wq = wq; self.wk = wk; self.wv = wv; self.wo = wo
+        self.bq = bq; self.bk = bk; self.bv = bv
+        self.mlpNorm = mlpNorm
+        self.gate = gate; self.up = up; self.down = down
+    }
+}
+
+/// All weights of a model in the canonical layout.
+public struct ModelWeights: Sendable {
+    /// [vocab, hidden]
+    public var tokenEmbedding: [Float]
+    public var layers: [LayerWeights]
+    /// [hidden]
+    public var finalNorm: [Float]
+    /// [vocab, hidden]; nil when the head is tied to `tokenEmbedding`.
+    public var head: [Float]?
+
+    public init(tokenEmbedding: [Float], layers: [LayerWeights], finalNorm: [Float], head: [Float]?) {
+        self.tokenEmbedding = tokenEmbedding
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.head = head
+    }
+}
+
+extension ModelConfig {
+    /// Checks that `weights` have exactly the shapes this config implies; the error names the tensor.
+    public func validate(_ weights: ModelWeights, file: String) throws {
+        func check(_ name: String, _ count: Int, _ expected: Int) throws {
+            if count != expected {
+                throw CheckpointError.shapeMismatch(file: file, tensor: name, expected: "\(expected) elements", found: "\(count) elements")
+            }
+        }
+        try check("token_embedding", weights.tokenEmbedding.count, vocabSize * hiddenSize)
+        try check("final_norm", weights.finalNorm.count, hiddenSize)
+        if let head = weights.head { try check("lm_head", head.count, vocabSize * hiddenSize) }
+        if weights.layers.count != layers.count {
+            throw CheckpointError.shapeMismatch(file: file, tensor: "layers", expected: "\(layers.count) layers", found: "\(weights.layers.count) layers")
+        }
+        for (i, (spec, w)) in zip(layers, weights.layers).enumerated() {
+            let p = "layers.\(i)."
+            try check(p + "attention_norm", w.attentionNorm.count, hiddenSize)
+            try check(p + "q_proj", w.wq.count, spec.queryDim * hiddenSize)
+            try check(p + "k_proj", w.wk.count, spec.kvDim * hiddenSize)
+            try check(p + "v_proj", w.wv.count, spec.kvDim * hiddenSize)
+            try check(p + "o_proj", w.wo.count, hiddenSize * spec.queryDim)
+            if let b = w.bq { try check(p + "q_proj.bias", b.count, spec.queryDim) }
+            if let b = w.bk { try check(p + "k_proj.bias", b.count, spec.kvDim) }
+            if let b = w.bv { try check(p + "v_proj.bias", b.count, spec.kvDim) }
+            try check(p + "mlp_norm", w.mlpNorm.count, hiddenSize)
+            try check(p + "gate_proj", w.gate.count, spec.ffnDim * hiddenSize)
+            try check(p + "up_proj", w.up.count, spec.ffnDim * hiddenSize)
+            try check(p + "down_proj", w.down.count, hiddenSize * spec.ffnDim)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import CBLAS
+
+/// Errors from the BLAS boundary.
+public enum KernelError: Error, CustomStringConvertible {
+    case blasUnavailable(String)
+    public var description: String {
+        switch self {
+        case .blasUnavailable(let why):
+            return "OpenBLAS could not be loaded (install libopenblas0 / libopenblas-dev, or set POLICYPRUNE_OPENBLAS): \(why)"
+        }
+    }
+}
+
+/// The only door to OpenBLAS. Loading chooses the OpenBLAS core type from cpuid before the library is opened
+/// (see ppblas.c), so Debian's 0.3.21 uses AVX-512 kernels on CPUs it does not recognise.
+public enum BLAS {
+    /// Loads OpenBLAS if needed; throws a typed error when it is missing.
+    public static func load() throws {
+        if pp_blas_load() != 0 { throw KernelError.blasUnavailable(String(cString: pp_blas_error())) }
+    }
+
+    /// The kernel OpenBLAS reports it uses (`openblas_get_corename`).
+    public static var coreName: String { String(cString: pp_blas_corename()) }
+    /// The core type PolicyPrune chose from cpuid, or nil when the environment set `OPENBLAS_CORETYPE`.
+    public static var chosenCoreType: String? {
+        let s = String(cString: pp_blas_chosen_coretype())
+        return s.isEmpty ? nil : s
+    }
+    /// The file the library was loaded from.
+    public static var libraryPath: String { String(cString: pp_blas_library_path()) }
+
+    /// OpenBLAS thread count.
+    public static var threads: Int {
+        get { Int(pp_blas_get_threads()) }
+        set { pp_blas_set_threads(Int32(newValue)) }
+    }
+
+    /// Row-major `C[m, n] = alpha * A[m, k] * op(B) + beta * C`, where `B` is `[n, k]` (weights in `[out, in]`
+    /// layout) when `transposeB` is true and `[k, n]` otherwise. Leading dimensions default to dense rows.
+    @inlinable
+    public static func gemm(m: Int, n: Int, k: Int,
+                            a: UnsafePointer<Float>, lda: Int? = nil,
+                            b: UnsafePointer<Float>, ldb: Int? = nil, transposeB: Bool,
+                            c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+                            alpha: Float = 1, beta: Float = 0, transposeA: Bool = false) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "gemm: negative dimension")
+        if m == 0 || n == 0 { return }
+        let defaultLda = transposeA ? m : k
+        let defaultLdb = transposeB ? k : n
+        pp_sgemm(transposeA ? Int32(PP_CBLAS_TRANS) : Int32(PP_CBLAS_NO_TRANS),
+                 transposeB ? Int32(PP_CBLAS_TRANS) : Int32(PP_CBLAS_NO_TRANS),
+                 Int32(m), Int32(n), Int32(k), alpha,
+                 a, Int32(lda ?? defaultLda), b, Int32(ldb ?? defaultLdb), beta, c, Int32(ldc ?? n))
+    }
+}

@@ -1,0 +1,1 @@
+// Pruning module: see design.md §3.

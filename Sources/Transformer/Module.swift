@@ -1,0 +1,1 @@
+// Transformer module: see design.md §3.
