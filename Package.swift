@@ -44,6 +44,7 @@ let package = Package(
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "CorporaTests", dependencies: ["Corpora", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "CLITests", dependencies: ["FixtureSupport"], swiftSettings: plain),
     ]
 )

@@ -16,6 +16,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case unknownArchitecture(file: String, architecture: String)
     case corrupt(file: String, reason: String)
 
+    /// One line naming the file and, where there is one, the tensor or key.
     public var description: String {
         switch self {
         case .fileNotFound(let f): return "\(f): file not found"

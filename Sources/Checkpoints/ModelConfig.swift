@@ -21,6 +21,7 @@ public struct LayerSpec: Codable, Sendable, Equatable, Hashable {
     /// Rows of each of the key and value projections.
     public var kvDim: Int { kvHeads * headDim }
 
+    /// A layer; both sublayers present unless stated.
     public init(queryHeads: Int, kvHeads: Int, headDim: Int, ffnDim: Int, hasAttention: Bool = true, hasMLP: Bool = true) {
         self.queryHeads = queryHeads
         self.kvHeads = kvHeads
@@ -52,6 +53,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Trained context length (informational; the forward pass does not enforce it).
     public var contextLength: Int
 
+    /// A model configuration; `attentionBias` defaults to false.
     public init(architecture: String, hiddenSize: Int, vocabSize: Int, layers: [LayerSpec], normEpsilon: Float,
                 ropeTheta: Float, tiedEmbeddings: Bool, attentionBias: Bool = false, contextLength: Int) {
         self.architecture = architecture
@@ -79,9 +81,11 @@ public struct LayerWeights: Sendable {
     public var wv: [Float]
     /// [hidden, queryHeads * headDim]
     public var wo: [Float]
-    /// Optional biases (Qwen2): [queryHeads * headDim], [kvHeads * headDim], [kvHeads * headDim].
+    /// Optional query bias (Qwen2): [queryHeads * headDim], rotate-half order like `wq`.
     public var bq: [Float]?
+    /// Optional key bias: [kvHeads * headDim], rotate-half order like `wk`.
     public var bk: [Float]?
+    /// Optional value bias: [kvHeads * headDim].
     public var bv: [Float]?
     /// [hidden]
     public var mlpNorm: [Float]
@@ -92,6 +96,7 @@ public struct LayerWeights: Sendable {
     /// [hidden, ffnDim]
     public var down: [Float]
 
+    /// One layer's weights; an absent sublayer (see `LayerSpec`) has empty arrays.
     public init(attentionNorm: [Float], wq: [Float], wk: [Float], wv: [Float], wo: [Float],
                 bq: [Float]? = nil, bk: [Float]? = nil, bv: [Float]? = nil,
                 mlpNorm: [Float], gate: [Float], up: [Float], down: [Float]) {
@@ -107,12 +112,14 @@ public struct LayerWeights: Sendable {
 public struct ModelWeights: Sendable {
     /// [vocab, hidden]
     public var tokenEmbedding: [Float]
+    /// One entry per `ModelConfig.layers` entry.
     public var layers: [LayerWeights]
     /// [hidden]
     public var finalNorm: [Float]
     /// [vocab, hidden]; nil when the head is tied to `tokenEmbedding`.
     public var head: [Float]?
 
+    /// All weights; `head` nil when tied.
     public init(tokenEmbedding: [Float], layers: [LayerWeights], finalNorm: [Float], head: [Float]?) {
         self.tokenEmbedding = tokenEmbedding
         self.layers = layers
@@ -137,7 +144,10 @@ extension ModelConfig {
         }
         for (i, (spec, w)) in zip(layers, weights.layers).enumerated() {
             let p = "layers.\(i)."
-            try check(p + "attention_norm", w.attentionNorm.count, hiddenSize)
+            // A sublayer that is absent (hasAttention/hasMLP false) may keep or drop its norm vector.
+            let attentionNormCount = !spec.hasAttention && w.attentionNorm.isEmpty ? 0 : hiddenSize
+            let mlpNormCount = !spec.hasMLP && w.mlpNorm.isEmpty ? 0 : hiddenSize
+            try check(p + "attention_norm", w.attentionNorm.count, attentionNormCount)
             try check(p + "q_proj", w.wq.count, spec.queryDim * hiddenSize)
             try check(p + "k_proj", w.wk.count, spec.kvDim * hiddenSize)
             try check(p + "v_proj", w.wv.count, spec.kvDim * hiddenSize)
@@ -145,7 +155,7 @@ extension ModelConfig {
             if let b = w.bq { try check(p + "q_proj.bias", b.count, spec.queryDim) }
             if let b = w.bk { try check(p + "k_proj.bias", b.count, spec.kvDim) }
             if let b = w.bv { try check(p + "v_proj.bias", b.count, spec.kvDim) }
-            try check(p + "mlp_norm", w.mlpNorm.count, hiddenSize)
+            try check(p + "mlp_norm", w.mlpNorm.count, mlpNormCount)
             try check(p + "gate_proj", w.gate.count, spec.ffnDim * hiddenSize)
             try check(p + "up_proj", w.up.count, spec.ffnDim * hiddenSize)
             try check(p + "down_proj", w.down.count, hiddenSize * spec.ffnDim)

@@ -1,0 +1,133 @@
+/// Reading a LLaMA-family model's architecture out of GGUF metadata (llama.cpp `llama-hparams` / `llama-arch` keys).
+extension GGUFFile {
+    /// GGUF architectures this reader builds models for. `llama` and `deci` store q/k rows in the adjacent-pairs
+    /// RoPE order (llama.cpp's converter permutes them, and `deci` is the heterogeneous-llama export target);
+    /// `qwen2` uses NeoX RoPE, i.e. the Hugging Face rotate-half order, and q/k/v biases.
+    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2"]
+
+    /// An integer metadata value; `missingKey` when absent and required, `badValue` when not an integer.
+    func integer(_ key: String) throws -> Int? {
+        guard let value = metadata[key] else { return nil }
+        guard let v = value.int else { throw CheckpointError.badValue(file: path, key: key, value: "\(value)", reason: "expected an integer") }
+        return v
+    }
+
+    /// A per-layer integer: one value for every layer, or an array with exactly one entry per layer.
+    func perLayer(_ key: String, layers: Int) throws -> [Int]? {
+        guard let value = metadata[key] else { return nil }
+        if let v = value.int { return Array(repeating: v, count: layers) }
+        guard let list = value.ints else {
+            throw CheckpointError.badValue(file: path, key: key, value: "\(value.type)", reason: "expected an integer or an integer array")
+        }
+        guard list.count == layers else {
+            throw CheckpointError.badValue(file: path, key: key, value: "array of \(list.count)", reason: "needs one entry per layer (\(layers))")
+        }
+        if let negative = list.first(where: { $0 < 0 }) {
+            throw CheckpointError.badValue(file: path, key: key, value: "\(negative)", reason: "must not be negative")
+        }
+        return list
+    }
+
+    /// The model described by this file's metadata and tensor shapes.
+    public func modelConfig() throws -> ModelConfig {
+        guard let arch = architecture else { throw CheckpointError.missingKey(file: path, key: "general.architecture") }
+        guard Self.supportedArchitectures.contains(arch) else { throw CheckpointError.unknownArchitecture(file: path, architecture: arch) }
+        func required(_ key: String) throws -> Int {
+            guard let v = try integer(key) else { throw CheckpointError.missingKey(file: path, key: key) }
+            guard v > 0 else { throw CheckpointError.badValue(file: path, key: key, value: "\(v)", reason: "must be positive") }
+            return v
+        }
+        let hidden = try required("\(arch).embedding_length")
+        let layerCount = try required("\(arch).block_count")
+        guard let heads = try perLayer("\(arch).attention.head_count", layers: layerCount) else {
+            throw CheckpointError.missingKey(file: path, key: "\(arch).attention.head_count")
+        }
+        let kvHeads = try perLayer("\(arch).attention.head_count_kv", layers: layerCount) ?? heads
+        guard let ffn = try perLayer("\(arch).feed_forward_length", layers: layerCount) else {
+            throw CheckpointError.missingKey(file: path, key: "\(arch).feed_forward_length")
+        }
+        let headDim: Int
+        if let k = try integer("\(arch).attention.key_length") {
+            headDim = k
+        } else {
+            guard let firstHeads = heads.first(where: { $0 > 0 }), hidden % firstHeads == 0 else {
+                throw CheckpointError.badValue(file: path, key: "\(arch).attention.head_count", value: "\(heads.first ?? 0)",
+                                               reason: "cannot derive the head width from embedding_length \(hidden)")
+            }
+            headDim = hidden / firstHeads
+        }
+        guard headDim > 0, headDim % 2 == 0 else {
+            throw CheckpointError.badValue(file: path, key: "\(arch).attention.key_length", value: "\(headDim)", reason: "head width must be positive and even")
+        }
+        if let v = try integer("\(arch).attention.value_length"), v != headDim {
+            throw CheckpointError.badValue(file: path, key: "\(arch).attention.value_length", value: "\(v)", reason: "must equal the key length \(headDim)")
+        }
+        if let r = try integer("\(arch).rope.dimension_count"), r != headDim {
+            throw CheckpointError.badValue(file: path, key: "\(arch).rope.dimension_count", value: "\(r)", reason: "partial RoPE is not supported (head width \(headDim))")
+        }
+        var layers: [LayerSpec] = []
+        for i in 0..<layerCount {
+            let q = heads[i], kv = kvHeads[i]
+            guard (q == 0 && kv == 0) || (kv > 0 && q % kv == 0) else {
+                throw CheckpointError.badValue(file: path, key: "\(arch).attention.head_count_kv", value: "\(kv)",
+                                               reason: "layer \(i): \(q) query heads are not a multiple of \(kv) KV heads")
+            }
+            layers.append(LayerSpec(queryHeads: q, kvHeads: kv, headDim: headDim, ffnDim: ffn[i], hasAttention: q > 0, hasMLP: ffn[i] > 0))
+        }
+
+        let epsKey = "\(arch).attention.layer_norm_rms_epsilon"
+        guard let epsValue = metadata[epsKey] else { throw CheckpointError.missingKey(file: path, key: epsKey) }
+        guard let eps = epsValue.float, eps >= 0, eps < 1 else {
+            throw CheckpointError.badValue(file: path, key: epsKey, value: "\(epsValue)", reason: "expected a float in [0, 1)")
+        }
+        let thetaKey = "\(arch).rope.freq_base"
+        var theta: Float = 10000
+        if let value = metadata[thetaKey] {
+            guard let t = value.float, t > 0 else { throw CheckpointError.badValue(file: path, key: thetaKey, value: "\(value)", reason: "expected a positive float") }
+            theta = t
+        }
+        if let value = metadata["\(arch).rope.scaling.type"], let type = value.string, type != "none" {
+            throw CheckpointError.badValue(file: path, key: "\(arch).rope.scaling.type", value: type, reason: "RoPE scaling is not supported")
+        }
+        let context = try integer("\(arch).context_length") ?? 2048
+
+        guard let embedding = tensorInfo(named: Self.names.tokenEmbedding) else {
+            throw CheckpointError.missingTensor(file: path, tensor: Self.names.tokenEmbedding)
+        }
+        guard embedding.dims.count == 2 else {
+            throw CheckpointError.shapeMismatch(file: path, tensor: embedding.name, expected: "[\(hidden), vocab]", found: "\(embedding.dims)")
+        }
+        let vocab = embedding.dims[1]
+        if let v = try integer("\(arch).vocab_size"), v != vocab {
+            throw CheckpointError.badValue(file: path, key: "\(arch).vocab_size", value: "\(v)", reason: "token_embd.weight has \(vocab) rows")
+        }
+        let hasBias = arch == "qwen2" || tensorInfos.contains { $0.name.hasSuffix(".attn_q.bias") }
+        return ModelConfig(architecture: arch, hiddenSize: hidden, vocabSize: vocab, layers: layers, normEpsilon: eps,
+                           ropeTheta: theta, tiedEmbeddings: tensorInfo(named: Self.names.head) == nil,
+                           attentionBias: hasBias, contextLength: context)
+    }
+
+    /// The q/k row order of this file's architecture.
+    var ropeRowOrder: RoPERowOrder { architecture == "qwen2" ? .rotateHalf : .adjacentPairs }
+
+    /// llama.cpp's tensor names (`llama-arch.cpp`).
+    static let names = WeightNames(
+        tokenEmbedding: "token_embd.weight", finalNorm: "output_norm.weight", head: "output.weight",
+        layer: { l, t in
+            let p = "blk.\(l)."
+            switch t {
+            case .attentionNorm: return p + "attn_norm.weight"
+            case .wq: return p + "attn_q.weight"
+            case .wk: return p + "attn_k.weight"
+            case .wv: return p + "attn_v.weight"
+            case .wo: return p + "attn_output.weight"
+            case .bq: return p + "attn_q.bias"
+            case .bk: return p + "attn_k.bias"
+            case .bv: return p + "attn_v.bias"
+            case .mlpNorm: return p + "ffn_norm.weight"
+            case .gate: return p + "ffn_gate.weight"
+            case .up: return p + "ffn_up.weight"
+            case .down: return p + "ffn_down.weight"
+            }
+        })
+}

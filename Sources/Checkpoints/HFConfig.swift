@@ -1,0 +1,213 @@
+import Foundation
+
+/// A Hugging Face `config.json` for the LLaMA family (`llama`, `mistral`, `qwen2`). Hugging Face's names live only
+/// in `CodingKeys`; `init(from:)` validates and throws `CheckpointError` naming the key and its value.
+public struct HFConfig: Decodable, Sendable, Equatable {
+    /// `model_type`.
+    public var modelType: String
+    /// Residual width.
+    public var hiddenSize: Int
+    /// SwiGLU width (all layers unless `intermediateSizePerLayer` is given).
+    public var intermediateSize: Int
+    /// Number of decoder layers.
+    public var layerCount: Int
+    /// Query heads per layer (model-wide value).
+    public var attentionHeads: Int
+    /// KV heads per layer (model-wide value; defaults to `attentionHeads`).
+    public var kvHeads: Int
+    /// Width of one head (defaults to hidden / heads).
+    public var headDim: Int
+    /// RMSNorm epsilon (LlamaConfig default 1e-6).
+    public var rmsNormEps: Double
+    /// RoPE base (`rope_theta`, or `rope_parameters.rope_theta` in transformers v5; default 10000).
+    public var ropeTheta: Double
+    /// Whether `lm_head` reuses the embedding (default false).
+    public var tieWordEmbeddings: Bool
+    /// Vocabulary size.
+    public var vocabSize: Int
+    /// Trained context length (default 2048).
+    public var maxPositionEmbeddings: Int
+    /// Whether q/k/v carry biases (always for qwen2; `attention_bias` for llama).
+    public var attentionBias: Bool
+    /// Per-layer query heads of a heterogeneous (pruned) export (design.md section 6), else nil.
+    public var attentionHeadsPerLayer: [Int]?
+    /// Per-layer KV heads of a heterogeneous export, else nil.
+    public var kvHeadsPerLayer: [Int]?
+    /// Per-layer SwiGLU widths of a heterogeneous export, else nil.
+    public var intermediateSizePerLayer: [Int]?
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type"
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case layerCount = "num_hidden_layers"
+        case attentionHeads = "num_attention_heads"
+        case kvHeads = "num_key_value_heads"
+        case headDim = "head_dim"
+        case rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta"
+        case ropeParameters = "rope_parameters"
+        case ropeScaling = "rope_scaling"
+        case tieWordEmbeddings = "tie_word_embeddings"
+        case vocabSize = "vocab_size"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case attentionBias = "attention_bias"
+        case mlpBias = "mlp_bias"
+        case hiddenAct = "hidden_act"
+        case attentionHeadsPerLayer = "num_attention_heads_per_layer"
+        case kvHeadsPerLayer = "num_key_value_heads_per_layer"
+        case intermediateSizePerLayer = "intermediate_size_per_layer"
+    }
+
+    /// transformers v5 `rope_parameters` (only the default RoPE is supported).
+    struct RopeParameters: Decodable {
+        var ropeTheta: Double?
+        var ropeType: String?
+        /// Older configs name the scaling kind `type`.
+        var type: String?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type", type }
+    }
+
+    /// The architectures this reader understands.
+    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2"]
+
+    /// Key for `JSONDecoder.userInfo`: the file path named in errors.
+    public static let fileKey = CodingUserInfoKey(rawValue: "policyprune.checkpoint.file")!
+
+    /// Decodes and validates; errors name the key and its value (file path from `userInfo[fileKey]`).
+    public init(from decoder: Decoder) throws {
+        let file = decoder.userInfo[Self.fileKey] as? String ?? "config.json"
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func bad(_ key: CodingKeys, _ value: Any, _ reason: String) -> CheckpointError {
+            .badValue(file: file, key: key.rawValue, value: "\(value)", reason: reason)
+        }
+        // Wraps DecodingError (wrong JSON type) into an error naming the key.
+        func get<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T? {
+            do {
+                return try c.decodeIfPresent(T.self, forKey: key)
+            } catch let error as CheckpointError {
+                throw error
+            } catch {
+                throw bad(key, "(unreadable)", "expected \(T.self)")
+            }
+        }
+        func require<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T {
+            guard let v = try get(T.self, key) else { throw CheckpointError.missingKey(file: file, key: key.rawValue) }
+            return v
+        }
+        func positive(_ key: CodingKeys) throws -> Int {
+            let v = try require(Int.self, key)
+            guard v > 0 else { throw bad(key, v, "must be positive") }
+            return v
+        }
+
+        modelType = try require(String.self, .modelType)
+        guard Self.supportedModelTypes.contains(modelType) else {
+            throw CheckpointError.unknownArchitecture(file: file, architecture: modelType)
+        }
+        if let act = try get(String.self, .hiddenAct), act != "silu" { throw bad(.hiddenAct, act, "only silu (SwiGLU) is supported") }
+        hiddenSize = try positive(.hiddenSize)
+        intermediateSize = try positive(.intermediateSize)
+        layerCount = try positive(.layerCount)
+        attentionHeads = try positive(.attentionHeads)
+        kvHeads = try get(Int.self, .kvHeads) ?? attentionHeads
+        guard kvHeads > 0, attentionHeads % kvHeads == 0 else { throw bad(.kvHeads, kvHeads, "must divide num_attention_heads \(attentionHeads)") }
+        if let d = try get(Int.self, .headDim) {
+            guard d > 0, d % 2 == 0 else { throw bad(.headDim, d, "must be positive and even") }
+            headDim = d
+        } else {
+            guard hiddenSize % attentionHeads == 0, (hiddenSize / attentionHeads) % 2 == 0 else {
+                throw bad(.attentionHeads, attentionHeads, "hidden_size \(hiddenSize) / heads must be an even integer")
+            }
+            headDim = hiddenSize / attentionHeads
+        }
+        rmsNormEps = try get(Double.self, .rmsNormEps) ?? 1e-6
+        guard rmsNormEps >= 0, rmsNormEps < 1 else { throw bad(.rmsNormEps, rmsNormEps, "must be in [0, 1)") }
+
+        let parameters = try get(RopeParameters.self, .ropeParameters)
+        if let type = parameters?.ropeType, type != "default" {
+            throw CheckpointError.badValue(file: file, key: "rope_parameters.rope_type", value: type, reason: "only default RoPE is supported")
+        }
+        if c.contains(.ropeScaling), try !c.decodeNil(forKey: .ropeScaling) {
+            let scaling = try get(RopeParameters.self, .ropeScaling)
+            let type = scaling?.ropeType ?? scaling?.type ?? "unknown"
+            if type != "default" {
+                throw CheckpointError.badValue(file: file, key: "rope_scaling.rope_type", value: type, reason: "RoPE scaling is not supported")
+            }
+        }
+        ropeTheta = try get(Double.self, .ropeTheta) ?? parameters?.ropeTheta ?? 10000
+        guard ropeTheta > 0 else { throw bad(.ropeTheta, ropeTheta, "must be positive") }
+        tieWordEmbeddings = try get(Bool.self, .tieWordEmbeddings) ?? false
+        vocabSize = try positive(.vocabSize)
+        maxPositionEmbeddings = try get(Int.self, .maxPositionEmbeddings) ?? 2048
+        attentionBias = modelType == "qwen2" ? true : (try get(Bool.self, .attentionBias) ?? false)
+        if try get(Bool.self, .mlpBias) == true { throw bad(.mlpBias, true, "MLP biases are not supported") }
+
+        func perLayer(_ key: CodingKeys) throws -> [Int]? {
+            guard let list = try get([Int].self, key) else { return nil }
+            guard list.count == layerCount else { throw bad(key, list, "needs one entry per layer (\(layerCount))") }
+            if let negative = list.first(where: { $0 < 0 }) { throw bad(key, negative, "must not be negative") }
+            return list
+        }
+        attentionHeadsPerLayer = try perLayer(.attentionHeadsPerLayer)
+        kvHeadsPerLayer = try perLayer(.kvHeadsPerLayer)
+        intermediateSizePerLayer = try perLayer(.intermediateSizePerLayer)
+        for i in 0..<layerCount {
+            let q = attentionHeadsPerLayer?[i] ?? attentionHeads, kv = kvHeadsPerLayer?[i] ?? kvHeads
+            guard (q == 0 && kv == 0) || (kv > 0 && q % kv == 0) else {
+                throw bad(.kvHeadsPerLayer, kv, "layer \(i): \(q) query heads are not a multiple of \(kv) KV heads")
+            }
+        }
+    }
+
+    /// Parses `config.json` at `path`.
+    public static func load(path: String) throws -> HFConfig {
+        let file = try MappedFile(path: path)
+        let bytes = try file.bytes(at: 0, length: file.count, "config JSON")
+        let decoder = JSONDecoder()
+        decoder.userInfo[fileKey] = path
+        do {
+            return try decoder.decode(HFConfig.self, from: Data(bytes))
+        } catch let error as CheckpointError {
+            throw error
+        } catch {
+            throw CheckpointError.corrupt(file: path, reason: "not a JSON object: \(error.localizedDescription)")
+        }
+    }
+
+    /// The architecture as `[LayerSpec]` (a layer with 0 heads has no attention; 0 channels, no MLP).
+    public var modelConfig: ModelConfig {
+        let layers = (0..<layerCount).map { i -> LayerSpec in
+            let q = attentionHeadsPerLayer?[i] ?? attentionHeads
+            let kv = kvHeadsPerLayer?[i] ?? kvHeads
+            let ffn = intermediateSizePerLayer?[i] ?? intermediateSize
+            return LayerSpec(queryHeads: q, kvHeads: kv, headDim: headDim, ffnDim: ffn, hasAttention: q > 0, hasMLP: ffn > 0)
+        }
+        return ModelConfig(architecture: modelType, hiddenSize: hiddenSize, vocabSize: vocabSize, layers: layers,
+                           normEpsilon: Float(rmsNormEps), ropeTheta: Float(ropeTheta), tiedEmbeddings: tieWordEmbeddings,
+                           attentionBias: attentionBias, contextLength: maxPositionEmbeddings)
+    }
+
+    /// Hugging Face tensor names (`model.layers.N.self_attn.q_proj.weight`, ...).
+    static let names = WeightNames(
+        tokenEmbedding: "model.embed_tokens.weight", finalNorm: "model.norm.weight", head: "lm_head.weight",
+        layer: { l, t in
+            let p = "model.layers.\(l)."
+            switch t {
+            case .attentionNorm: return p + "input_layernorm.weight"
+            case .wq: return p + "self_attn.q_proj.weight"
+            case .wk: return p + "self_attn.k_proj.weight"
+            case .wv: return p + "self_attn.v_proj.weight"
+            case .wo: return p + "self_attn.o_proj.weight"
+            case .bq: return p + "self_attn.q_proj.bias"
+            case .bk: return p + "self_attn.k_proj.bias"
+            case .bv: return p + "self_attn.v_proj.bias"
+            case .mlpNorm: return p + "post_attention_layernorm.weight"
+            case .gate: return p + "mlp.gate_proj.weight"
+            case .up: return p + "mlp.up_proj.weight"
+            case .down: return p + "mlp.down_proj.weight"
+            }
+        },
+        // Old checkpoints saved the RoPE inverse frequencies as buffers; they are recomputed from rope_theta.
+        isIgnorable: { $0.hasSuffix(".self_attn.rotary_emb.inv_freq") })
+}

@@ -1,0 +1,145 @@
+/// Anything that holds named tensors: a GGUF file, a llama2.c checkpoint, one or several safetensors files.
+/// Shapes are outermost first (`[out, in]` for a matrix).
+protocol TensorSource {
+    /// The file named in errors.
+    var sourcePath: String { get }
+    /// Every tensor name in the source.
+    var tensorNames: [String] { get }
+    /// The file holding `name` (differs from `sourcePath` for sharded checkpoints).
+    func file(of name: String) -> String
+    /// Shape of `name`, outermost first, or nil when absent.
+    func shape(of name: String) -> [Int]?
+    /// Tensor `name` as Float32 in its stored row-major element order.
+    func floats(named name: String) throws -> [Float]
+}
+
+/// A tensor's role in a LLaMA-family decoder layer.
+enum LayerTensor: CaseIterable {
+    case attentionNorm, wq, wk, wv, wo, bq, bk, bv, mlpNorm, gate, up, down
+}
+
+/// One weight-name table: how a format names each tensor of `ModelWeights`.
+struct WeightNames {
+    var tokenEmbedding: String
+    var finalNorm: String
+    var head: String
+    var layer: (Int, LayerTensor) -> String
+    /// Tensors the format stores that carry nothing the model needs (llama2.c's RoPE tables, old HF inv_freq).
+    var isIgnorable: (String) -> Bool = { _ in false }
+}
+
+/// Row order of the q/k projections in a file.
+enum RoPERowOrder {
+    /// Hugging Face: within each head, the first half of the rows pairs with the second half.
+    case rotateHalf
+    /// llama2.c / GGUF (llama arch): within each head, rows 2i and 2i+1 form a pair.
+    case adjacentPairs
+}
+
+enum WeightAssembly {
+    /// Reads every tensor `config` implies from `source`, checking that none is missing, extra or mis-shaped,
+    /// and returns them in the canonical layout (q/k rows converted to the rotate-half order).
+    static func assemble(_ source: TensorSource, config: ModelConfig, names: WeightNames, order: RoPERowOrder) throws -> ModelWeights {
+        let hidden = config.hiddenSize
+        var expected: [String: [Int]] = [names.tokenEmbedding: [config.vocabSize, hidden], names.finalNorm: [hidden]]
+        if !config.tiedEmbeddings { expected[names.head] = [config.vocabSize, hidden] }
+        for (i, spec) in config.layers.enumerated() {
+            if spec.hasAttention {
+                expected[names.layer(i, .attentionNorm)] = [hidden]
+                expected[names.layer(i, .wq)] = [spec.queryDim, hidden]
+                expected[names.layer(i, .wk)] = [spec.kvDim, hidden]
+                expected[names.layer(i, .wv)] = [spec.kvDim, hidden]
+                expected[names.layer(i, .wo)] = [hidden, spec.queryDim]
+                if config.attentionBias {
+                    expected[names.layer(i, .bq)] = [spec.queryDim]
+                    expected[names.layer(i, .bk)] = [spec.kvDim]
+                    expected[names.layer(i, .bv)] = [spec.kvDim]
+                }
+            }
+            if spec.hasMLP {
+                expected[names.layer(i, .mlpNorm)] = [hidden]
+                expected[names.layer(i, .gate)] = [spec.ffnDim, hidden]
+                expected[names.layer(i, .up)] = [spec.ffnDim, hidden]
+                expected[names.layer(i, .down)] = [hidden, spec.ffnDim]
+            }
+        }
+        for name in source.tensorNames where expected[name] == nil && !names.isIgnorable(name) {
+            throw CheckpointError.unexpectedTensor(file: source.file(of: name), tensor: name)
+        }
+        // Check every shape before reading any data, in a fixed order so the error is deterministic.
+        for name in expected.keys.sorted() {
+            let want = expected[name]!
+            guard let found = source.shape(of: name) else { throw CheckpointError.missingTensor(file: source.sourcePath, tensor: name) }
+            // A vector may be stored as [n] or [1, n]; anything else must match exactly.
+            if found != want && !(want.count == 1 && found == [1] + want) {
+                throw CheckpointError.shapeMismatch(file: source.file(of: name), tensor: name, expected: "\(want)", found: "\(found)")
+            }
+        }
+
+        func read(_ name: String) throws -> [Float] { try source.floats(named: name) }
+        func readRoPE(_ name: String, heads: Int, headDim: Int) throws -> [Float] {
+            let w = try read(name)
+            return order == .adjacentPairs ? permuteToRotateHalf(w, heads: heads, headDim: headDim) : w
+        }
+        var layers: [LayerWeights] = []
+        layers.reserveCapacity(config.layers.count)
+        for (i, spec) in config.layers.enumerated() {
+            var w = LayerWeights(attentionNorm: [], wq: [], wk: [], wv: [], wo: [], mlpNorm: [], gate: [], up: [], down: [])
+            if spec.hasAttention {
+                w.attentionNorm = try read(names.layer(i, .attentionNorm))
+                w.wq = try readRoPE(names.layer(i, .wq), heads: spec.queryHeads, headDim: spec.headDim)
+                w.wk = try readRoPE(names.layer(i, .wk), heads: spec.kvHeads, headDim: spec.headDim)
+                w.wv = try read(names.layer(i, .wv))
+                w.wo = try read(names.layer(i, .wo))
+                if config.attentionBias {
+                    w.bq = try readRoPE(names.layer(i, .bq), heads: spec.queryHeads, headDim: spec.headDim)
+                    w.bk = try readRoPE(names.layer(i, .bk), heads: spec.kvHeads, headDim: spec.headDim)
+                    w.bv = try read(names.layer(i, .bv))
+                }
+            }
+            if spec.hasMLP {
+                w.mlpNorm = try read(names.layer(i, .mlpNorm))
+                w.gate = try read(names.layer(i, .gate))
+                w.up = try read(names.layer(i, .up))
+                w.down = try read(names.layer(i, .down))
+            }
+            layers.append(w)
+        }
+        let weights = ModelWeights(tokenEmbedding: try read(names.tokenEmbedding), layers: layers,
+                                   finalNorm: try read(names.finalNorm),
+                                   head: config.tiedEmbeddings ? nil : try read(names.head))
+        try config.validate(weights, file: source.sourcePath)
+        return weights
+    }
+
+    /// Reorders the rows of a q or k projection (or bias) from the adjacent-pairs RoPE order to rotate-half:
+    /// within each head of width `headDim`, new row `c * (headDim/2) + i` = old row `2i + c`.
+    /// `w` is `[heads * headDim, columns]` row-major (columns = 1 for a bias).
+    static func permuteToRotateHalf(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
+        let rows = heads * headDim
+        guard rows > 0, w.count % rows == 0, headDim % 2 == 0 else { return w }
+        let columns = w.count / rows
+        let half = headDim / 2
+        return [Float](unsafeUninitializedCapacity: w.count) { dst, initialized in
+            w.withUnsafeBufferPointer { src in
+                for h in 0..<heads {
+                    for c in 0..<2 {
+                        for i in 0..<half {
+                            let from = (h * headDim + 2 * i + c) * columns
+                            let to = (h * headDim + c * half + i) * columns
+                            (dst.baseAddress! + to).update(from: src.baseAddress! + from, count: columns)
+                        }
+                    }
+                }
+            }
+            initialized = w.count
+        }
+    }
+}
+
+extension GGUFFile: TensorSource {
+    var sourcePath: String { path }
+    var tensorNames: [String] { tensorInfos.map(\.name) }
+    func file(of name: String) -> String { path }
+    func shape(of name: String) -> [Int]? { tensorInfo(named: name)?.shape }
+}

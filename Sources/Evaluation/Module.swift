@@ -1,1 +1,0 @@
-// Evaluation module: see design.md §3.

@@ -1,0 +1,229 @@
+import Foundation
+
+/// Element-wise and row-wise kernels of the forward pass, vectorised with SIMD16<Float>. Pointers are raw so the
+/// forward pass can run them on slices of its scratch buffers without copies; every function states its shapes.
+public enum Ops {
+    public typealias V = SIMD16<Float>
+
+    /// Lane-wise `d < 0 ? ifNegative : otherwise`, from the sign bit. The standard library's SIMD comparisons,
+    /// `clamped`, `pointwiseMax` and `rounded` are generic lane loops that spill to the stack; these bit operations
+    /// compile to plain vector instructions.
+    @inlinable @inline(__always)
+    public static func select(signOf d: V, ifNegative: V, otherwise: V) -> V {
+        let mask = unsafeBitCast(d, to: SIMD16<Int32>.self) &>> 31
+        let a = unsafeBitCast(ifNegative, to: SIMD16<Int32>.self)
+        let b = unsafeBitCast(otherwise, to: SIMD16<Int32>.self)
+        return unsafeBitCast((a & mask) | (b & ~mask), to: V.self)
+    }
+
+    /// Lane-wise maximum (for non-NaN inputs).
+    @inlinable @inline(__always)
+    public static func maximum(_ a: V, _ b: V) -> V { select(signOf: a - b, ifNegative: b, otherwise: a) }
+
+    /// Vectorised e^x (Cephes-style: range reduction by ln 2, degree-6 polynomial); relative error below 4e-7
+    /// for x in [-87, 88]; inputs below -87.3 give 0, inputs above 88.7 are clamped.
+    @inlinable @inline(__always)
+    public static func exp(_ x: V) -> V {
+        let low = V(repeating: -87.3), high = V(repeating: 88.7)
+        let clamped = select(signOf: high - x, ifNegative: high, otherwise: select(signOf: x - low, ifNegative: low, otherwise: x))
+        // Round to nearest with the 1.5·2^23 trick (generic SIMD rounding is not specialised).
+        let magic = V(repeating: 12_582_912)
+        let shifted = clamped * V(repeating: 1.442_695_04) + magic
+        let n = shifted - magic
+        var r = clamped - n * V(repeating: 0.693_359_375)
+        r = r - n * V(repeating: -2.121_944_4e-4)
+        var p = V(repeating: 1.987_569_15e-4)
+        p = p * r + V(repeating: 1.398_199_95e-3)
+        p = p * r + V(repeating: 8.333_451_9e-3)
+        p = p * r + V(repeating: 4.166_579_6e-2)
+        p = p * r + V(repeating: 1.666_666_55e-1)
+        p = p * r + V(repeating: 5.000_000_1e-1)
+        p = p * r * r + r + V(repeating: 1)
+        let integer = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        let scale = unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
+        return select(signOf: x - low, ifNegative: V(repeating: 0), otherwise: p * scale)
+    }
+
+    /// Scalar e^x with the same polynomial as the vector version (used for tails so rows are consistent).
+    @inlinable @inline(__always)
+    public static func exp(_ x: Float) -> Float { exp(V(repeating: x))[0] }
+
+    /// RMSNorm of `rows` rows of width `dim`: out = x / sqrt(mean(x²) + eps) * weight. `out` may alias `x`.
+    public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                               rows: Int, dim: Int, eps: Float) {
+        Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
+            for r in range {
+                let xr = x + r * dim
+                let o = out + r * dim
+                var acc = V(repeating: 0)
+                var i = 0
+                while i + 16 <= dim {
+                    let v = UnsafeRawPointer(xr + i).loadUnaligned(as: V.self)
+                    acc += v * v
+                    i += 16
+                }
+                var sum = acc.sum()
+                while i < dim { sum += xr[i] * xr[i]; i += 1 }
+                let scale = 1 / (sum / Float(dim) + eps).squareRoot()
+                let s = V(repeating: scale)
+                i = 0
+                while i + 16 <= dim {
+                    let v = UnsafeRawPointer(xr + i).loadUnaligned(as: V.self)
+                    let w = UnsafeRawPointer(weight + i).loadUnaligned(as: V.self)
+                    UnsafeMutableRawPointer(o + i).storeBytes(of: w * (v * s), as: V.self)
+                    i += 16
+                }
+                while i < dim { o[i] = weight[i] * (xr[i] * scale); i += 1 }
+            }
+        }
+    }
+
+    /// SwiGLU: for each of `rows` rows, `out[c] = silu(gateUp[c]) * gateUp[width + c]` where a row of `gateUp` holds
+    /// `[gate | up]` (2·width values, row stride `2 * width`) and `out` rows have stride `width`.
+    public static func swiGLU(_ gateUp: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
+            for r in range {
+                let g = gateUp + r * 2 * width
+                let u = g + width
+                let o = out + r * width
+                var i = 0
+                while i + 16 <= width {
+                    let gv = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
+                    let uv = UnsafeRawPointer(u + i).loadUnaligned(as: V.self)
+                    let silu = gv / (V(repeating: 1) + exp(-gv))
+                    UnsafeMutableRawPointer(o + i).storeBytes(of: silu * uv, as: V.self)
+                    i += 16
+                }
+                while i < width {
+                    let gv = g[i]
+                    o[i] = gv / (1 + Foundation.exp(-gv)) * u[i]
+                    i += 1
+                }
+            }
+        }
+    }
+
+    /// In-place softmax of `x[0..<count]`; entries from `count` to `stride` are left untouched.
+    @inlinable
+    public static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        if count <= 0 { return }
+        var m = -Float.infinity
+        for i in 0..<count where x[i] > m { m = x[i] }
+        var total = V(repeating: 0)
+        var i = 0
+        let mv = V(repeating: m)
+        while i + 16 <= count {
+            let e = exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mv)
+            UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: V.self)
+            total += e
+            i += 16
+        }
+        var sum = total.sum()
+        while i < count { let e = exp(x[i] - m); x[i] = e; sum += e; i += 1 }
+        let inv = 1 / sum
+        i = 0
+        let iv = V(repeating: inv)
+        while i + 16 <= count {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(x + i).storeBytes(of: v * iv, as: V.self)
+            i += 16
+        }
+        while i < count { x[i] *= inv; i += 1 }
+    }
+
+    /// log Σ exp(x[i]) over `count` values, accumulated in Double across 16-lane blocks.
+    @inlinable
+    public static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var mv = V(repeating: -.greatestFiniteMagnitude)
+        var i = 0
+        while i + 16 <= count {
+            mv = maximum(mv, UnsafeRawPointer(x + i).loadUnaligned(as: V.self))
+            i += 16
+        }
+        var m = -Float.greatestFiniteMagnitude
+        for lane in 0..<16 where mv[lane] > m { m = mv[lane] }
+        while i < count { m = Swift.max(m, x[i]); i += 1 }
+        let mvec = V(repeating: m)
+        var sum = 0.0
+        i = 0
+        while i + 16 <= count {
+            var block = V(repeating: 0)
+            let end = Swift.min(count - 15, i + 16 * 64)
+            while i < end {
+                block += exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mvec)
+                i += 16
+            }
+            sum += Double(block.sum())
+        }
+        while i < count { sum += Foundation.exp(Double(x[i] - m)); i += 1 }
+        return Double(m) + Foundation.log(sum)
+    }
+
+    /// out[i] += x[i] for `count` values.
+    @inlinable
+    public static func add(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            let a = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+            let b = UnsafeRawPointer(out + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: a + b, as: V.self)
+            i += 16
+        }
+        while i < count { out[i] += x[i]; i += 1 }
+    }
+}
+
+/// Rotary position embedding in the Hugging Face "rotate-half" convention (the canonical layout): within a head
+/// of width hd, element i pairs with i + hd/2, rotated by position · theta^(-2i/hd).
+public struct RotaryTable: Sendable {
+    /// Head width.
+    public let headDim: Int
+    /// [positions, headDim / 2]
+    public let cos: [Float]
+    /// [positions, headDim / 2]
+    public let sin: [Float]
+    /// Number of positions covered.
+    public let positions: Int
+
+    /// Tables for positions `0..<positions`. Inverse frequencies are computed in Float32 like transformers'
+    /// `1 / base^(arange(0, d, 2) / d)`; the angles and their cos/sin in Double, then rounded to Float.
+    public init(headDim: Int, theta: Float, positions: Int) {
+        self.headDim = headDim
+        self.positions = positions
+        let half = headDim / 2
+        var c = [Float](repeating: 0, count: positions * half)
+        var s = [Float](repeating: 0, count: positions * half)
+        for i in 0..<half {
+            let exponent = Float(2 * i) / Float(headDim)
+            let invFreq = Float(1) / Float(Foundation.pow(Double(theta), Double(exponent)))
+            for p in 0..<positions {
+                let angle = Float(p) * invFreq
+                c[p * half + i] = Float(Foundation.cos(Double(angle)))
+                s[p * half + i] = Float(Foundation.sin(Double(angle)))
+            }
+        }
+        cos = c
+        sin = s
+    }
+
+    /// Rotates `heads` heads stored consecutively at `x` (width `headDim` each) for position `position`.
+    @inlinable
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let half = headDim / 2
+        cos.withUnsafeBufferPointer { cb in
+            sin.withUnsafeBufferPointer { sb in
+                let cp = cb.baseAddress! + position * half
+                let sp = sb.baseAddress! + position * half
+                for h in 0..<heads {
+                    let base = x + h * headDim
+                    for i in 0..<half {
+                        let x0 = base[i]
+                        let x1 = base[i + half]
+                        base[i] = x0 * cp[i] - x1 * sp[i]
+                        base[i + half] = x1 * cp[i] + x0 * sp[i]
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Checkpoints
+import Transformer
+
+/// How the budget `Σ s ≤ ρ · n` is split (spec §1.3, §2.4, §2.7).
+public enum BudgetScope: String, Codable, Sendable, CaseIterable {
+    /// Two budgets over all layers: one for every KV-group score, one for every channel score (code default for
+    /// the wanda-sp and random inits).
+    case global
+    /// One budget per layer and kind (code default for the llm-pruner inits).
+    case perLayer = "per_layer"
+    /// One budget over every structure weighted by its parameter cost, `Σ cost_i s_i ≤ ρ · Σ cost_i`, so attention
+    /// and MLP trade against each other (not in the code; spec §2.7).
+    case joint
+}
+
+/// The Bernoulli keep probabilities `s` of every prunable structure (the code's "scores", spec §1.1): `s_i` is the
+/// probability that structure i is kept. Held in Double (the code uses float32; Double only removes rounding).
+public struct KeepProbabilities: Codable, Sendable, Equatable {
+    /// [layer][kvGroup]
+    public var attention: [[Double]]
+    /// [layer][channel]
+    public var mlp: [[Double]]
+
+    public init(attention: [[Double]], mlp: [[Double]]) {
+        self.attention = attention
+        self.mlp = mlp
+    }
+
+    /// Every structure of `config` at the same probability (an absent sublayer gets an empty vector).
+    public static func uniform(_ config: ModelConfig, value: Double) -> KeepProbabilities {
+        KeepProbabilities(
+            attention: config.layers.indices.map { Array(repeating: value, count: config.structureCount(.attention, layer: $0)) },
+            mlp: config.layers.indices.map { Array(repeating: value, count: config.structureCount(.mlp, layer: $0)) })
+    }
+
+    /// The per-layer vectors of one kind.
+    public subscript(kind: StructureKind) -> [[Double]] {
+        get { kind == .attention ? attention : mlp }
+        set { if kind == .attention { attention = newValue } else { mlp = newValue } }
+    }
+
+    /// Checks layer count and per-layer lengths against `config`, and that every value is finite.
+    public func validate(against config: ModelConfig) throws {
+        for kind in StructureKind.allCases {
+            let vectors = self[kind]
+            let what = "\(kind.rawValue) keep probabilities"
+            guard vectors.count == config.layers.count else {
+                throw PruningError.layerCount(what: what, expected: config.layers.count, found: vectors.count)
+            }
+            for (l, v) in vectors.enumerated() {
+                let expected = config.structureCount(kind, layer: l)
+                guard v.count == expected else {
+                    throw PruningError.lengthMismatch(what: what, layer: l, expected: expected, found: v.count)
+                }
+                if let bad = v.first(where: { !$0.isFinite }) {
+                    throw PruningError.invalidValue(key: "\(what)[\(l)]", value: "\(bad)", reason: "must be finite")
+                }
+            }
+        }
+    }
+
+    /// Projects onto the budget set at keep ratio `keepRatio` (spec §1.3), after an update step. Global: one
+    /// projection per kind over all layers (budget `ρ · N`); per-layer: one per layer and kind (budget `ρ · n`);
+    /// joint: one projection over everything weighted by parameter cost (costs from `config`, normalised by the
+    /// mean structure cost so the 1e-3 tolerance is in units of one average structure). Returns the results in the
+    /// order performed: global [attention, mlp]; per-layer [layer 0 attention, layer 0 mlp, layer 1 ...]; joint [one].
+    @discardableResult
+    public mutating func projectOntoBudget(keepRatio: Double, scope: BudgetScope, config: ModelConfig) -> [ProjectionResult] {
+        switch scope {
+        case .global:
+            return StructureKind.allCases.map { kind in
+                var vectors = self[kind]
+                let n = vectors.reduce(0) { $0 + $1.count }
+                let result = Pruning.projectOntoBudget(&vectors, budget: keepRatio * Double(n))
+                self[kind] = vectors
+                return result
+            }
+        case .perLayer:
+            var results: [ProjectionResult] = []
+            for l in attention.indices {
+                results.append(Pruning.projectOntoBudget(&attention[l], budget: keepRatio * Double(attention[l].count)))
+                results.append(Pruning.projectOntoBudget(&mlp[l], budget: keepRatio * Double(mlp[l].count)))
+            }
+            return results
+        case .joint:
+            var segments = attention + mlp
+            let costs = Self.jointWeights(config: config, layers: attention.count)
+            let weightedCount = zip(segments, costs).reduce(0.0) { $0 + Double($1.0.count) * $1.1 }
+            let result = Pruning.projectOntoBudget(&segments, budget: keepRatio * weightedCount, weights: costs)
+            attention = Array(segments[..<attention.count])
+            mlp = Array(segments[attention.count...])
+            return [result]
+        }
+    }
+
+    /// One weight per segment of `attention + mlp`: the unit parameter cost divided by the mean cost of all the
+    /// model's structures.
+    static func jointWeights(config: ModelConfig, layers: Int) -> [Double] {
+        var costs: [Double] = []
+        var totalCost = 0.0
+        var totalCount = 0
+        for kind in StructureKind.allCases {
+            for l in 0..<layers {
+                let c = Double(config.unitParameterCost(kind, layer: l))
+                let n = config.structureCount(kind, layer: l)
+                costs.append(c)
+                totalCost += c * Double(n)
+                totalCount += n
+            }
+        }
+        let mean = totalCount == 0 ? 1 : totalCost / Double(totalCount)
+        return costs.map { $0 / mean }
+    }
+
+    /// The deterministic mask of spec §2.4: keep every structure whose probability is at or above the threshold
+    /// (ties kept). Global: one threshold per kind over all layers; per-layer: one per layer and kind; joint: one
+    /// threshold over everything by parameter cost (`hardMaskThreshold(_:costs:keepRatio:)`). Sublayer flags follow
+    /// `config`; a layer left with no groups or channels simply has empty id lists.
+    public func hardMask(keepRatio: Double, scope: BudgetScope, config: ModelConfig) -> StructureMask {
+        var keptGroups = attention.map { _ in [Int]() }
+        var keptChannels = mlp.map { _ in [Int]() }
+        switch scope {
+        case .global:
+            let ta = hardMaskThreshold(attention.joined(), keepRatio: keepRatio)
+            let tm = hardMaskThreshold(mlp.joined(), keepRatio: keepRatio)
+            keptGroups = attention.map { keptIds($0, threshold: ta) }
+            keptChannels = mlp.map { keptIds($0, threshold: tm) }
+        case .perLayer:
+            keptGroups = attention.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatio)) }
+            keptChannels = mlp.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatio)) }
+        case .joint:
+            let weights = Self.jointWeights(config: config, layers: attention.count)
+            let segments = attention + mlp
+            var scores: [Double] = [], costs: [Double] = []
+            for (segment, w) in zip(segments, weights) {
+                scores += segment
+                costs += Array(repeating: w, count: segment.count)
+            }
+            let t = hardMaskThreshold(scores, costs: costs, keepRatio: keepRatio)
+            keptGroups = attention.map { keptIds($0, threshold: t) }
+            keptChannels = mlp.map { keptIds($0, threshold: t) }
+        }
+        return StructureMask(layers: zip(config.layers, zip(keptGroups, keptChannels)).map { spec, kept in
+            StructureMask.Layer(keptKVGroups: kept.0, keptChannels: kept.1, attention: spec.hasAttention, mlp: spec.hasMLP)
+        })
+    }
+}

@@ -1,1 +1,0 @@
-// Pruning module: see design.md §3.

@@ -1,0 +1,78 @@
+import Foundation
+
+/// How a metric vector (e.g. Wanda-sp importances of one layer's KV groups or channels) becomes initial keep
+/// probabilities with mean μ = init keep ratio (spec §3.2). Applied per layer and per kind.
+public enum ScoreMapping: Codable, Sendable, Equatable {
+    /// Standardise (unbiased std + 1e-8), sigmoid, shift to mean μ, clip to [0,1] (both official scripts).
+    case sigmap
+    /// Min-max normalise (+1e-8), shift to mean μ, clip.
+    case norm
+    /// `sigmap` for attention, `norm` for MLP.
+    case hybrid
+    /// `c` for structures in the init mask, `1 − c` for the rest (c = 1 freezes the scores at 0/1, spec §3.2).
+    case constant(Double)
+
+    /// Initial keep probabilities for one layer's vector of a kind. `initMask` (one entry per structure) is used
+    /// only by `constant`; the other mappings ignore it.
+    public func keepProbabilities(metric: [Double], kind: StructureKind, mean mu: Double, initMask: [Bool]) -> [Double] {
+        switch self {
+        case .sigmap: return Pruning.sigmap(metric, mean: mu)
+        case .norm: return Pruning.minMaxNorm(metric, mean: mu)
+        case .hybrid: return kind == .attention ? Pruning.sigmap(metric, mean: mu) : Pruning.minMaxNorm(metric, mean: mu)
+        case .constant(let c): return initMask.map { $0 ? c : 1 - c }
+        }
+    }
+}
+
+/// `sigmap` of spec §3.2: `z = (x − mean) / (std_unbiased + 1e-8)`, `y = sigmoid(z)`, `y ← y + (μ − mean(y))`,
+/// clip to [0,1]. Sums in Double.
+///
+/// n = 1 is defined as `[clip(μ)]`: the unbiased std of one value is undefined (PyTorch gives NaN, which would make
+/// the score NaN); a lone structure carries no ranking information, so it starts at the target mean, as a
+/// constant vector of any length does. n = 0 gives `[]`.
+public func sigmap(_ x: [Double], mean mu: Double) -> [Double] {
+    let n = x.count
+    if n == 0 { return [] }
+    if n == 1 { return [min(max(mu, 0), 1)] }
+    let m = mean(x)
+    var squares = 0.0
+    for v in x { squares += (v - m) * (v - m) }
+    let std = (squares / Double(n - 1)).squareRoot()
+    let y = x.map { 1 / (1 + exp(-(($0 - m) / (std + 1e-8)))) }
+    return shiftToMeanAndClip(y, mean: mu)
+}
+
+/// `norm` of spec §3.2: `(x − min) / (max − min + 1e-8)`, shift to mean μ, clip to [0,1]. n = 0 gives `[]`;
+/// n = 1 gives `[clip(μ)]` (falls out of the formula: the single value maps to 0, then shifts to μ).
+public func minMaxNorm(_ x: [Double], mean mu: Double) -> [Double] {
+    guard let lo = x.min(), let hi = x.max() else { return [] }
+    return shiftToMeanAndClip(x.map { ($0 - lo) / (hi - lo + 1e-8) }, mean: mu)
+}
+
+/// `y + (μ − mean(y))`, clipped to [0,1]; the mean is exactly μ unless the clip bites.
+func shiftToMeanAndClip(_ y: [Double], mean mu: Double) -> [Double] {
+    let shift = mu - mean(y)
+    return y.map { min(max($0 + shift, 0), 1) }
+}
+
+/// Arithmetic mean in Double (0 for an empty vector).
+func mean(_ x: [Double]) -> Double {
+    x.isEmpty ? 0 : x.reduce(0, +) / Double(x.count)
+}
+
+/// The per-layer init mask of spec §3.1 step 7: keep every structure whose metric is at or above
+/// `sorted_ascending(metric)[floor(n · (1 − initKeepRatio))]` (ties kept).
+public func initMask(metric: [Double], keepRatio: Double) -> [Bool] {
+    let threshold = hardMaskThreshold(metric, keepRatio: keepRatio)
+    return metric.map { threshold.keeps($0) }
+}
+
+/// Wanda-sp attention reduction (spec §3.1 step 5): the KV-group score is the mean of its G consecutive query-head
+/// scores (`head h` belongs to group `h / G`).
+/// - Precondition: `headScores.count` is a multiple of `groupSize`.
+public func kvGroupScores(headScores: [Double], groupSize: Int) -> [Double] {
+    precondition(groupSize > 0 && headScores.count % groupSize == 0, "head count must be a multiple of the group size")
+    return stride(from: 0, to: headScores.count, by: groupSize).map { start in
+        headScores[start..<start + groupSize].reduce(0, +) / Double(groupSize)
+    }
+}

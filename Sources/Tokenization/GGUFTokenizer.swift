@@ -1,0 +1,119 @@
+import Checkpoints
+
+/// Builds a tokenizer from GGUF `tokenizer.ggml.*` metadata with llama.cpp's semantics (`llama-vocab.cpp`):
+/// `llama` = SentencePiece BPE by token scores with byte fallback and the dummy-prefix space; `gpt2` =
+/// byte-level BPE by merge rank with the pre-tokenizer named by `tokenizer.ggml.pre`.
+enum GGUFTokenizer {
+    /// llama.cpp token types (`tokenizer.ggml.token_type`).
+    enum TokenType: Int { case undefined = 0, normal, unknown, control, userDefined, unused, byte }
+
+    static func build(_ file: GGUFFile) throws -> PipelineTokenizer {
+        let path = file.path
+        let meta = file.metadata
+        guard let modelValue = meta["tokenizer.ggml.model"] else {
+            throw TokenizerError.missingField(file: path, field: "tokenizer.ggml.model")
+        }
+        guard let modelName = modelValue.string else {
+            throw TokenizerError.badValue(file: path, field: "tokenizer.ggml.model", value: "\(modelValue.type)", reason: "not a string")
+        }
+        guard let tokens = meta["tokenizer.ggml.tokens"]?.strings else {
+            throw TokenizerError.missingField(file: path, field: "tokenizer.ggml.tokens")
+        }
+        let types: [Int] = meta["tokenizer.ggml.token_type"]?.ints ?? Array(repeating: TokenType.normal.rawValue, count: tokens.count)
+        guard types.count == tokens.count else {
+            throw TokenizerError.badValue(file: path, field: "tokenizer.ggml.token_type", value: "\(types.count) entries",
+                                          reason: "expected \(tokens.count) (one per token)")
+        }
+        func id(_ key: String) throws -> Int? {
+            guard let v = meta[key] else { return nil }
+            guard let i = v.int, i >= 0, i < tokens.count else {
+                throw TokenizerError.badValue(file: path, field: key, value: "\(v)", reason: "not a token id below \(tokens.count)")
+            }
+            return i
+        }
+        func flag(_ key: String) -> Bool? { meta[key]?.bool }
+        let bos = try id("tokenizer.ggml.bos_token_id")
+        let eos = try id("tokenizer.ggml.eos_token_id")
+        let unknown = try id("tokenizer.ggml.unknown_token_id")
+        let name = (meta["general.name"]?.string ?? "").lowercased()
+
+        // Control, user-defined and unknown tokens are matched in the text before tokenization; with
+        // parse_special=false only user-defined ones are (llama.cpp tokenizer_st_partition).
+        var added: [AddedToken] = []
+        var verbatim = Set<Int>()
+        var special: [Int] = []
+        let rstripAll = name.contains("phi-3") || name.contains("phi3")  // llama.cpp sets RSTRIP for Phi-3
+        for (i, t) in types.enumerated() {
+            guard let type = TokenType(rawValue: t), type == .control || type == .userDefined || type == .unknown else { continue }
+            verbatim.insert(i)
+            if type == .control { special.append(i) }
+            let text = tokens[i]
+            let rstrip = rstripAll && !["<unk>", "<s>", "<|endoftext|>"].contains(text)
+            added.append(AddedToken(content: Array(text.unicodeScalars), id: i, special: type != .userDefined, lstrip: false, rstrip: rstrip))
+        }
+
+        switch modelName {
+        case "llama":
+            guard let scores = meta["tokenizer.ggml.scores"]?.floats else {
+                throw TokenizerError.missingField(file: path, field: "tokenizer.ggml.scores")
+            }
+            guard scores.count == tokens.count else {
+                throw TokenizerError.badValue(file: path, field: "tokenizer.ggml.scores", value: "\(scores.count) entries", reason: "expected \(tokens.count)")
+            }
+            let addSpacePrefix = flag("tokenizer.ggml.add_space_prefix") ?? true
+            let model = BPEModel(tokens: tokens, merges: .scores(scores), alphabet: .characters(byteFallback: true),
+                                 unknownID: unknown, ignoreMerges: false, fuseUnknown: false)
+            return PipelineTokenizer(
+                model: model, addedTokens: added, spacePrefix: addSpacePrefix ? .afterSpecial : .none,
+                normalizer: .replace(" ", "\u{2581}"), preTokenizer: [], decoder: .sentencePiece(stripLeadingSpace: addSpacePrefix),
+                verbatimIDs: verbatim, bos: bos, eos: eos, unknown: unknown,
+                addsBOS: flag("tokenizer.ggml.add_bos_token") ?? true, addsEOS: flag("tokenizer.ggml.add_eos_token") ?? false,
+                specialTokenIDs: special)
+        case "gpt2":
+            guard let mergeLines = meta["tokenizer.ggml.merges"]?.strings else {
+                throw TokenizerError.missingField(file: path, field: "tokenizer.ggml.merges")
+            }
+            var merges: [(String, String)] = []
+            merges.reserveCapacity(mergeLines.count)
+            for (k, line) in mergeLines.enumerated() {
+                // llama.cpp: the separator is the first space after the first character.
+                let u = Array(line.utf8)
+                guard u.count >= 3, let sep = u[1...].firstIndex(of: 0x20) else {
+                    throw TokenizerError.badValue(file: path, field: "tokenizer.ggml.merges[\(k)]", value: line.debugDescription, reason: "not 'left right'")
+                }
+                merges.append((String(decoding: u[..<sep], as: UTF8.self), String(decoding: u[(sep + 1)...], as: UTF8.self)))
+            }
+            let pre = meta["tokenizer.ggml.pre"]?.string ?? "default"
+            let (steps, ignoreMerges, defaultBOS) = try preTokenizer(pre, path)
+            let model = BPEModel(tokens: tokens, merges: .ranked(merges), alphabet: .byteLevel,
+                                 unknownID: unknown, ignoreMerges: ignoreMerges, fuseUnknown: false)
+            return PipelineTokenizer(
+                model: model, addedTokens: added, spacePrefix: .none, normalizer: nil,
+                preTokenizer: steps.map { .pattern($0) }, decoder: .byteLevel, verbatimIDs: verbatim,
+                bos: bos, eos: eos, unknown: unknown,
+                addsBOS: flag("tokenizer.ggml.add_bos_token") ?? defaultBOS, addsEOS: flag("tokenizer.ggml.add_eos_token") ?? false,
+                specialTokenIDs: special)
+        default:
+            throw TokenizerError.unsupported(file: path, field: "tokenizer.ggml.model", value: modelName)
+        }
+    }
+
+    /// llama.cpp's pre-tokenizer regexes by `tokenizer.ggml.pre` name (llama-vocab.cpp), with its
+    /// `ignore_merges` and default `add_bos`.
+    static func preTokenizer(_ pre: String, _ path: String) throws -> ([SplitPattern], Bool, Bool) {
+        switch pre {
+        case "default":
+            return ([.punctuation, .gpt2, .digits(individual: false), .asciiDigitTriples], false, false)
+        case "llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral":
+            return ([.llama3(maxDigits: 3)], true, true)
+        case "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "mellum", "mpt", "olmo", "jais", "trillion":
+            return ([.gpt2], false, false)
+        case "qwen2", "deepseek-r1-qwen":
+            return ([.llama3(maxDigits: 1)], false, false)
+        case "smollm":
+            return ([.digits(individual: true), .gpt2], false, false)
+        default:
+            throw TokenizerError.unsupported(file: path, field: "tokenizer.ggml.pre", value: pre)
+        }
+    }
+}

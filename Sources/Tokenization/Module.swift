@@ -1,1 +1,0 @@
-// Tokenization module: see design.md §3.

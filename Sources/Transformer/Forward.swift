@@ -1,0 +1,269 @@
+import Checkpoints
+import Foundation
+import Kernels
+
+/// Keys and values of earlier positions, per layer, for incremental decoding of one sequence.
+public struct KVCache: Sendable {
+    /// Positions stored so far.
+    public internal(set) var count: Int = 0
+    /// Maximum positions.
+    public let capacity: Int
+    /// Per layer: [capacity, kvDim] keys and values (RoPE already applied to keys).
+    var keys: [[Float]]
+    var values: [[Float]]
+
+    /// An empty cache for `model` holding up to `capacity` positions.
+    public init(model: PreparedModel, capacity: Int) {
+        self.capacity = capacity
+        keys = model.layers.map { [Float](repeating: 0, count: capacity * $0.kvDim) }
+        values = model.layers.map { [Float](repeating: 0, count: capacity * $0.kvDim) }
+    }
+}
+
+extension PreparedModel {
+    /// Per-token negative log-likelihood (nats, Double) of each sequence under the model: for a window of W tokens,
+    /// W-1 values, entry t being -log p(token[t+1] | token[0...t]). All windows must have the same length.
+    /// Logits are computed in row blocks and never held for the whole batch.
+    public func tokenNLL(_ windows: [[Int]]) throws -> [[Double]] {
+        let (flat, batch, length) = try flatten(windows)
+        var hidden = runLayers(tokens: flat, batch: batch, length: length, cache: nil)
+        var result = [[Double]](repeating: [Double](repeating: 0, count: max(0, length - 1)), count: batch)
+        if length < 2 { return result }
+        let vocab = config.vocabSize
+        let d = config.hiddenSize
+        let blockRows = 64
+        var logits = [Float](repeating: 0, count: blockRows * vocab)
+        var nll = [Double](repeating: 0, count: batch * length)
+        hidden.withUnsafeMutableBufferPointer { h in
+            head.withUnsafeBufferPointer { w in
+                logits.withUnsafeMutableBufferPointer { lg in
+                    nll.withUnsafeMutableBufferPointer { out in
+                        var row0 = 0
+                        let total = batch * length
+                        while row0 < total {
+                            let rows = min(blockRows, total - row0)
+                            BLAS.gemm(m: rows, n: vocab, k: d, a: h.baseAddress! + row0 * d,
+                                      b: w.baseAddress!, transposeB: true, c: lg.baseAddress!)
+                            let lgBase = lg.baseAddress!
+                            let outBase = out.baseAddress!
+                            Parallel.forEachChunk(rows, minimumPerChunk: 4) { range in
+                                for r in range {
+                                    let n = row0 + r
+                                    let t = n % length
+                                    if t == length - 1 { continue }
+                                    let target = flat[n + 1]
+                                    let rowPtr = lgBase + r * vocab
+                                    outBase[n] = Ops.logSumExp(rowPtr, count: vocab) - Double(rowPtr[target])
+                                }
+                            }
+                            row0 += rows
+                        }
+                    }
+                }
+            }
+        }
+        for b in 0..<batch {
+            for t in 0..<(length - 1) { result[b][t] = nll[b * length + t] }
+        }
+        return result
+    }
+
+    /// Logits at every position, [batch][length * vocab] (row-major per sequence). Materialises all logits:
+    /// use for short inputs and tests; `tokenNLL` for evaluation.
+    public func logits(_ sequences: [[Int]]) throws -> [[Float]] {
+        let (flat, batch, length) = try flatten(sequences)
+        var hidden = runLayers(tokens: flat, batch: batch, length: length, cache: nil)
+        return projectToVocabulary(&hidden, rows: batch * length).chunked(length * config.vocabSize)
+    }
+
+    /// Runs `tokens` (one sequence) after the positions already in `cache`, appends their keys and values, and
+    /// returns the logits of the last new position ([vocab]).
+    public func extend(_ tokens: [Int], cache: inout KVCache) throws -> [Float] {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput }
+        for t in tokens where t < 0 || t >= config.vocabSize {
+            throw ModelError.tokenOutOfRange(token: t, vocabularySize: config.vocabSize)
+        }
+        if cache.count + tokens.count > cache.capacity {
+            throw ModelError.contextOverflow(requested: cache.count + tokens.count, capacity: cache.capacity)
+        }
+        let hidden = runLayers(tokens: tokens, batch: 1, length: tokens.count, cache: &cache)
+        var last = Array(hidden[((tokens.count - 1) * config.hiddenSize)...])
+        return projectToVocabulary(&last, rows: 1)
+    }
+
+    private func flatten(_ sequences: [[Int]]) throws -> ([Int], Int, Int) {
+        guard let first = sequences.first, !first.isEmpty else { throw ModelError.emptyInput }
+        var flat = [Int]()
+        flat.reserveCapacity(sequences.count * first.count)
+        for s in sequences {
+            if s.count != first.count { throw ModelError.raggedBatch(expected: first.count, found: s.count) }
+            for t in s where t < 0 || t >= config.vocabSize {
+                throw ModelError.tokenOutOfRange(token: t, vocabularySize: config.vocabSize)
+            }
+            flat.append(contentsOf: s)
+        }
+        return (flat, sequences.count, first.count)
+    }
+
+    /// hidden [rows, d] (final-normed) → logits [rows, vocab].
+    private func projectToVocabulary(_ hidden: inout [Float], rows: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * config.vocabSize)
+        hidden.withUnsafeBufferPointer { h in
+            head.withUnsafeBufferPointer { w in
+                out.withUnsafeMutableBufferPointer { o in
+                    BLAS.gemm(m: rows, n: config.vocabSize, k: config.hiddenSize, a: h.baseAddress!,
+                              b: w.baseAddress!, transposeB: true, c: o.baseAddress!)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The decoder stack: embeddings → layers → final norm. Returns [batch·length, hidden]. With a cache
+    /// (batch 1), positions start at `cache.count` and attention also covers the cached positions.
+    func runLayers(tokens: [Int], batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?) -> [Float] {
+        let d = config.hiddenSize
+        let n = batch * length
+        let start = cache?.pointee.count ?? 0
+        // x: [n, d] residual stream
+        var x = [Float](repeating: 0, count: n * d)
+        embedding.withUnsafeBufferPointer { e in
+            x.withUnsafeMutableBufferPointer { xb in
+                for (i, t) in tokens.enumerated() {
+                    (xb.baseAddress! + i * d).update(from: e.baseAddress! + t * d, count: d)
+                }
+            }
+        }
+        let maxQKV = layers.map(\.qkvDim).max() ?? 0
+        let maxQ = layers.map(\.queryDim).max() ?? 0
+        let maxFF = layers.map(\.ffnDim).max() ?? 0
+        var normed = [Float](repeating: 0, count: n * d)          // [n, d]
+        var qkv = [Float](repeating: 0, count: n * maxQKV)         // [n, qkvDim]
+        var attended = [Float](repeating: 0, count: n * maxQ)      // [n, queryDim]
+        var gateUp = [Float](repeating: 0, count: n * 2 * maxFF)   // [n, 2·ffn]
+        var activated = [Float](repeating: 0, count: n * maxFF)    // [n, ffn]
+        let headDims = Set(layers.filter(\.attention).map(\.headDim))
+        var ropeTables = [Int: RotaryTable]()
+        for hd in headDims { ropeTables[hd] = RotaryTable(headDim: hd, theta: config.ropeTheta, positions: start + length) }
+
+        x.withUnsafeMutableBufferPointer { xb in
+            normed.withUnsafeMutableBufferPointer { nb in
+                qkv.withUnsafeMutableBufferPointer { qb in
+                    attended.withUnsafeMutableBufferPointer { ab in
+                        gateUp.withUnsafeMutableBufferPointer { gb in
+                            activated.withUnsafeMutableBufferPointer { actb in
+                                let xp = xb.baseAddress!, np = nb.baseAddress!, qp = qb.baseAddress!
+                                let ap = ab.baseAddress!, gp = gb.baseAddress!, actp = actb.baseAddress!
+                                for (li, layer) in layers.enumerated() {
+                                    if layer.attention {
+                                        layer.attentionNorm.withUnsafeBufferPointer { w in
+                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
+                                        }
+                                        layer.wqkv.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
+                                        }
+                                        if let bias = layer.bqkv {
+                                            bias.withUnsafeBufferPointer { bb in
+                                                for r in 0..<n { Ops.add(bb.baseAddress!, into: qp + r * layer.qkvDim, count: layer.qkvDim) }
+                                            }
+                                        }
+                                        let rope = ropeTables[layer.headDim]!
+                                        Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
+                                            for r in range {
+                                                let pos = start + r % length
+                                                rope.apply(qp + r * layer.qkvDim, heads: layer.queryHeads + layer.kvHeads, position: pos)
+                                            }
+                                        }
+                                        attend(layer: layer, layerIndex: li, qkv: qp, out: ap, batch: batch, length: length, cache: cache)
+                                        layer.wo.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
+                                                      c: xp, beta: 1)
+                                        }
+                                    }
+                                    if layer.mlp {
+                                        layer.mlpNorm.withUnsafeBufferPointer { w in
+                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
+                                        }
+                                        layer.wGateUp.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
+                                        }
+                                        Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
+                                        layer.wDown.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
+                                                      c: xp, beta: 1)
+                                        }
+                                    }
+                                }
+                                finalNorm.withUnsafeBufferPointer { w in
+                                    Ops.rmsNorm(xp, weight: w.baseAddress!, out: xp, rows: n, dim: d, eps: config.normEpsilon)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let cache { cache.pointee.count += length }
+        return x
+    }
+
+    /// Causal grouped-query attention for one layer. `qkv` rows hold [q heads | k heads | v heads] with RoPE
+    /// applied; writes the concatenated head outputs to `out` ([n, queryDim]). With a cache, new keys/values
+    /// are appended first and queries attend to all cached positions up to their own.
+    private func attend(layer: PreparedLayer, layerIndex: Int, qkv: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+                        batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?) {
+        let hd = layer.headDim
+        let stride = layer.qkvDim
+        let g = layer.queryHeads / layer.kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        let start = cache?.pointee.count ?? 0
+        let keysTotal = start + length
+        var scores = [Float](repeating: 0, count: length * keysTotal)   // [length, keysTotal] for one head
+        let work: (UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Int) -> Void = { kBase, kStride, vBase, vStride, b in
+            scores.withUnsafeMutableBufferPointer { sb in
+                let s = sb.baseAddress!
+                for h in 0..<layer.queryHeads {
+                    let grp = h / g
+                    let q = qkv + b * length * stride + h * hd
+                    BLAS.gemm(m: length, n: keysTotal, k: hd, a: q, lda: stride, b: kBase + grp * hd, ldb: kStride,
+                              transposeB: true, c: s, alpha: scale)
+                    Parallel.forEachChunk(length, minimumPerChunk: 32) { range in
+                        for t in range {
+                            let row = s + t * keysTotal
+                            let visible = start + t + 1
+                            Ops.softmaxInPlace(row, count: visible)
+                            if visible < keysTotal { (row + visible).update(repeating: 0, count: keysTotal - visible) }
+                        }
+                    }
+                    BLAS.gemm(m: length, n: hd, k: keysTotal, a: s, b: vBase + grp * hd, ldb: vStride, transposeB: false,
+                              c: out + b * length * layer.queryDim + h * hd, ldc: layer.queryDim)
+                }
+            }
+        }
+        if let cache {
+            let kvd = layer.kvDim
+            cache.pointee.keys[layerIndex].withUnsafeMutableBufferPointer { kc in
+                cache.pointee.values[layerIndex].withUnsafeMutableBufferPointer { vc in
+                    for t in 0..<length {
+                        let row = qkv + t * stride
+                        (kc.baseAddress! + (start + t) * kvd).update(from: row + layer.queryDim, count: kvd)
+                        (vc.baseAddress! + (start + t) * kvd).update(from: row + layer.queryDim + kvd, count: kvd)
+                    }
+                    work(kc.baseAddress!, kvd, vc.baseAddress!, kvd, 0)
+                }
+            }
+        } else {
+            for b in 0..<batch {
+                let base = qkv + b * length * stride
+                work(base + layer.queryDim, stride, base + layer.queryDim + layer.kvDim, stride, b)
+            }
+        }
+    }
+}
+
+extension Array {
+    /// Splits into consecutive pieces of `size` elements.
+    func chunked(_ size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}

@@ -1,0 +1,101 @@
+import Checkpoints
+import Kernels
+
+/// Errors of the forward pass that a user can cause.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case tokenOutOfRange(token: Int, vocabularySize: Int)
+    case raggedBatch(expected: Int, found: Int)
+    case emptyInput
+    case contextOverflow(requested: Int, capacity: Int)
+
+    public var description: String {
+        switch self {
+        case .tokenOutOfRange(let t, let v): return "token id \(t) is outside the vocabulary 0..<\(v)"
+        case .raggedBatch(let e, let f): return "all sequences of a batch must have the same length (\(e) vs \(f))"
+        case .emptyInput: return "no tokens to run"
+        case .contextOverflow(let r, let c): return "sequence of \(r) positions exceeds the KV cache capacity \(c)"
+        }
+    }
+}
+
+/// A LLaMA-family causal LM held in memory: config, canonical weights, and the dense forward-ready layout.
+/// Immutable after construction; per-call scratch lives in the forward pass, so one instance may serve
+/// several threads.
+public final class LanguageModel: @unchecked Sendable {
+    /// The architecture.
+    public let config: ModelConfig
+    /// The canonical weights (design.md decision 1).
+    public let weights: ModelWeights
+    /// The dense (unmasked) model, ready to run.
+    public let dense: PreparedModel
+
+    /// Builds the model; `weights` must match `config` (checked, naming the tensor).
+    public init(config: ModelConfig, weights: ModelWeights, file: String = "<memory>") throws {
+        try config.validate(weights, file: file)
+        try BLAS.load()
+        self.config = config
+        self.weights = weights
+        self.dense = PreparedModel(config: config, weights: weights, mask: nil)
+    }
+
+    /// The model with `mask` applied: only kept structures are gathered and computed.
+    public func prepared(mask: StructureMask?) throws -> PreparedModel {
+        guard let mask else { return dense }
+        try mask.validate(against: config)
+        return PreparedModel(config: config, weights: weights, mask: mask)
+    }
+}
+
+/// A model ready to run: its layers fused and (if masked) gathered. Cheap to share across threads.
+public struct PreparedModel: @unchecked Sendable {
+    /// The unmasked architecture this model came from.
+    public let config: ModelConfig
+    let layers: [PreparedLayer]
+    /// [vocab, hidden]
+    let embedding: [Float]
+    /// [vocab, hidden]; the embedding when tied.
+    let head: [Float]
+    /// [hidden]
+    let finalNorm: [Float]
+
+    init(config: ModelConfig, weights: ModelWeights, mask: StructureMask?) {
+        self.config = config
+        var prepared = [PreparedLayer?](repeating: nil, count: config.layers.count)
+        prepared.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            Parallel.forEach(config.layers.count) { i in
+                (base + i).initialize(to: PreparedLayer(spec: config.layers[i], weights: weights.layers[i],
+                                                        hidden: config.hiddenSize, mask: mask?.layers[i]))
+            }
+        }
+        layers = prepared.map { $0! }
+        embedding = weights.tokenEmbedding
+        head = weights.head ?? weights.tokenEmbedding
+        finalNorm = weights.finalNorm
+    }
+
+    /// The per-layer shapes actually computed (a masked model is a non-uniform list).
+    public var effectiveLayers: [LayerSpec] {
+        layers.map {
+            LayerSpec(queryHeads: $0.queryHeads, kvHeads: $0.kvHeads, headDim: $0.headDim, ffnDim: $0.ffnDim,
+                      hasAttention: $0.attention, hasMLP: $0.mlp)
+        }
+    }
+
+    /// Multiply-add count of one forward pass over `tokens` positions with a context of `context` (attention
+    /// scores and values over the full square, as computed), excluding the head when `includeHead` is false.
+    public func flops(batch: Int, sequence: Int, includeHead: Bool = true) -> Double {
+        let n = Double(batch * sequence)
+        let d = Double(config.hiddenSize)
+        var total = 0.0
+        for l in layers {
+            if l.attention {
+                total += 2 * n * d * Double(l.qkvDim + l.queryDim)
+                total += 2 * 2 * Double(batch) * Double(l.queryHeads) * Double(sequence * sequence) * Double(l.headDim)
+            }
+            if l.mlp { total += 2 * n * d * Double(3 * l.ffnDim) }
+        }
+        if includeHead { total += 2 * n * d * Double(config.vocabSize) }
+        return total
+    }
+}

@@ -1,1 +1,0 @@
-// Transformer module: see design.md §3.

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Kernels
+import Transformer
+
+/// `policyprune bench`: forward-pass throughput next to the machine's own sgemm rate on the same shapes,
+/// measured in the same run, so the ratio is meaningful on any machine.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark the forward pass against OpenBLAS sgemm on the same shapes (prints a ratio table).")
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Sequences per batch.") var batch = 8
+    @Option(help: "Tokens per sequence.") var seq = 128
+    @Option(help: "Timed repetitions (the best is reported).") var repeats = 3
+    @Option(help: "Also time a masked forward keeping this fraction of KV groups and MLP channels per layer (0 = skip).")
+    var keep: Double = 0.5
+
+    func run() throws {
+        let loaded = try model.load()
+        let lm = loaded.model
+        let cfg = lm.config
+        note("loaded \(loaded.checkpoint.path) in \(String(format: "%.2f", loaded.seconds)) s")
+        print("OpenBLAS: \(BLAS.libraryPath)")
+        print("OpenBLAS core: \(BLAS.coreName) (core type chosen by policyprune: \(BLAS.chosenCoreType ?? "none, OPENBLAS_CORETYPE set by environment"))")
+        print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads)")
+        let n = batch * seq
+        var rng = Xoshiro256(seed: 1)
+        let windows = (0..<batch).map { _ in (0..<seq).map { _ in Int(rng.next() % UInt64(cfg.vocabSize)) } }
+
+        // sgemm on the forward's own shapes, weighted by how often each occurs.
+        let l0 = cfg.layers[0]
+        let d = cfg.hiddenSize
+        let shapes: [(String, Int, Int, Int, Int)] = [
+            ("qkv", n, l0.queryDim + 2 * l0.kvDim, d, cfg.layers.count),
+            ("o", n, d, l0.queryDim, cfg.layers.count),
+            ("gate+up", n, 2 * l0.ffnDim, d, cfg.layers.count),
+            ("down", n, d, l0.ffnDim, cfg.layers.count),
+            ("head (64-row blocks)", 64, cfg.vocabSize, d, n / 64),
+        ]
+        print("")
+        print(pad("shape", 22) + pad("m x n x k", 22) + pad("GFLOP/s", 10))
+        var gemmFlops = 0.0, gemmSeconds = 0.0
+        for (name, m, nn, k, count) in shapes {
+            let a = [Float](repeating: 0.01, count: m * k)
+            let b = [Float](repeating: 0.02, count: nn * k)
+            var c = [Float](repeating: 0, count: m * nn)
+            let once: () -> Void = {
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    BLAS.gemm(m: m, n: nn, k: k, a: ap.baseAddress!, b: bp.baseAddress!, transposeB: true, c: cp.baseAddress!)
+                } } }
+            }
+            once()
+            let reps = max(3, min(200, Int(2e10 / Double(2 * m * nn * k))))
+            let t0 = Date()
+            for _ in 0..<reps { once() }
+            let sec = Date().timeIntervalSince(t0) / Double(reps)
+            let flops = 2.0 * Double(m * nn * k)
+            print(pad(name, 22) + pad("\(m) x \(nn) x \(k)", 22) + pad(String(format: "%.1f", flops / sec / 1e9), 10))
+            gemmFlops += flops * Double(count)
+            gemmSeconds += sec * Double(count)
+        }
+        let sgemmRate = gemmFlops / gemmSeconds
+        print(String(format: "sgemm on the forward's shapes (FLOP-weighted): %.1f GFLOP/s", sgemmRate / 1e9))
+
+        func timeForward(_ prepared: PreparedModel) throws -> Double {
+            _ = try prepared.tokenNLL(windows)
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let t0 = Date()
+                _ = try prepared.tokenNLL(windows)
+                best = min(best, Date().timeIntervalSince(t0))
+            }
+            return best
+        }
+        print("")
+        print(pad("forward (\(batch) x \(seq) tokens)", 34) + pad("seconds", 10) + pad("tokens/s", 10) + pad("GFLOP/s", 10) + pad("vs sgemm", 10) + pad("vs dense time", 14))
+        let denseFlops = lm.dense.flops(batch: batch, sequence: seq)
+        let denseTime = try timeForward(lm.dense)
+        func row(_ name: String, _ flops: Double, _ sec: Double) {
+            print(pad(name, 34) + pad(String(format: "%.3f", sec), 10) + pad(String(format: "%.0f", Double(n) / sec), 10)
+                  + pad(String(format: "%.1f", flops / sec / 1e9), 10) + pad(String(format: "%.2f", flops / sec / sgemmRate), 10)
+                  + pad(String(format: "%.2f", sec / denseTime), 14))
+        }
+        row("dense", denseFlops, denseTime)
+        if keep > 0 && keep < 1 {
+            let mask = StructureMask(layers: cfg.layers.map { spec in
+                StructureMask.Layer(keptKVGroups: Array(0..<max(1, Int((Double(spec.kvHeads) * keep).rounded()))),
+                                    keptChannels: Array(0..<Int(Double(spec.ffnDim) * keep)))
+            })
+            let masked = try lm.prepared(mask: mask)
+            row(String(format: "masked, %.0f%% of groups/channels kept", keep * 100), masked.flops(batch: batch, sequence: seq), try timeForward(masked))
+        }
+        print(String(format: "\ndense forward FLOPs per pass: %.1f GFLOP", denseFlops / 1e9))
+    }
+
+    private func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Transformer
+
+/// `policyprune info`: architecture, per-layer sizes, parameter counts and prunable structures.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a model's architecture, parameter counts and prunable structures.")
+
+    @OptionGroup var model: ModelOptions
+    @Flag(help: "Print JSON instead of text.") var json = false
+
+    struct Report: Codable {
+        var path: String
+        var format: String
+        var architecture: String
+        var hiddenSize: Int
+        var vocabSize: Int
+        var layers: Int
+        var normEpsilon: Float
+        var ropeTheta: Float
+        var tiedEmbeddings: Bool
+        var attentionBias: Bool
+        var contextLength: Int
+        var parameters: ParameterCounts
+        var prunable: PrunableCounts
+        var perLayer: [LayerRow]
+    }
+    struct ParameterCounts: Codable {
+        var attentionAndMLP: Int
+        var attention: Int
+        var mlp: Int
+        var embeddings: Int
+        var head: Int
+        var norms: Int
+        var total: Int
+    }
+    struct PrunableCounts: Codable {
+        var kvGroups: Int
+        var mlpChannels: Int
+        var layers: Int
+        var parametersPerKVGroup: [Int]
+        var parametersPerChannel: Int
+    }
+    struct LayerRow: Codable {
+        var layer: Int
+        var queryHeads: Int
+        var kvHeads: Int
+        var headDim: Int
+        var ffnDim: Int
+        var attentionParameters: Int
+        var mlpParameters: Int
+    }
+
+    static func report(_ checkpoint: LoadedCheckpoint) -> Report {
+        let c = checkpoint.config
+        let d = c.hiddenSize
+        var rows = [LayerRow]()
+        var attention = 0, mlp = 0, norms = d
+        for (i, l) in c.layers.enumerated() {
+            let bias = c.attentionBias ? l.queryDim + 2 * l.kvDim : 0
+            let a = l.hasAttention ? d * (l.queryDim + 2 * l.kvDim) + l.queryDim * d + bias : 0
+            let m = l.hasMLP ? 3 * d * l.ffnDim : 0
+            attention += a
+            mlp += m
+            norms += 2 * d
+            rows.append(LayerRow(layer: i, queryHeads: l.queryHeads, kvHeads: l.kvHeads, headDim: l.headDim, ffnDim: l.ffnDim,
+                                 attentionParameters: a, mlpParameters: m))
+        }
+        let embeddings = c.vocabSize * d
+        let head = c.tiedEmbeddings ? 0 : c.vocabSize * d
+        let perGroup = Array(Set(c.layers.filter { $0.kvHeads > 0 }.map { (2 * $0.groupSize + 2) * $0.headDim * d + (c.attentionBias ? ($0.groupSize + 2) * $0.headDim : 0) })).sorted()
+        return Report(
+            path: checkpoint.path, format: "\(checkpoint.format)", architecture: c.architecture, hiddenSize: d,
+            vocabSize: c.vocabSize, layers: c.layers.count, normEpsilon: c.normEpsilon, ropeTheta: c.ropeTheta,
+            tiedEmbeddings: c.tiedEmbeddings, attentionBias: c.attentionBias, contextLength: c.contextLength,
+            parameters: ParameterCounts(attentionAndMLP: attention + mlp, attention: attention, mlp: mlp, embeddings: embeddings,
+                                        head: head, norms: norms, total: attention + mlp + embeddings + head + norms),
+            prunable: PrunableCounts(kvGroups: c.layers.reduce(0) { $0 + $1.kvHeads }, mlpChannels: c.layers.reduce(0) { $0 + $1.ffnDim },
+                                     layers: c.layers.count, parametersPerKVGroup: perGroup, parametersPerChannel: 3 * d),
+            perLayer: rows)
+    }
+
+    func run() throws {
+        let checkpoint = try CheckpointLoader.load(path: model.model)
+        let r = Self.report(checkpoint)
+        if json { try printJSON(r); return }
+        let p = r.parameters
+        print("model        \(r.path)")
+        print("format       \(r.format), architecture \(r.architecture)")
+        print("hidden       \(r.hiddenSize), vocab \(r.vocabSize), layers \(r.layers), context \(r.contextLength)")
+        print("norm eps     \(r.normEpsilon), rope theta \(r.ropeTheta), tied embeddings \(r.tiedEmbeddings), qkv bias \(r.attentionBias)")
+        print("")
+        print("parameters")
+        func line(_ name: String, _ v: Int) {
+            print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: "%14d  %6.2f%%", v, 100 * Double(v) / Double(p.total)))
+        }
+        line("attention + MLP (prunable)", p.attentionAndMLP)
+        line("  attention", p.attention)
+        line("  MLP", p.mlp)
+        line("embeddings", p.embeddings)
+        line("head (untied)", p.head)
+        line("norms", p.norms)
+        line("total", p.total)
+        print("")
+        print("prunable structures: \(r.prunable.kvGroups) KV groups (\(r.prunable.parametersPerKVGroup.map(String.init).joined(separator: "/")) parameters each), \(r.prunable.mlpChannels) MLP channels (\(r.prunable.parametersPerChannel) each), \(r.prunable.layers) layers")
+        print("")
+        print("layer  q-heads  kv-heads  head-dim   ffn   attention-params   mlp-params")
+        for l in r.perLayer {
+            print(String(format: "%5d  %7d  %8d  %8d  %5d  %17d  %11d", l.layer, l.queryHeads, l.kvHeads, l.headDim, l.ffnDim, l.attentionParameters, l.mlpParameters))
+        }
+    }
+}

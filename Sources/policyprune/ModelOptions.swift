@@ -1,0 +1,59 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Tokenization
+import Transformer
+
+/// `--model`: a llama2.c `.bin`, a `.gguf` file, or a Hugging Face directory.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Model: llama2.c .bin (tokenizer.bin beside it), .gguf, or a Hugging Face directory.")
+    var model: String
+
+    /// A loaded model with its tokenizer.
+    struct Loaded {
+        let checkpoint: LoadedCheckpoint
+        let model: LanguageModel
+        let seconds: Double
+    }
+
+    func load() throws -> Loaded {
+        let t0 = Date()
+        let checkpoint = try CheckpointLoader.load(path: model)
+        let lm = try LanguageModel(config: checkpoint.config, weights: checkpoint.weights, file: model)
+        return Loaded(checkpoint: checkpoint, model: lm, seconds: Date().timeIntervalSince(t0))
+    }
+
+    func loadTokenizer(_ checkpoint: LoadedCheckpoint) throws -> any Tokenizer {
+        try TokenizerLoader.load(checkpoint.tokenizer)
+    }
+
+    /// The tokenizer alone, without reading the weights.
+    func loadTokenizerOnly() throws -> any Tokenizer {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) else { throw CheckpointError.fileNotFound(file: model) }
+        let source: TokenizerSource
+        if isDirectory.boolValue {
+            let json = (model as NSString).appendingPathComponent("tokenizer.json")
+            if FileManager.default.fileExists(atPath: json) {
+                source = .huggingFaceJSON(json)
+            } else {
+                source = CheckpointLoader.llama2cTokenizer(in: model, excluding: nil).map(TokenizerSource.llama2c) ?? .none
+            }
+        } else if model.lowercased().hasSuffix(".gguf") {
+            source = .gguf(try GGUFFile(path: model))
+        } else {
+            let folder = (model as NSString).deletingLastPathComponent
+            source = CheckpointLoader.llama2cTokenizer(in: folder.isEmpty ? "." : folder,
+                                                       excluding: (model as NSString).lastPathComponent).map(TokenizerSource.llama2c) ?? .none
+        }
+        return try TokenizerLoader.load(source)
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let data = try encoder.encode(value)
+    print(String(decoding: data, as: UTF8.self))
+}
