@@ -73,14 +73,19 @@ public struct Tolerance: CustomStringConvertible {
 /// Compares two sequences; returns nil when all elements agree, else a message naming the worst element.
 public func compareAll(_ actual: [Double], _ expected: [Double], _ tol: Tolerance, _ what: String) -> String? {
     guard actual.count == expected.count else { return "\(what): count \(actual.count) != expected \(expected.count)" }
-    var worst = -1
-    var worstDiff = 0.0
+    // The worst element is the one furthest outside its own allowance (so a small value with a large relative
+    // error is not hidden behind a large value with a small one).
+    var worst = 0
+    var worstRatio = -1.0
     var failures = 0
     for i in 0..<actual.count {
         let d = abs(actual[i] - expected[i])
+        let allowed = max(tol.absolute, tol.relative * max(abs(actual[i]), abs(expected[i])))
         if !tol.accepts(actual[i], expected[i]) { failures += 1 }
-        if d > worstDiff || worst < 0 { worstDiff = d; worst = i }
+        let ratio = allowed > 0 ? d / allowed : (d > 0 ? .infinity : 0)
+        if ratio > worstRatio { worstRatio = ratio; worst = i }
     }
+    let worstDiff = actual.isEmpty ? 0 : abs(actual[worst] - expected[worst])
     if failures == 0 { return nil }
     return "\(what): \(failures) of \(actual.count) outside tolerance (\(tol)); worst at [\(worst)]: \(actual[worst]) vs \(expected[worst]) (diff \(worstDiff))"
 }

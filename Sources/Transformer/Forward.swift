@@ -20,13 +20,44 @@ public struct KVCache: Sendable {
     }
 }
 
+/// Where a `ForwardObserver` sees activations inside decoder layer `layer`.
+public enum ProbePoint: Sendable, Equatable {
+    /// The residual stream entering the layer ([rows, hidden]).
+    case layerInput
+    /// The concatenated head outputs entering o_proj ([rows, kept query heads · headDim]).
+    case outputProjectionInput
+    /// The residual stream entering the MLP sublayer ([rows, hidden]).
+    case mlpInput
+    /// silu(gate) · up entering down_proj ([rows, kept channels]).
+    case downProjectionInput
+    /// The residual stream leaving the layer ([rows, hidden]).
+    case layerOutput
+}
+
+/// Receives activations during a forward pass (for metric scorers: Wanda-sp statistics, block influence).
+/// Called on the forward pass's thread, in layer order; `values` is valid only during the call.
+public protocol ForwardObserver: AnyObject {
+    func observe(layer: Int, point: ProbePoint, values: UnsafePointer<Float>, rows: Int, width: Int)
+}
+
 extension PreparedModel {
+    /// Runs the decoder stack over equal-length windows for its side effects on `observer` (no head, no loss).
+    public func observe(_ windows: [[Int]], observer: ForwardObserver) throws {
+        let (flat, batch, length) = try flatten(windows)
+        _ = runLayers(tokens: flat, batch: batch, length: length, cache: nil, observer: observer)
+    }
+
     /// Per-token negative log-likelihood (nats, Double) of each sequence under the model: for a window of W tokens,
     /// W-1 values, entry t being -log p(token[t+1] | token[0...t]). All windows must have the same length.
     /// Logits are computed in row blocks and never held for the whole batch.
     public func tokenNLL(_ windows: [[Int]]) throws -> [[Double]] {
+        try tokenNLL(windows, observer: nil)
+    }
+
+    /// `tokenNLL` that also reports activations to `observer`.
+    public func tokenNLL(_ windows: [[Int]], observer: ForwardObserver?) throws -> [[Double]] {
         let (flat, batch, length) = try flatten(windows)
-        var hidden = runLayers(tokens: flat, batch: batch, length: length, cache: nil)
+        var hidden = runLayers(tokens: flat, batch: batch, length: length, cache: nil, observer: observer)
         var result = [[Double]](repeating: [Double](repeating: 0, count: max(0, length - 1)), count: batch)
         if length < 2 { return result }
         let vocab = config.vocabSize
@@ -121,7 +152,8 @@ extension PreparedModel {
 
     /// The decoder stack: embeddings → layers → final norm. Returns [batch·length, hidden]. With a cache
     /// (batch 1), positions start at `cache.count` and attention also covers the cached positions.
-    func runLayers(tokens: [Int], batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?) -> [Float] {
+    func runLayers(tokens: [Int], batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?,
+                   observer: ForwardObserver? = nil) -> [Float] {
         let d = config.hiddenSize
         let n = batch * length
         let start = cache?.pointee.count ?? 0
@@ -155,6 +187,7 @@ extension PreparedModel {
                                 let xp = xb.baseAddress!, np = nb.baseAddress!, qp = qb.baseAddress!
                                 let ap = ab.baseAddress!, gp = gb.baseAddress!, actp = actb.baseAddress!
                                 for (li, layer) in layers.enumerated() {
+                                    observer?.observe(layer: li, point: .layerInput, values: xp, rows: n, width: d)
                                     if layer.attention {
                                         layer.attentionNorm.withUnsafeBufferPointer { w in
                                             Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
@@ -175,11 +208,13 @@ extension PreparedModel {
                                             }
                                         }
                                         attend(layer: layer, layerIndex: li, qkv: qp, out: ap, batch: batch, length: length, cache: cache)
+                                        observer?.observe(layer: li, point: .outputProjectionInput, values: ap, rows: n, width: layer.queryDim)
                                         layer.wo.withUnsafeBufferPointer { w in
                                             BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
                                                       c: xp, beta: 1)
                                         }
                                     }
+                                    observer?.observe(layer: li, point: .mlpInput, values: xp, rows: n, width: d)
                                     if layer.mlp {
                                         layer.mlpNorm.withUnsafeBufferPointer { w in
                                             Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
@@ -188,11 +223,13 @@ extension PreparedModel {
                                             BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
                                         }
                                         Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
+                                        observer?.observe(layer: li, point: .downProjectionInput, values: actp, rows: n, width: layer.ffnDim)
                                         layer.wDown.withUnsafeBufferPointer { w in
                                             BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
                                                       c: xp, beta: 1)
                                         }
                                     }
+                                    observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)
                                 }
                                 finalNorm.withUnsafeBufferPointer { w in
                                     Ops.rmsNorm(xp, weight: w.baseAddress!, out: xp, rows: n, dim: d, eps: config.normEpsilon)
