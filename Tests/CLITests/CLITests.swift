@@ -1,0 +1,127 @@
+import FixtureSupport
+import Foundation
+import XCTest
+
+/// End-to-end tests of the built `policyprune` binary: exit codes, stdout, JSON and error messages.
+final class CLITests: XCTestCase {
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs the binary with `arguments`; fails the test if it cannot be started.
+    func run(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = Shared.binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Drain stderr on another thread while reading stdout, so a large output on either cannot block the child.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errBox = Box()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                   stderr: String(decoding: errBox.data, as: UTF8.self))
+    }
+
+    var stories: String { get throws { try Shared.url("models/stories260K/stories260K.bin").path } }
+    var smol: String { get throws { try Shared.url("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf").path } }
+
+    func testInfoJSONCountsParameters() throws {
+        let r = try run(["info", "--model", stories, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let params = try XCTUnwrap(json["parameters"] as? [String: Any])
+        // models/stories260K/SOURCE.md: 260,032 parameters; attention+MLP = 5 × (12,288 + 33,024).
+        XCTAssertEqual(params["total"] as? Int, 260_032)
+        XCTAssertEqual(params["attentionAndMLP"] as? Int, 226_560)
+        let prunable = try XCTUnwrap(json["prunable"] as? [String: Any])
+        XCTAssertEqual(prunable["kvGroups"] as? Int, 20)
+        XCTAssertEqual(prunable["mlpChannels"] as? Int, 860)
+    }
+
+    func testInfoSmolLM2Text() throws {
+        let r = try run(["info", "--model", smol])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("134515008"), r.stdout)   // SOURCE.md parameter count
+        XCTAssertTrue(r.stdout.contains("90 KV groups"), r.stdout)
+    }
+
+    /// `generate` reproduces the reference greedy continuation (models/stories260K/reference_outputs.json) exactly.
+    func testGenerateGreedy() throws {
+        let ref = try Shared.json("models/stories260K/reference_outputs.json")
+        let text: String = try ref.get("reference", "greedy32_text")
+        let r = try run(["generate", "--model", stories, "--prompt", "Once upon a time", "--max-tokens", "32"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .newlines), "Once upon a time" + text)
+        XCTAssertTrue(r.stderr.contains("tokens/s"), r.stderr)
+    }
+
+    /// Perplexity through the CLI equals the fixture (README §3) to 1e-4 relative: stories260K on the first
+    /// 64 TinyStories windows, and SmolLM2 on the first 128 WikiText-2 windows, whose expected value is
+    /// recomputed from the fixture's per-window NLLs.
+    func testEvalPerplexityMatchesFixtures() throws {
+        let r = try run(["eval", "ppl", "--model", stories, "--data", "tinystories", "--limit-windows", "64", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let report = try XCTUnwrap(json["report"] as? [String: Any])
+        let expected: Double = try Shared.json("fixtures/perplexity/stories260K_tinystories_w128.json").get("first64", "ppl_window_mean")
+        let ppl = try XCTUnwrap(report["ppl_window_mean"] as? Double)
+        XCTAssertEqual(ppl, expected, accuracy: 1e-4 * expected)
+        XCTAssertTrue(r.stderr.contains("ppl ["), "progress bar on stderr")
+
+        let windows = 128
+        let smolRun = try run(["eval", "ppl", "--model", smol, "--data", "wikitext2", "--limit-windows", "\(windows)", "--json"])
+        XCTAssertEqual(smolRun.status, 0, smolRun.stderr)
+        let smolJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(smolRun.stdout.utf8)) as? [String: Any])
+        let smolReport = try XCTUnwrap(smolJSON["report"] as? [String: Any])
+        let perWindow: [Double] = try Shared.json("fixtures/perplexity/smollm2-135m_wikitext2_w128.json").get("full", "window_mean_nll")
+        let expectedSmol = exp(perWindow.prefix(windows).reduce(0, +) / Double(windows))
+        XCTAssertEqual(try XCTUnwrap(smolReport["ppl_window_mean"] as? Double), expectedSmol, accuracy: 1e-4 * expectedSmol)
+        XCTAssertEqual(smolReport["n_tokens"] as? Int, 304_978)
+    }
+
+    func testTokenizeIDs() throws {
+        let r = try run(["tokenize", "--model", smol, "--text", "Once upon a time", "--ids"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "6403 1980 253 655")  // SOURCE.md
+    }
+
+    /// Bad input: non-zero exit, a message naming the file or option, nothing on stdout.
+    func testBadInputs() throws {
+        let missing = try run(["info", "--model", "/nonexistent/model.gguf"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/model.gguf"), missing.stderr)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pp-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let truncated = dir.appendingPathComponent("truncated.gguf")
+        let original = try Data(contentsOf: URL(fileURLWithPath: smol))
+        try original.prefix(1_000_000).write(to: truncated)
+        let t = try run(["eval", "ppl", "--model", truncated.path, "--limit-windows", "1"])
+        XCTAssertNotEqual(t.status, 0)
+        XCTAssertTrue(t.stderr.contains("truncated.gguf"), t.stderr)
+        XCTAssertTrue(t.stdout.isEmpty, t.stdout)
+
+        let badContext = try run(["eval", "ppl", "--model", stories, "--context", "1"])
+        XCTAssertNotEqual(badContext.status, 0)
+        XCTAssertTrue(badContext.stderr.contains("--context"), badContext.stderr)
+
+        let badData = try run(["eval", "ppl", "--model", stories, "--data", "/nonexistent/corpus.txt"])
+        XCTAssertNotEqual(badData.status, 0)
+        XCTAssertTrue(badData.stderr.contains("corpus.txt"), badData.stderr)
+
+        let badTemperature = try run(["generate", "--model", stories, "--prompt", "x", "--temperature", "-1"])
+        XCTAssertNotEqual(badTemperature.status, 0)
+        XCTAssertTrue(badTemperature.stderr.contains("--temperature"), badTemperature.stderr)
+    }
+}
