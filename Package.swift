@@ -46,5 +46,9 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "CLITests", dependencies: ["FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "MetricTests", dependencies: ["Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "ExportTests", dependencies: ["Checkpoints", "Transformer", "Pruning", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "ZeroShotModelTests", dependencies: ["Evaluation", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "PruneRunTests", dependencies: ["Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
     ]
 )

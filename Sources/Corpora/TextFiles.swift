@@ -30,10 +30,16 @@ public enum TextFiles {
     /// The JSON objects of a JSON-lines file, one per non-empty line, in order.
     /// - Parameter limit: stop after this many records.
     public static func jsonLines(_ url: URL, limit: Int? = nil) throws -> [[String: JSONValue]] {
+        try numberedJSONLines(url, limit: limit).map(\.record)
+    }
+
+    /// `jsonLines` with each record's 1-based line number in the file (blank lines are skipped but counted),
+    /// so later field errors can name the right line.
+    public static func numberedJSONLines(_ url: URL, limit: Int? = nil) throws -> [(line: Int, record: [String: JSONValue])] {
         let data = try bytes(url)
-        return try data.withUnsafeBytes { raw -> [[String: JSONValue]] in
+        return try data.withUnsafeBytes { raw -> [(line: Int, record: [String: JSONValue])] in
             let all = raw.bindMemory(to: UInt8.self)
-            var records: [[String: JSONValue]] = []
+            var records: [(line: Int, record: [String: JSONValue])] = []
             var lineNumber = 0
             var start = 0
             while start < all.count && records.count < (limit ?? Int.max) {
@@ -50,7 +56,7 @@ public enum TextFiles {
                 guard case .object(let record) = value else {
                     throw CorpusError.badRecord(file: url.path, line: lineNumber, reason: "not a JSON object")
                 }
-                records.append(record)
+                records.append((lineNumber, record))
             }
             return records
         }

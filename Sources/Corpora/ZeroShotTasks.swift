@@ -62,7 +62,7 @@ public enum ZeroShotTask: String, CaseIterable, Codable, Sendable {
     public func load(dataRoot: URL, limit: Int? = nil) throws -> [MultipleChoiceExample] {
         let urls = relativePaths.map { dataRoot.appendingPathComponent($0) }
         let file = urls[0].path
-        let records = try TextFiles.jsonLines(urls[0], limit: limit.map { max($0, 0) })
+        let records = try TextFiles.numberedJSONLines(urls[0], limit: limit.map { max($0, 0) })
         var labels: [Substring] = []
         if self == .piqa {
             labels = TextFiles.lines(try TextFiles.string(urls[1]))
@@ -70,8 +70,8 @@ public enum ZeroShotTask: String, CaseIterable, Codable, Sendable {
                 throw CorpusError.corrupt(file: urls[1].path, reason: "\(labels.count) labels for \(records.count) examples")
             }
         }
-        return try records.enumerated().map { i, record in
-            let r = Record(fields: record, file: file, line: i + 1)
+        return try records.enumerated().map { i, numbered in
+            let r = Record(fields: numbered.record, file: file, line: numbered.line)
             switch self {
             case .piqa: return try Self.piqa(r, label: labels[i], labelFile: urls[1].path, index: i)
             case .hellaswag: return try Self.hellaswag(r, index: i)

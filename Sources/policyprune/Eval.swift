@@ -7,7 +7,7 @@ import Transformer
 
 /// `policyprune eval`: perplexity (and, later, zero-shot accuracy).
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure a model.", subcommands: [Perplexity.self])
+    static let configuration = CommandConfiguration(abstract: "Measure a model.", subcommands: [Perplexity.self, ZeroShotCommand.self])
 
     /// `policyprune eval ppl`: the paper's perplexity protocol (algorithm.md §4.4).
     struct Perplexity: ParsableCommand {
@@ -16,6 +16,7 @@ struct Eval: ParsableCommand {
             abstract: "Perplexity over non-overlapping windows (text joined with \"\\n\\n\", tokenised once, remainder dropped).")
 
         @OptionGroup var model: ModelOptions
+        @OptionGroup var planOptions: PlanOptions
         @Option(help: "Data set: wikitext2, ptb, tinystories, c4, or a text file.") var data = "wikitext2"
         @Option(help: "Window length in tokens (the paper: 128; Wanda/SparseGPT: 2048).") var context = 128
         @Option(help: "Score only the first N windows.") var limitWindows: Int?
@@ -40,6 +41,7 @@ struct Eval: ParsableCommand {
 
         func run() throws {
             let loaded = try model.load()
+            let scorer = try planOptions.prepared(loaded, modelPath: model.model)
             let tokenizer = try model.loadTokenizer(loaded.checkpoint)
             let dataset = try Dataset(data)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
@@ -51,7 +53,7 @@ struct Eval: ParsableCommand {
             let total = limitWindows.map { min($0, tokens.count / context) } ?? tokens.count / context
             let bar = ProgressBar("ppl", total: total)
             let report = try Evaluation.Perplexity.evaluate(
-                scorer: loaded.model.dense, tokens: tokens, context: context, batchSize: batch, limitWindows: limitWindows,
+                scorer: scorer, tokens: tokens, context: context, batchSize: batch, limitWindows: limitWindows,
                 keepWindowNLL: perWindow, source: dataset.description
             ) { p in
                 bar.update(p.windowsDone, rate: p.tokensPerSecond, unit: "tok")

@@ -8,6 +8,7 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate a continuation of a prompt.")
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var planOptions: PlanOptions
     @Option(help: "The prompt text.") var prompt: String
     @Option(help: "Maximum new tokens.") var maxTokens = 64
     @Option(help: "Sampling temperature; 0 = greedy.") var temperature: Float = 0
@@ -31,7 +32,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         let loaded = try model.load()
         let tokenizer = try model.loadTokenizer(loaded.checkpoint)
-        let prepared = loaded.model.dense
+        let prepared = try planOptions.prepared(loaded, modelPath: model.model)
         let ids = tokenizer.encode(prompt, addSpecialTokens: true)
         guard !ids.isEmpty else { throw ValidationError("the prompt encodes to no tokens") }
         var cache = KVCache(model: prepared, capacity: ids.count + maxTokens)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
+import Pruning
 import Transformer
 
 /// `policyprune info`: architecture, per-layer sizes, parameter counts and prunable structures.
@@ -55,29 +56,21 @@ struct Info: ParsableCommand {
     static func report(_ checkpoint: LoadedCheckpoint) -> Report {
         let c = checkpoint.config
         let d = c.hiddenSize
-        var rows = [LayerRow]()
-        var attention = 0, mlp = 0, norms = d
-        for (i, l) in c.layers.enumerated() {
-            let bias = c.attentionBias ? l.queryDim + 2 * l.kvDim : 0
-            let a = l.hasAttention ? d * (l.queryDim + 2 * l.kvDim) + l.queryDim * d + bias : 0
-            let m = l.hasMLP ? 3 * d * l.ffnDim : 0
-            attention += a
-            mlp += m
-            norms += 2 * d
-            rows.append(LayerRow(layer: i, queryHeads: l.queryHeads, kvHeads: l.kvHeads, headDim: l.headDim, ffnDim: l.ffnDim,
-                                 attentionParameters: a, mlpParameters: m))
+        let counts = c.parameterCount
+        let rows = c.layers.enumerated().map { i, l in
+            LayerRow(layer: i, queryHeads: l.queryHeads, kvHeads: l.kvHeads, headDim: l.headDim, ffnDim: l.ffnDim,
+                     attentionParameters: l.hasAttention ? l.attentionParameters(hiddenSize: d, attentionBias: c.attentionBias) : 0,
+                     mlpParameters: l.hasMLP ? l.mlpParameters(hiddenSize: d) : 0)
         }
-        let embeddings = c.vocabSize * d
-        let head = c.tiedEmbeddings ? 0 : c.vocabSize * d
-        let perGroup = Array(Set(c.layers.filter { $0.kvHeads > 0 }.map { (2 * $0.groupSize + 2) * $0.headDim * d + (c.attentionBias ? ($0.groupSize + 2) * $0.headDim : 0) })).sorted()
+        let perGroup = Set(c.layers.filter { $0.kvHeads > 0 }.map { $0.kvGroupParameterCost(hiddenSize: d, attentionBias: c.attentionBias) })
         return Report(
             path: checkpoint.path, format: "\(checkpoint.format)", architecture: c.architecture, hiddenSize: d,
             vocabSize: c.vocabSize, layers: c.layers.count, normEpsilon: c.normEpsilon, ropeTheta: c.ropeTheta,
             tiedEmbeddings: c.tiedEmbeddings, attentionBias: c.attentionBias, contextLength: c.contextLength,
-            parameters: ParameterCounts(attentionAndMLP: attention + mlp, attention: attention, mlp: mlp, embeddings: embeddings,
-                                        head: head, norms: norms, total: attention + mlp + embeddings + head + norms),
-            prunable: PrunableCounts(kvGroups: c.layers.reduce(0) { $0 + $1.kvHeads }, mlpChannels: c.layers.reduce(0) { $0 + $1.ffnDim },
-                                     layers: c.layers.count, parametersPerKVGroup: perGroup, parametersPerChannel: 3 * d),
+            parameters: ParameterCounts(attentionAndMLP: counts.prunable, attention: counts.attention, mlp: counts.mlp,
+                                        embeddings: counts.embeddings, head: counts.head, norms: counts.norms, total: counts.total),
+            prunable: PrunableCounts(kvGroups: c.structureCount(.attention), mlpChannels: c.structureCount(.mlp),
+                                     layers: c.layers.count, parametersPerKVGroup: perGroup.sorted(), parametersPerChannel: 3 * d),
             perLayer: rows)
     }
 

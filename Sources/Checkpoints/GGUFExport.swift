@@ -1,0 +1,164 @@
+import Foundation
+
+/// The `gguf` export (design.md section 6): arch `llama` (or `qwen2`) when every layer has the same shape, arch
+/// `deci` with per-layer `head_count`, `head_count_kv` and `feed_forward_length` arrays otherwise; q/k rows in the
+/// adjacent-pairs RoPE order (NeoX rotate-half for `qwen2`); the tokenizer metadata carried over.
+enum GGUFExport {
+    static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
+        let uniform = ModelExporter.isUniform(request.config)
+        let arch = uniform ? (request.config.architecture == "qwen2" ? "qwen2" : "llama") : "deci"
+        if !uniform && request.config.architecture == "qwen2" && !request.config.attentionBias {
+            throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason: "qwen2 without q/k/v biases")
+        }
+        var notes: [String] = []
+        var (config, weights) = (request.config, request.weights)
+        if arch == "deci" { notes += addLlamaCppPlaceholders(&config, &weights) }
+        let order: RoPERowOrder = arch == "qwen2" ? .rotateHalf : .adjacentPairs
+
+        var gguf = GGUFWriter()
+        gguf.set("general.architecture", .string(arch))
+        gguf.set("general.name", .string(request.name))
+        let fileType: UInt32 = ["f32": 0, "f16": 1, "q8_0": 7][request.dtype.rawValue] ?? 0
+        gguf.set("general.file_type", .uint32(fileType))
+        if request.dtype == .q8_0 { gguf.set("general.quantization_version", .uint32(2)) }
+        let layers = config.layers
+        let headDim = layers.first?.headDim ?? 0
+        gguf.set("\(arch).vocab_size", .uint32(UInt32(config.vocabSize)))
+        gguf.set("\(arch).context_length", .uint32(UInt32(config.contextLength)))
+        gguf.set("\(arch).embedding_length", .uint32(UInt32(config.hiddenSize)))
+        gguf.set("\(arch).block_count", .uint32(UInt32(layers.count)))
+        func perLayer(_ key: String, _ values: [Int]) {
+            if uniform, let first = values.first {
+                gguf.set("\(arch).\(key)", .uint32(UInt32(first)))
+            } else {
+                gguf.set("\(arch).\(key)", .array(.int32(values.map { Int32($0) })))
+            }
+        }
+        perLayer("feed_forward_length", layers.map { $0.hasMLP ? $0.ffnDim : 0 })
+        perLayer("attention.head_count", layers.map { $0.hasAttention ? $0.queryHeads : 0 })
+        perLayer("attention.head_count_kv", layers.map { $0.hasAttention ? $0.kvHeads : 0 })
+        // llama.cpp derives the head width from layer 0 unless told; state it so any layer may be attention-free.
+        gguf.set("\(arch).attention.key_length", .uint32(UInt32(headDim)))
+        gguf.set("\(arch).attention.value_length", .uint32(UInt32(headDim)))
+        gguf.set("\(arch).rope.dimension_count", .uint32(UInt32(headDim)))
+        gguf.set("\(arch).rope.freq_base", .float32(config.ropeTheta))
+        gguf.set("\(arch).attention.layer_norm_rms_epsilon", .float32(config.normEpsilon))
+        let (tokenizer, tokenizerNote) = try tokenizerMetadata(request.tokenizer, vocabSize: config.vocabSize)
+        for (key, value) in tokenizer { gguf.set(key, value) }
+        if let tokenizerNote { notes.append(tokenizerNote) }
+        for (key, value) in request.provenance.sorted(by: { $0.key < $1.key }) { gguf.set("policyprune.\(key)", .string(value)) }
+
+        var fallbacks: [String] = []
+        for record in WeightAssembly.records(config, weights, names: GGUFFile.names, order: order) {
+            // llama.cpp keeps 1-D tensors (norms, biases) in F32; Q8_0 needs rows of whole 32-value blocks, and like
+            // llama.cpp's converter a tensor whose rows are not falls back to F16.
+            var type = request.dtype
+            if record.shape.count == 1 { type = .f32 }
+            if type == .q8_0, (record.shape.last ?? 0) % 32 != 0 {
+                type = .f16
+                fallbacks.append(record.name)
+            }
+            gguf.tensors.append(GGUFWriter.Tensor(record, type: type))
+        }
+        if !fallbacks.isEmpty {
+            notes.append("\(fallbacks.count) tensor(s) whose rows are not a multiple of 32 stored as F16 instead of Q8_0: " + fallbacks.prefix(4).joined(separator: ", ") + (fallbacks.count > 4 ? ", ..." : ""))
+        }
+        try AtomicOutput.writeFile(path, force: force) { temporary in try gguf.write(to: temporary) }
+        return ExportResult(path: path, files: [("", ModelExporter.size(of: path))], architecture: arch, uniform: uniform, notes: notes)
+    }
+
+    /// llama.cpp's `deci` graph (src/models/deci.cpp) has two gaps that would change the model's output:
+    /// a layer with `feed_forward_length` 0 is skipped whole (`continue` before `inpL = cur`, so its attention
+    /// output is dropped), and the head width is derived only when layer 0 has heads. So: a layer that keeps
+    /// attention but lost its MLP gets a 1-channel all-zero MLP, and an attention-free layer 0 gets one all-zero KV
+    /// group. Both add exactly 0 to the residual stream (silu(0)·0 = 0; zero values through a zero o_proj), so
+    /// every loader computes the pruned model's logits exactly.
+    static func addLlamaCppPlaceholders(_ config: inout ModelConfig, _ weights: inout ModelWeights) -> [String] {
+        var notes: [String] = []
+        let d = config.hiddenSize
+        let ones = [Float](repeating: 1, count: d)
+        for i in config.layers.indices where config.layers[i].hasAttention && !config.layers[i].hasMLP {
+            config.layers[i].ffnDim = 1
+            config.layers[i].hasMLP = true
+            weights.layers[i].mlpNorm = ones
+            weights.layers[i].gate = [Float](repeating: 0, count: d)
+            weights.layers[i].up = [Float](repeating: 0, count: d)
+            weights.layers[i].down = [Float](repeating: 0, count: d)
+            notes.append("layer \(i): MLP removed; written as a 1-channel all-zero MLP (llama.cpp's deci graph skips the whole layer when feed_forward_length is 0)")
+        }
+        if let first = config.layers.first, !first.hasAttention,
+           let donor = config.layers.first(where: { $0.hasAttention && $0.kvHeads > 0 }) {
+            let g = donor.groupSize, hd = donor.headDim
+            config.layers[0].queryHeads = g
+            config.layers[0].kvHeads = 1
+            config.layers[0].headDim = hd
+            config.layers[0].hasAttention = true
+            var w = weights.layers[0]
+            w.attentionNorm = ones
+            w.wq = [Float](repeating: 0, count: g * hd * d)
+            w.wk = [Float](repeating: 0, count: hd * d)
+            w.wv = [Float](repeating: 0, count: hd * d)
+            w.wo = [Float](repeating: 0, count: d * g * hd)
+            if config.attentionBias {
+                w.bq = [Float](repeating: 0, count: g * hd)
+                w.bk = [Float](repeating: 0, count: hd)
+                w.bv = [Float](repeating: 0, count: hd)
+            }
+            weights.layers[0] = w
+            notes.append("layer 0: attention removed; written as one all-zero KV group (llama.cpp reads the head width only when layer 0 has heads)")
+        }
+        return notes
+    }
+
+    /// The `tokenizer.*` metadata to write: copied from a GGUF source; converted from a llama2.c `tokenizer.bin`
+    /// the way llama.cpp's convert-llama2c-to-ggml does (SentencePiece `llama` model, spaces as U+2581, byte
+    /// tokens typed as bytes, ids 0/1/2 as unk/BOS/EOS). A Hugging Face tokenizer.json is not converted (note).
+    static func tokenizerMetadata(_ source: TokenizerSource, vocabSize: Int) throws -> ([(String, GGUFValue)], String?) {
+        switch source {
+        case .gguf(let file):
+            return (file.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, file.metadata[$0]!) }, nil)
+        case .llama2c(let path):
+            return (try llama2cVocabulary(path: path, vocabSize: vocabSize), nil)
+        case .huggingFaceJSON:
+            return ([], "the tokenizer.json of the source is not converted to GGUF metadata; llama.cpp needs tokenizer.ggml.* to run the file")
+        case .none:
+            return ([], "the source has no tokenizer; none written")
+        }
+    }
+
+    /// llama2.c `tokenizer.bin` (int32 max_token_length, then per token float32 score, int32 length, bytes) as
+    /// GGUF `llama` tokenizer metadata.
+    static func llama2cVocabulary(path: String, vocabSize: Int) throws -> [(String, GGUFValue)] {
+        let file = try MappedFile(path: path)
+        var reader = MappedReader(file, offset: 4)
+        var tokens: [String] = [], scores: [Float] = [], types: [Int32] = []
+        for id in 0..<vocabSize {
+            let score = try reader.float32("score of token \(id)")
+            let length = try reader.integer(Int32.self, "length of token \(id)")
+            guard length >= 0 else { throw CheckpointError.corrupt(file: path, reason: "token \(id) has length \(length)") }
+            var text = try reader.string(length: Int(length), "bytes of token \(id)")
+            // llama.cpp token types: 1 normal, 2 unknown, 3 control, 6 byte.
+            var type: Int32 = 1
+            switch id {
+            case 0: text = "<unk>"; type = 2
+            case 1: text = "<s>"; type = 3
+            case 2: text = "</s>"; type = 3
+            default:
+                if text.isEmpty { type = 3 }
+                else if text.utf8.count == 6, text.hasPrefix("<0x"), text.hasSuffix(">") { type = 6 }
+            }
+            tokens.append(text.replacingOccurrences(of: " ", with: "\u{2581}"))
+            scores.append(score)
+            types.append(type)
+        }
+        return [
+            ("tokenizer.ggml.model", .string("llama")),
+            ("tokenizer.ggml.tokens", .array(.string(tokens))),
+            ("tokenizer.ggml.scores", .array(.float32(scores))),
+            ("tokenizer.ggml.token_type", .array(.int32(types))),
+            ("tokenizer.ggml.unknown_token_id", .uint32(0)),
+            ("tokenizer.ggml.bos_token_id", .uint32(1)),
+            ("tokenizer.ggml.eos_token_id", .uint32(2)),
+        ]
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+
+/// The `hf` export: a folder with `model.safetensors` (Hugging Face names, rotate-half q/k rows), `config.json`
+/// and the tokenizer files (design.md section 6).
+enum HuggingFaceExport {
+    static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
+        let config = request.config
+        let uniform = ModelExporter.isUniform(config)
+        var notes: [String] = []
+        let configJSON = try configJSON(config, uniform: uniform, dtype: request.dtype, tokenizer: request.tokenizer)
+        var metadata = request.provenance
+        metadata["format"] = "pt"
+        var written: [(String, Int)] = []
+        try AtomicOutput.writeDirectory(path, force: force) { folder in
+            func inFolder(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+            let records = WeightAssembly.records(config, request.weights, names: HFConfig.names, order: .rotateHalf)
+            try SafetensorsWriter.write(records, dtype: request.dtype, metadata: metadata, to: inFolder("model.safetensors"))
+            try AtomicOutput.writeData(configJSON, to: inFolder("config.json"))
+            switch request.tokenizer {
+            case .huggingFaceJSON(let json):
+                try copy(json, to: inFolder("tokenizer.json"))
+                // The files transformers reads beside tokenizer.json, when the source has them.
+                let source = (json as NSString).deletingLastPathComponent
+                for name in ["tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+                    let file = (source as NSString).appendingPathComponent(name)
+                    if FileManager.default.fileExists(atPath: file) { try copy(file, to: inFolder(name)) }
+                }
+            case .llama2c(let bin):
+                try copy(bin, to: inFolder((bin as NSString).lastPathComponent))
+            case .gguf:
+                notes.append("the GGUF tokenizer (tokenizer.ggml.*) is not converted to tokenizer.json; export as gguf to keep it, or add a tokenizer.json by hand")
+            case .none:
+                notes.append("the source has no tokenizer; none written")
+            }
+            for (name, data) in request.extraFiles.sorted(by: { $0.key < $1.key }) {
+                guard !name.contains("/"), !name.hasPrefix(".") else {
+                    throw CheckpointWriteError.unsupportedModel(format: "hf", reason: "extra file name '\(name)' must be a plain file name")
+                }
+                try AtomicOutput.writeData(data, to: inFolder(name))
+            }
+            for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted() {
+                written.append((name, ModelExporter.size(of: inFolder(name))))
+            }
+        }
+        if !uniform {
+            notes.append("heterogeneous model: config.json carries per-layer lists; Hugging Face transformers cannot build it (tensor shapes differ per layer), PolicyPrune and the plan beside it can")
+        }
+        return ExportResult(path: path, files: written, architecture: config.architecture == "qwen2" ? "qwen2" : "llama",
+                            uniform: uniform, notes: notes)
+    }
+
+    /// `config.json`: a plain `LlamaForCausalLM` (or `Qwen2ForCausalLM`) config when uniform; otherwise the same
+    /// keys plus `num_attention_heads_per_layer`, `num_key_value_heads_per_layer`, `intermediate_size_per_layer`
+    /// and the removed sublayers (`no_op_attention_layers`, `no_op_mlp_layers`, in DeciLM's words).
+    static func configJSON(_ config: ModelConfig, uniform: Bool, dtype: WeightDType, tokenizer: TokenizerSource) throws -> Data {
+        let qwen = config.architecture == "qwen2"
+        // Model-wide values: the first layer with attention / an MLP (the per-layer lists override them).
+        let attentionLayer = config.layers.first { $0.hasAttention && $0.kvHeads > 0 }
+        let heads = attentionLayer?.queryHeads ?? 1
+        let kvHeads = attentionLayer?.kvHeads ?? 1
+        let ffn = config.layers.first { $0.hasMLP && $0.ffnDim > 0 }?.ffnDim ?? 1
+        let headDim = config.layers.first?.headDim ?? config.hiddenSize / max(heads, 1)
+        var json: [String: Any] = [
+            "architectures": [qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+            "model_type": qwen ? "qwen2" : "llama",
+            "hidden_size": config.hiddenSize,
+            "intermediate_size": ffn,
+            "num_hidden_layers": config.layers.count,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kvHeads,
+            "head_dim": headDim,
+            "hidden_act": "silu",
+            "rms_norm_eps": shortestDecimal(config.normEpsilon),
+            "rope_theta": shortestDecimal(config.ropeTheta),
+            "max_position_embeddings": config.contextLength,
+            "vocab_size": config.vocabSize,
+            "tie_word_embeddings": config.tiedEmbeddings,
+            "attention_bias": config.attentionBias,
+            "mlp_bias": false,
+            "use_cache": true,
+            "initializer_range": 0.02,
+            "torch_dtype": ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][dtype.rawValue] ?? "float32",
+        ]
+        if qwen { json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias") }
+        switch tokenizer {
+        case .llama2c:
+            json["bos_token_id"] = 1; json["eos_token_id"] = 2
+        case .gguf(let file):
+            if let bos = file.metadata["tokenizer.ggml.bos_token_id"]?.int { json["bos_token_id"] = bos }
+            if let eos = file.metadata["tokenizer.ggml.eos_token_id"]?.int { json["eos_token_id"] = eos }
+        case .huggingFaceJSON, .none:
+            break
+        }
+        if !uniform {
+            json["num_attention_heads_per_layer"] = config.layers.map { $0.hasAttention ? $0.queryHeads : 0 }
+            json["num_key_value_heads_per_layer"] = config.layers.map { $0.hasAttention ? $0.kvHeads : 0 }
+            json["intermediate_size_per_layer"] = config.layers.map { $0.hasMLP ? $0.ffnDim : 0 }
+            json["no_op_attention_layers"] = config.layers.indices.filter { !config.layers[$0].hasAttention }
+            json["no_op_mlp_layers"] = config.layers.indices.filter { !config.layers[$0].hasMLP }
+        }
+        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// The Float as the Double with the same shortest decimal form (1e-05, not 9.999999747378752e-06), which is
+    /// what the source config said and what reads back as the same Float.
+    static func shortestDecimal(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
+
+    /// Copies a file into the folder being assembled.
+    static func copy(_ source: String, to destination: String) throws {
+        let file = try MappedFile(path: source)
+        let bytes = try file.bytes(at: 0, length: file.count, "tokenizer file")
+        let out = try OutputFile(creating: destination)
+        try out.write(bytes)
+        try out.finish()
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+
+/// The two export targets of design.md section 6.
+public enum ExportFormat: String, CaseIterable, Sendable, Codable {
+    /// A Hugging Face folder: `model.safetensors`, `config.json`, tokenizer files.
+    case hf
+    /// One GGUF file for llama.cpp.
+    case gguf
+
+    /// Storage types the format accepts.
+    public var dtypes: [WeightDType] { self == .hf ? [.f32, .f16, .bf16] : [.f32, .f16, .q8_0] }
+}
+
+/// What to write: a model in the canonical layout (any `[LayerSpec]`), how to store it, and what goes with it.
+public struct ExportRequest {
+    /// The architecture to write (usually a compacted, heterogeneous one).
+    public var config: ModelConfig
+    /// Canonical weights matching `config`.
+    public var weights: ModelWeights
+    /// Target format.
+    public var format: ExportFormat
+    /// Storage type of the weight matrices.
+    public var dtype: WeightDType
+    /// The source checkpoint's tokenizer, carried over.
+    public var tokenizer: TokenizerSource
+    /// A name for the model (`general.name`).
+    public var name: String
+    /// Extra files placed beside the model in an `hf` folder (for example `plan.json`).
+    public var extraFiles: [String: Data]
+    /// Provenance strings: GGUF metadata `policyprune.<key>` and safetensors `__metadata__`.
+    public var provenance: [String: String]
+
+    /// A request; `extraFiles` and `provenance` default to empty.
+    public init(config: ModelConfig, weights: ModelWeights, format: ExportFormat, dtype: WeightDType, tokenizer: TokenizerSource,
+                name: String, extraFiles: [String: Data] = [:], provenance: [String: String] = [:]) {
+        self.config = config
+        self.weights = weights
+        self.format = format
+        self.dtype = dtype
+        self.tokenizer = tokenizer
+        self.name = name
+        self.extraFiles = extraFiles
+        self.provenance = provenance
+    }
+}
+
+/// What was written.
+public struct ExportResult: Sendable {
+    /// The output path (a folder for `hf`, a file for `gguf`).
+    public var path: String
+    /// Files written with their sizes in bytes, by name relative to `path` (`""` for a single GGUF file).
+    public var files: [(name: String, bytes: Int)]
+    /// The architecture written (`llama`, `deci`, `qwen2`; `config.json` `model_type` for hf).
+    public var architecture: String
+    /// Whether every layer has the same shape (a plain model any loader accepts).
+    public var uniform: Bool
+    /// Things the user should know (placeholders added for llama.cpp, tokenizer not carried, dtype fallbacks).
+    public var notes: [String]
+
+    /// Total bytes written.
+    public var totalBytes: Int { files.reduce(0) { $0 + $1.bytes } }
+}
+
+/// Writes models in the export formats, atomically (`AtomicOutput`): nothing appears at the destination unless
+/// the whole export succeeded.
+public enum ModelExporter {
+    /// Writes `request` to `path`; an existing `path` is replaced only with `force`.
+    public static func export(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
+        guard request.format.dtypes.contains(request.dtype) else {
+            throw CheckpointWriteError.unsupportedDType(format: request.format == .hf ? "hf (safetensors)" : "GGUF", dtype: request.dtype.rawValue)
+        }
+        try request.config.validate(request.weights, file: "<export>")
+        switch request.format {
+        case .hf: return try HuggingFaceExport.write(request, to: path, force: force)
+        case .gguf: return try GGUFExport.write(request, to: path, force: force)
+        }
+    }
+
+    /// Whether every layer has the same shape with both sublayers present (a plain LLaMA).
+    static func isUniform(_ config: ModelConfig) -> Bool {
+        guard let first = config.layers.first, first.hasAttention, first.hasMLP, first.queryHeads > 0, first.ffnDim > 0 else { return false }
+        return config.layers.allSatisfy { $0 == first }
+    }
+
+    /// File size in bytes (0 when unreadable).
+    static func size(of path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+    }
+}
+
+/// Reordering of q/k rows between the two RoPE conventions.
+extension WeightAssembly {
+    /// The inverse of `permuteToRotateHalf`: within each head, new row `2i + c` = old row `c * (headDim/2) + i`
+    /// (rotate-half, the canonical order, to GGUF's adjacent pairs).
+    static func permuteToAdjacentPairs(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
+        let rows = heads * headDim
+        guard rows > 0, w.count % rows == 0, headDim % 2 == 0 else { return w }
+        let columns = w.count / rows
+        let half = headDim / 2
+        return [Float](unsafeUninitializedCapacity: w.count) { dst, initialized in
+            w.withUnsafeBufferPointer { src in
+                for h in 0..<heads {
+                    for c in 0..<2 {
+                        for i in 0..<half {
+                            let from = (h * headDim + c * half + i) * columns
+                            let to = (h * headDim + 2 * i + c) * columns
+                            (dst.baseAddress! + to).update(from: src.baseAddress! + from, count: columns)
+                        }
+                    }
+                }
+            }
+            initialized = w.count
+        }
+    }
+
+    /// The tensors of `weights` under `names`, shapes from `config`, q/k rows in `order`. Absent sublayers have
+    /// no tensors.
+    static func records(_ config: ModelConfig, _ weights: ModelWeights, names: WeightNames, order: RoPERowOrder) -> [TensorRecord] {
+        let d = config.hiddenSize
+        func rope(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
+            order == .adjacentPairs ? permuteToAdjacentPairs(w, heads: heads, headDim: headDim) : w
+        }
+        var out = [TensorRecord(name: names.tokenEmbedding, shape: [config.vocabSize, d], values: weights.tokenEmbedding)]
+        for (i, (spec, w)) in zip(config.layers, weights.layers).enumerated() {
+            if spec.hasAttention {
+                out.append(TensorRecord(name: names.layer(i, .attentionNorm), shape: [d], values: w.attentionNorm))
+                out.append(TensorRecord(name: names.layer(i, .wq), shape: [spec.queryDim, d], values: rope(w.wq, heads: spec.queryHeads, headDim: spec.headDim)))
+                out.append(TensorRecord(name: names.layer(i, .wk), shape: [spec.kvDim, d], values: rope(w.wk, heads: spec.kvHeads, headDim: spec.headDim)))
+                out.append(TensorRecord(name: names.layer(i, .wv), shape: [spec.kvDim, d], values: w.wv))
+                out.append(TensorRecord(name: names.layer(i, .wo), shape: [d, spec.queryDim], values: w.wo))
+                if let bq = w.bq, let bk = w.bk, let bv = w.bv {
+                    out.append(TensorRecord(name: names.layer(i, .bq), shape: [spec.queryDim], values: rope(bq, heads: spec.queryHeads, headDim: spec.headDim)))
+                    out.append(TensorRecord(name: names.layer(i, .bk), shape: [spec.kvDim], values: rope(bk, heads: spec.kvHeads, headDim: spec.headDim)))
+                    out.append(TensorRecord(name: names.layer(i, .bv), shape: [spec.kvDim], values: bv))
+                }
+            }
+            if spec.hasMLP {
+                out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: w.mlpNorm))
+                out.append(TensorRecord(name: names.layer(i, .gate), shape: [spec.ffnDim, d], values: w.gate))
+                out.append(TensorRecord(name: names.layer(i, .up), shape: [spec.ffnDim, d], values: w.up))
+                out.append(TensorRecord(name: names.layer(i, .down), shape: [d, spec.ffnDim], values: w.down))
+            }
+        }
+        out.append(TensorRecord(name: names.finalNorm, shape: [d], values: weights.finalNorm))
+        if let head = weights.head, !config.tiedEmbeddings {
+            out.append(TensorRecord(name: names.head, shape: [config.vocabSize, d], values: head))
+        }
+        return out
+    }
+}
+
+/// Reading back what `ModelExporter` recorded about an export's origin (`ExportRequest.provenance`, e.g.
+/// `dense_parameters`), so `info` can state the parameter reduction of an exported model.
+public enum ExportProvenance {
+    /// GGUF `policyprune.*` metadata, or the `__metadata__` of an hf folder's `model.safetensors` (without
+    /// `format`); empty for a checkpoint PolicyPrune did not export.
+    public static func read(_ checkpoint: LoadedCheckpoint) -> [String: String] {
+        switch checkpoint.format {
+        case .gguf:
+            guard case .gguf(let file) = checkpoint.tokenizer else { return [:] }
+            var out: [String: String] = [:]
+            for key in file.metadataKeys where key.hasPrefix("policyprune.") {
+                if let value = file.metadata[key]?.string { out[String(key.dropFirst("policyprune.".count))] = value }
+            }
+            return out
+        case .huggingFace:
+            let path = (checkpoint.path as NSString).appendingPathComponent("model.safetensors")
+            guard let file = try? SafetensorsFile(path: path) else { return [:] }
+            var out = file.metadata
+            out.removeValue(forKey: "format")
+            return out
+        case .llama2c:
+            return [:]
+        }
+    }
+}

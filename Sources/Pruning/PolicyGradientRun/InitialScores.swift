@@ -1,0 +1,130 @@
+import Checkpoints
+import Corpora
+import Foundation
+import Kernels
+
+/// Initial keep probabilities (spec §3): from a metric through a score mapping, from seeded normal draws
+/// (`random`, spec §3.4), all at μ (`uniform`), or from a saved scores file.
+public enum InitialScores {
+    /// Maps per-structure importances (higher = keep) to keep probabilities with mean μ, per layer and kind
+    /// (spec §3.2). The per-layer init mask (top-μ fraction, ties kept) feeds only the `constant` mapping.
+    public static func fromMetric(_ attention: [[Double]], _ mlp: [[Double]], mapping: ScoreMapping,
+                                  keepRatio mu: Double) -> KeepProbabilities {
+        func map(_ vectors: [[Double]], _ kind: StructureKind) -> [[Double]] {
+            vectors.map { metric in
+                mapping.keepProbabilities(metric: metric, kind: kind, mean: mu, initMask: initMask(metric: metric, keepRatio: mu))
+            }
+        }
+        return KeepProbabilities(attention: map(attention, .attention), mlp: map(mlp, .mlp))
+    }
+
+    /// The code's `random` init (spec §3.4): per layer, standard-normal draws (Box–Muller on `Xoshiro256(seed)`,
+    /// layer 0 attention, layer 0 MLP, layer 1 attention, ...) mapped like a metric.
+    public static func random(config: ModelConfig, mapping: ScoreMapping, keepRatio mu: Double, seed: UInt64) -> KeepProbabilities {
+        var rng = Xoshiro256(seed: seed)
+        func normal() -> Double {
+            // Box–Muller; 1 − u keeps the logarithm's argument in (0, 1].
+            let u = 1 - rng.nextUnitDouble(), v = rng.nextUnitDouble()
+            return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
+        }
+        var attention: [[Double]] = [], mlp: [[Double]] = []
+        for l in config.layers.indices {
+            attention.append((0..<config.structureCount(.attention, layer: l)).map { _ in normal() })
+            mlp.append((0..<config.structureCount(.mlp, layer: l)).map { _ in normal() })
+        }
+        return fromMetric(attention, mlp, mapping: mapping, keepRatio: mu)
+    }
+}
+
+/// A saved set of keep probabilities (`scores.json`, `initial-scores.json` of a run): usable as `--init-scores`.
+public struct ScoresFile: Codable, Sendable, Equatable {
+    /// The format version this tool writes and reads.
+    public static let currentFormatVersion = 1
+    /// Format version.
+    public var formatVersion: Int
+    /// sha256 of the model the scores belong to.
+    public var modelSHA256: String
+    /// Valid steps taken when the scores were saved.
+    public var step: Int
+    /// The keep probabilities.
+    public var keepProbabilities: KeepProbabilities
+
+    /// A scores file for `keepProbabilities` of model `modelSHA256` after `step` valid steps.
+    public init(modelSHA256: String, step: Int, keepProbabilities: KeepProbabilities) {
+        formatVersion = Self.currentFormatVersion
+        self.modelSHA256 = modelSHA256
+        self.step = step
+        self.keepProbabilities = keepProbabilities
+    }
+
+    /// Pretty JSON with sorted keys (byte-stable: the same scores always give the same bytes).
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    /// Reads a scores file and checks it against `config` (layer count, lengths, finite values in [0, 1]).
+    public static func read(_ url: URL, config: ModelConfig) throws -> ScoresFile {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw RunError.unreadable(path: url.path, reason: "\(error.localizedDescription)")
+        }
+        let file: ScoresFile
+        do { file = try JSONDecoder().decode(ScoresFile.self, from: data) } catch {
+            throw RunError.unreadable(path: url.path, reason: "not a scores file: \(error)")
+        }
+        guard file.formatVersion == currentFormatVersion else {
+            throw RunError.unreadable(path: url.path, reason: "format version \(file.formatVersion), this tool reads \(currentFormatVersion)")
+        }
+        do {
+            try file.keepProbabilities.validate(against: config)
+        } catch {
+            throw RunError.unreadable(path: url.path, reason: "does not fit the model: \(error)")
+        }
+        for kind in StructureKind.allCases {
+            if let bad = file.keepProbabilities[kind].joined().first(where: { $0 < 0 || $0 > 1 }) {
+                throw RunError.unreadable(path: url.path, reason: "\(kind.rawValue) keep probability \(bad) outside [0, 1]")
+            }
+        }
+        return file
+    }
+}
+
+/// sha256 of a model: of the file itself, or for a folder of the sorted list of its top-level regular files with
+/// their own sha256 (`name sha256\n` lines), the same identity `policyprune score` / `--plan` use.
+public enum ModelFingerprint {
+    /// The hex digest.
+    public static func sha256(path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw RunError.unreadable(path: path, reason: "no such file")
+        }
+        guard isDirectory.boolValue else { return try fileSHA256(path) }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+        var lines = ""
+        for name in names {
+            let full = (path as NSString).appendingPathComponent(name)
+            var sub: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &sub), !sub.boolValue else { continue }
+            lines += name + " " + (try fileSHA256(full)) + "\n"
+        }
+        return SHA256.hex(lines)
+    }
+
+    /// Streams one file through SHA-256 in 4 MiB pieces.
+    public static func fileSHA256(_ path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw RunError.unreadable(path: path, reason: "cannot open") }
+        defer { try? handle.close() }
+        var digest = SHA256()
+        while true {
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: 4 << 20) ?? Data() } catch {
+                throw RunError.unreadable(path: path, reason: "\(error.localizedDescription)")
+            }
+            if chunk.isEmpty { break }
+            digest.update(chunk)
+        }
+        return digest.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

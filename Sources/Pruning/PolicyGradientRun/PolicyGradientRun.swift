@@ -1,0 +1,334 @@
+import Checkpoints
+import Corpora
+import Foundation
+import Kernels
+import Transformer
+
+/// The token data of a run: calibration blocks (the training stream) and held-out windows (monitoring).
+public struct RunData: Sendable {
+    /// [blocks][T] calibration token ids (C4 train subset), in document order; the run permutes them.
+    public var calibration: [[Int]]
+    /// [windows][T] held-out token ids (C4 validation subset).
+    public var heldout: [[Int]]
+
+    /// Wraps tokenised blocks (all of length T).
+    public init(calibration: [[Int]], heldout: [[Int]]) {
+        self.calibration = calibration
+        self.heldout = heldout
+    }
+
+    /// sha256 of the calibration ids (decimal, comma-joined, block order).
+    public var calibrationSHA256: String { SHA256.hex(ids: calibration.flatMap { $0 }) }
+    /// sha256 of the held-out ids.
+    public var heldoutSHA256: String { SHA256.hex(ids: heldout.flatMap { $0 }) }
+}
+
+/// What a run reports while it works.
+public enum RunEvent {
+    /// Something to tell the user (resume point, fallback to an older checkpoint, thread-count warning, ...).
+    case message(String)
+    /// A step finished; `iterations` is the run's total.
+    case step(StepLogRecord, iterations: Int)
+    /// A held-out evaluation finished.
+    case heldout(HeldoutLogRecord)
+    /// A checkpoint was written.
+    case checkpoint(URL)
+}
+
+/// The files of a run directory (design.md decision 6).
+public struct RunDirectory: Sendable {
+    /// The folder.
+    public let url: URL
+    /// The run folder at `url`.
+    public init(_ url: URL) { self.url = url }
+    /// Everything needed to reproduce the run.
+    public var options: URL { url.appendingPathComponent("options.json") }
+    /// One JSON line per step and per held-out evaluation.
+    public var log: URL { url.appendingPathComponent("log.jsonl") }
+    /// Atomic checkpoints, latest two.
+    public var checkpoints: URL { url.appendingPathComponent("checkpoint") }
+    /// The initial keep probabilities and their hard mask (the run's own starting plan).
+    public var initialScores: URL { url.appendingPathComponent("initial-scores.json") }
+    /// The hard mask of the initial scores at the target keep ratio.
+    public var initialPlan: URL { url.appendingPathComponent("initial-plan.json") }
+    /// Final outputs.
+    public var scores: URL { url.appendingPathComponent("scores.json") }
+    /// The final hard mask as a plan.
+    public var plan: URL { url.appendingPathComponent("plan.json") }
+    /// Per-layer kept structures and the loss curves.
+    public var report: URL { url.appendingPathComponent("report.svg") }
+
+    /// Reads `options.json`.
+    public func readOptions() throws -> PolicyGradientRunOptions {
+        guard let data = FileManager.default.contents(atPath: options.path) else {
+            throw RunError.notARunDirectory(directory: url.path, reason: "no options.json")
+        }
+        let decoded: PolicyGradientRunOptions
+        do { decoded = try JSONDecoder().decode(PolicyGradientRunOptions.self, from: data) } catch {
+            throw RunError.notARunDirectory(directory: url.path, reason: "options.json does not parse: \(error)")
+        }
+        try decoded.validate()
+        return decoded
+    }
+}
+
+/// What a finished run produced.
+public struct RunSummary: Sendable {
+    /// The plan written to `plan.json`.
+    public var plan: PrunePlan
+    /// Held-out NLL of the initial hard mask (nil when not measured).
+    public var initialHeldoutNLL: Double?
+    /// Held-out NLL of the final hard mask.
+    public var finalHeldoutNLL: Double?
+    /// Valid steps and wall-clock seconds of this process.
+    public var steps: Int
+    /// Wall-clock seconds of this process.
+    public var seconds: Double
+}
+
+/// A policy-gradient pruning run (spec §1.10 per step): K masks sampled from the keep probabilities, K masked
+/// forward passes on the same calibration batch, then `policyGradientStep`. Checkpoints make it resumable
+/// exactly: a killed and resumed run ends bit-identical to an uninterrupted one (same thread counts).
+public final class PolicyGradientRun {
+    /// The run folder.
+    public let directory: RunDirectory
+    /// Its options.
+    public let options: PolicyGradientRunOptions
+    let model: LanguageModel
+    let data: RunData
+    /// Receives progress and messages.
+    public var onEvent: (RunEvent) -> Void = { _ in }
+
+    private init(directory: RunDirectory, options: PolicyGradientRunOptions, model: LanguageModel, data: RunData) {
+        self.directory = directory
+        self.options = options
+        self.model = model
+        self.data = data
+    }
+
+    /// Starts a new run in `directory` (created if needed; it must not hold a run): writes `options.json`, the
+    /// initial scores and plan, and the iteration-0 checkpoint.
+    public static func create(directory url: URL, options: PolicyGradientRunOptions, model: LanguageModel, data: RunData,
+                              initial: KeepProbabilities) throws -> PolicyGradientRun {
+        try options.validate()
+        let dir = RunDirectory(url)
+        if FileManager.default.fileExists(atPath: dir.options.path) {
+            let existing = (try? dir.readOptions())?.model.path ?? "unknown model"
+            throw RunError.runExists(directory: url.path, model: existing)
+        }
+        try check(options: options, model: model, data: data, directory: url.path)
+        do { try initial.validate(against: model.config) } catch {
+            throw PruningError.invalidValue(key: "initial scores", value: "", reason: "\(error)")
+        }
+        do {
+            try FileManager.default.createDirectory(at: dir.checkpoints, withIntermediateDirectories: true)
+        } catch {
+            throw RunError.writeFailed(path: dir.checkpoints.path, reason: error.localizedDescription)
+        }
+        let run = PolicyGradientRun(directory: dir, options: options, model: model, data: data)
+        try run.writeFile(try options.jsonData(), to: dir.options)
+        try run.writeFile(try ScoresFile(modelSHA256: options.model.sha256, step: 0, keepProbabilities: initial).jsonData(),
+                          to: dir.initialScores)
+        try run.writeFile(try run.plan(for: initial).jsonData(), to: dir.initialPlan)
+        try? FileManager.default.removeItem(at: dir.log)
+        let state = PolicyGradientState(initial: initial, options: options.optimizer)
+        let checkpoint = RunCheckpoint(modelSHA256: options.model.sha256, iteration: 0, state: state,
+                                       maskGenerator: Xoshiro256(seed: options.seed),
+                                       dataOrder: DataOrder(blockCount: data.calibration.count, seed: Self.dataSeed(options.seed)),
+                                       elapsedSeconds: 0)
+        try CheckpointStore(directory: dir.checkpoints).write(checkpoint)
+        return run
+    }
+
+    /// Opens an existing run for `--resume`: the model must be the one recorded (by sha256) and the data must
+    /// tokenise to the recorded ids.
+    public static func open(directory url: URL, model: LanguageModel, modelSHA256: String, modelPath: String,
+                            data: RunData) throws -> PolicyGradientRun {
+        let dir = RunDirectory(url)
+        let options = try dir.readOptions()
+        guard options.model.sha256 == modelSHA256 else {
+            throw RunError.modelMismatch(directory: url.path, recordedPath: options.model.path, recordedSHA256: options.model.sha256,
+                                         givenPath: modelPath, givenSHA256: modelSHA256)
+        }
+        try check(options: options, model: model, data: data, directory: url.path)
+        return PolicyGradientRun(directory: dir, options: options, model: model, data: data)
+    }
+
+    /// The data-order seed: derived from the run seed so mask sampling and data order use distinct streams.
+    static func dataSeed(_ seed: UInt64) -> UInt64 { seed ^ 0xD1B5_4A32_D192_ED03 }
+
+    private static func check(options: PolicyGradientRunOptions, model: LanguageModel, data: RunData, directory: String) throws {
+        guard options.model.layers == model.config.layers.count,
+              options.model.parameters == model.config.parameterCount.total else {
+            throw RunError.modelMismatch(directory: directory, recordedPath: options.model.path, recordedSHA256: options.model.sha256,
+                                         givenPath: "the loaded model", givenSHA256: "(\(model.config.layers.count) layers, \(model.config.parameterCount.total) parameters)")
+        }
+        let calibration = data.calibrationSHA256
+        guard calibration == options.calibration.idsSHA256 else {
+            throw RunError.dataMismatch(what: "calibration blocks", recorded: options.calibration.idsSHA256, found: calibration)
+        }
+        let heldout = data.heldoutSHA256
+        guard heldout == options.heldout.idsSHA256 else {
+            throw RunError.dataMismatch(what: "held-out windows", recorded: options.heldout.idsSHA256, found: heldout)
+        }
+        guard data.calibration.count >= options.batchSize else {
+            throw RunError.notEnoughData(what: "calibration (\(options.calibration.file))", blocks: data.calibration.count, needed: options.batchSize)
+        }
+        guard data.calibration.allSatisfy({ $0.count == options.sequenceLength }),
+              data.heldout.allSatisfy({ $0.count == options.sequenceLength }) else {
+            throw PruningError.invalidValue(key: "seq", value: "\(options.sequenceLength)", reason: "every block must have this many tokens")
+        }
+    }
+
+    /// Runs from the newest good checkpoint to the end, then writes `scores.json`, `plan.json` and `report.svg`.
+    public func run() throws -> RunSummary {
+        let started = Date()
+        let config = model.config
+        let store = CheckpointStore(directory: directory.checkpoints)
+        let sha = options.model.sha256
+        let (checkpoint, file, messages) = try store.latest { c in
+            guard c.modelSHA256 == sha else { throw CheckpointFault("made for model sha256 \(c.modelSHA256.prefix(16))…") }
+            try c.state.keepProbabilities.validate(against: config)
+            guard c.dataOrder.blockCount == self.data.calibration.count else { throw CheckpointFault("data order over another block count") }
+            guard c.iteration <= self.options.steps else { throw CheckpointFault("iteration \(c.iteration) beyond --steps \(self.options.steps)") }
+        }
+        for m in messages { onEvent(.message(m)) }
+        if Parallel.threads != options.threads || BLAS.threads != options.blasThreads {
+            onEvent(.message("note: the run was started with \(options.threads) kernel / \(options.blasThreads) BLAS threads, now \(Parallel.threads) / \(BLAS.threads): results are reproducible, but not bit-identical to an uninterrupted run"))
+        }
+        if checkpoint.iteration > 0 {
+            onEvent(.message("resuming from \(file.lastPathComponent): iteration \(checkpoint.iteration) of \(options.steps), step \(checkpoint.state.step)"))
+        }
+        try RunLog.truncate(directory.log, before: checkpoint.iteration)
+        let log = try JSONLinesWriter(directory.log)
+
+        var state = checkpoint.state
+        var maskRNG = checkpoint.maskGenerator
+        var order = checkpoint.dataOrder
+        var permutation: [Int]? = nil
+        var elapsedBefore = checkpoint.elapsedSeconds
+        let o = options.optimizer
+        let totalA = config.structureCount(.attention), totalM = config.structureCount(.mlp)
+        let denseParameters = config.parameterCount.prunable
+
+        func heldout(iteration: Int) throws {
+            let rho = iteration >= options.steps ? o.keepRatio.target : o.keepRatio.keepRatio(atStep: state.step)
+            let t0 = Date()
+            let mask = state.keepProbabilities.hardMask(keepRatio: rho, scope: o.budgetScope, config: config)
+            let nll = try meanNLL(mask: mask, windows: data.heldout)
+            let record = HeldoutLogRecord(iteration: iteration, step: state.step, keepRatio: rho, meanNLL: nll, perplexity: exp(nll),
+                                          windows: data.heldout.count,
+                                          keptParameters: Double(mask.keptParameters(in: config).prunable) / Double(max(denseParameters, 1)),
+                                          seconds: Date().timeIntervalSince(t0))
+            try log.append(record)
+            onEvent(.heldout(record))
+        }
+
+        var iteration = checkpoint.iteration
+        var segmentStart = Date()
+        while iteration < options.steps {
+            if options.evalEvery > 0 ? iteration % options.evalEvery == 0 : iteration == 0 {
+                try heldout(iteration: iteration)
+            }
+            let stepStart = Date()
+            let batch = order.nextBatch(options.batchSize, cache: &permutation).map { data.calibration[$0] }
+            var samples: [MaskSample] = [], losses: [Double] = []
+            var gatherSeconds = 0.0, forwardSeconds = 0.0
+            for _ in 0..<o.samplesPerStep {
+                let sample = state.keepProbabilities.sampleMask(using: &maskRNG)
+                let t0 = Date()
+                let prepared = try model.prepared(mask: sample.structureMask(config: config))
+                let t1 = Date()
+                losses.append(try Self.meanNLL(prepared.tokenNLL(batch)))
+                forwardSeconds += Date().timeIntervalSince(t1)
+                gatherSeconds += t1.timeIntervalSince(t0)
+                samples.append(sample)
+            }
+            let report = policyGradientStep(state: &state, samples: samples, losses: losses, options: o, config: config)
+            iteration += 1
+
+            let s = state.keepProbabilities
+            let hard = s.hardMask(keepRatio: report.keepRatio, scope: o.budgetScope, config: config)
+            func stats(_ v: [[Double]]) -> (mean: Double, zero: Double, one: Double) {
+                var sum = 0.0, zeros = 0, ones = 0, n = 0
+                for x in v.joined() { sum += x; n += 1; if x == 0 { zeros += 1 }; if x == 1 { ones += 1 } }
+                let d = Double(max(n, 1))
+                return (sum / d, Double(zeros) / d, Double(ones) / d)
+            }
+            let a = stats(s.attention), m = stats(s.mlp)
+            let record = StepLogRecord(
+                iteration: iteration - 1, step: state.step, skipped: report.skipped,
+                sampleLosses: losses.map { $0.isNaN ? nil : $0 },
+                meanLoss: report.skipped ? nil : report.meanLoss, baseline: report.baseline.isNaN ? nil : report.baseline,
+                learningRate: PerKind(attention: report.attentionLearningRate, mlp: report.mlpLearningRate),
+                keepRatio: report.keepRatio, meanScore: PerKind(attention: a.mean, mlp: m.mean),
+                fractionAtZero: PerKind(attention: a.zero, mlp: m.zero), fractionAtOne: PerKind(attention: a.one, mlp: m.one),
+                hardMaskKept: PerKind(attention: Double(hard.keptCount(.attention)) / Double(max(totalA, 1)),
+                                      mlp: Double(hard.keptCount(.mlp)) / Double(max(totalM, 1))),
+                hardMaskKeptParameters: Double(hard.keptParameters(in: config).prunable) / Double(max(denseParameters, 1)),
+                gradientNorm: PerKind(attention: report.attentionGradientNorm, mlp: report.mlpGradientNorm),
+                stepSeconds: Date().timeIntervalSince(stepStart), gatherSeconds: gatherSeconds, forwardSeconds: forwardSeconds)
+            try log.append(record)
+            onEvent(.step(record, iterations: options.steps))
+
+            if iteration % options.checkpointEvery == 0 || iteration == options.steps {
+                let now = Date()
+                elapsedBefore += now.timeIntervalSince(segmentStart)
+                segmentStart = now
+                let c = RunCheckpoint(modelSHA256: sha, iteration: iteration, state: state, maskGenerator: maskRNG,
+                                      dataOrder: order, elapsedSeconds: elapsedBefore)
+                onEvent(.checkpoint(try store.write(c)))
+            }
+        }
+        try heldout(iteration: options.steps)
+
+        let plan = try self.plan(for: state.keepProbabilities)
+        try writeFile(try ScoresFile(modelSHA256: sha, step: state.step, keepProbabilities: state.keepProbabilities).jsonData(),
+                      to: directory.scores)
+        try writeFile(try plan.jsonData(), to: directory.plan)
+        let history = RunLog.read(directory.log)
+        let initialPlan = try? PrunePlan.decode(Data(contentsOf: directory.initialPlan))
+        let svg = RunReportSVG.render(config: config, finalPlan: plan, initialPlan: initialPlan, steps: history.steps,
+                                      heldout: history.heldout, title: "\(options.model.path): policy-gradient pruning, rate \(options.rate), seed \(options.seed)")
+        try writeFile(Data(svg.utf8), to: directory.report)
+        return RunSummary(plan: plan, initialHeldoutNLL: history.heldout.first { $0.iteration == 0 }?.meanNLL,
+                          finalHeldoutNLL: history.heldout.last?.meanNLL, steps: state.step,
+                          seconds: Date().timeIntervalSince(started))
+    }
+
+    /// The hard mask of `scores` at the target keep ratio as a plan.
+    func plan(for scores: KeepProbabilities) throws -> PrunePlan {
+        let o = options.optimizer
+        let mask = scores.hardMask(keepRatio: o.keepRatio.target, scope: o.budgetScope, config: model.config)
+        return try PrunePlan(mask: mask, config: model.config, method: "policy-gradient", options: options.planRecord,
+                             seed: options.seed, requestedRate: options.rate, modelSHA256: options.model.sha256,
+                             calibrationSHA256: options.calibration.idsSHA256, toolVersion: options.toolVersion)
+    }
+
+    /// L(m): the mean token NLL over every target of the batch (B × (T − 1) values, spec §1.2), summed in order in
+    /// Double. NaN when any token's NLL is NaN (the sample is then dropped, spec §1.6).
+    static func meanNLL(_ nll: [[Double]]) -> Double {
+        var sum = 0.0, count = 0
+        for row in nll { for v in row { sum += v }; count += row.count }
+        return count == 0 ? .nan : sum / Double(count)
+    }
+
+    /// Mean token NLL of the model under `mask` over `windows`, in batches of the run's batch size.
+    func meanNLL(mask: StructureMask, windows: [[Int]]) throws -> Double {
+        let prepared = try model.prepared(mask: mask)
+        var sum = 0.0, count = 0
+        var start = 0
+        while start < windows.count {
+            let batch = Array(windows[start..<min(start + options.batchSize, windows.count)])
+            for row in try prepared.tokenNLL(batch) { for v in row { sum += v }; count += row.count }
+            start += batch.count
+        }
+        return count == 0 ? .nan : sum / Double(count)
+    }
+
+    private func writeFile(_ data: Data, to url: URL) throws {
+        do { try AtomicFile.write(data, to: url) } catch {
+            throw RunError.writeFailed(path: url.path, reason: "\(error)")
+        }
+    }
+}

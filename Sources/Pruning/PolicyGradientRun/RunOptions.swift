@@ -1,0 +1,191 @@
+import Foundation
+
+/// Everything that defines a policy-gradient run (design.md decision 6: `options.json`): with these, the same model
+/// file, the same data files and the same thread count, a run is reproduced bit for bit.
+public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
+    /// The format version this tool writes and reads.
+    public static let currentFormatVersion = 1
+
+    /// Where the model came from and what it is.
+    public struct ModelRecord: Codable, Sendable, Equatable {
+        /// Path as given on the command line.
+        public var path: String
+        /// sha256 (hex) of the model file (see `ModelFingerprint`).
+        public var sha256: String
+        /// Decoder layers.
+        public var layers: Int
+        /// Parameters of the dense model (all of them).
+        public var parameters: Int
+
+        /// A model record.
+        public init(path: String, sha256: String, layers: Int, parameters: Int) {
+            self.path = path
+            self.sha256 = sha256
+            self.layers = layers
+            self.parameters = parameters
+        }
+    }
+
+    /// How the initial keep probabilities were made (spec §3).
+    public struct Initialization: Codable, Sendable, Equatable {
+        /// `random`, `uniform`, a metric name (`wanda-sp`, `magnitude`, `flap`, ...) or `scores-file`.
+        public var method: String
+        /// `sigmap`, `norm`, `hybrid` or `const` (unused by `uniform` and `scores-file`).
+        public var mapping: String
+        /// c of the `const` mapping.
+        public var constant: Double
+        /// μ: mean of the mapped scores and keep ratio of the per-layer init mask (default: the start keep ratio).
+        public var keepRatio: Double
+        /// The scores file (for `scores-file`), with its sha256.
+        public var scoresFile: String?
+        /// sha256 of the scores file.
+        public var scoresFileSHA256: String?
+        /// Free-form details of the metric (calibration recipe, variant, ...).
+        public var details: [String: String]
+
+        /// An initialisation record.
+        public init(method: String, mapping: String, constant: Double, keepRatio: Double, scoresFile: String? = nil,
+                    scoresFileSHA256: String? = nil, details: [String: String] = [:]) {
+            self.method = method
+            self.mapping = mapping
+            self.constant = constant
+            self.keepRatio = keepRatio
+            self.scoresFile = scoresFile
+            self.scoresFileSHA256 = scoresFileSHA256
+            self.details = details
+        }
+    }
+
+    /// A data set used by the run: file, how it was cut, and the sha256 of the token ids.
+    public struct DataRecord: Codable, Sendable, Equatable {
+        /// File (relative to the data root when under it).
+        public var file: String
+        /// How the blocks were made.
+        public var recipe: String
+        /// Number of blocks (windows).
+        public var blocks: Int
+        /// sha256 of the ids (decimal, comma-joined, block order).
+        public var idsSHA256: String
+
+        /// A data record.
+        public init(file: String, recipe: String, blocks: Int, idsSHA256: String) {
+            self.file = file
+            self.recipe = recipe
+            self.blocks = blocks
+            self.idsSHA256 = idsSHA256
+        }
+    }
+
+    /// Format version of `options.json`.
+    public var formatVersion: Int
+    /// Version of the tool that started the run.
+    public var toolVersion: String
+    /// The model.
+    public var model: ModelRecord
+    /// Seed of mask sampling, data order and random initialisation.
+    public var seed: UInt64
+    /// Target pruning rate (1 − ρ_target).
+    public var rate: Double
+    /// Structures scored: `channels` (KV groups + MLP channels).
+    public var granularity: String
+    /// Iterations (mini-batches); the schedules span this many valid steps.
+    public var steps: Int
+    /// Windows per mini-batch (B).
+    public var batchSize: Int
+    /// Tokens per window (T).
+    public var sequenceLength: Int
+    /// The optimizer (estimator, K, baseline, learning rates, penalty, keep-ratio schedule, budget scope).
+    public var optimizer: PolicyGradientOptions
+    /// The initial keep probabilities.
+    public var initialization: Initialization
+    /// Write a checkpoint after every this many iterations (and at the end).
+    public var checkpointEvery: Int
+    /// Evaluate the hard mask on the held-out windows every this many iterations, from iteration 0 (0 = only at the
+    /// start and the end).
+    public var evalEvery: Int
+    /// Calibration stream (C4 train subset).
+    public var calibration: DataRecord
+    /// Held-out monitoring windows (C4 validation subset; never WikiText-2 test).
+    public var heldout: DataRecord
+    /// Worker threads of PolicyPrune's kernels and of OpenBLAS; bit-identity needs the same counts.
+    public var threads: Int
+    /// OpenBLAS threads.
+    public var blasThreads: Int
+
+    /// Options of a new run (current format version).
+    public init(toolVersion: String, model: ModelRecord, seed: UInt64, rate: Double, granularity: String = "channels",
+                steps: Int, batchSize: Int, sequenceLength: Int, optimizer: PolicyGradientOptions,
+                initialization: Initialization, checkpointEvery: Int, evalEvery: Int, calibration: DataRecord,
+                heldout: DataRecord, threads: Int, blasThreads: Int) {
+        formatVersion = Self.currentFormatVersion
+        self.toolVersion = toolVersion
+        self.model = model
+        self.seed = seed
+        self.rate = rate
+        self.granularity = granularity
+        self.steps = steps
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.optimizer = optimizer
+        self.initialization = initialization
+        self.checkpointEvery = checkpointEvery
+        self.evalEvery = evalEvery
+        self.calibration = calibration
+        self.heldout = heldout
+        self.threads = threads
+        self.blasThreads = blasThreads
+    }
+
+    /// Rejects values outside their domain, naming the option.
+    public func validate() throws {
+        func fail(_ key: String, _ value: Any, _ reason: String) -> PruningError {
+            PruningError.invalidValue(key: key, value: "\(value)", reason: reason)
+        }
+        guard formatVersion == Self.currentFormatVersion else {
+            throw fail("format_version", formatVersion, "this tool reads version \(Self.currentFormatVersion)")
+        }
+        guard rate > 0, rate < 1 else { throw fail("rate", rate, "the pruning rate must be in (0, 1)") }
+        guard granularity == "channels" else { throw fail("granularity", granularity, "only 'channels' is implemented") }
+        guard steps >= 1 else { throw fail("steps", steps, "must be at least 1") }
+        guard batchSize >= 1 else { throw fail("batch", batchSize, "must be at least 1") }
+        guard sequenceLength >= 2 else { throw fail("seq", sequenceLength, "must be at least 2 (nothing to predict)") }
+        guard optimizer.samplesPerStep >= 2 else {
+            throw fail("k", optimizer.samplesPerStep, "at least 2 masks per step are needed (the estimator divides by K − 1)")
+        }
+        guard checkpointEvery >= 1 else { throw fail("checkpoint-every", checkpointEvery, "must be at least 1") }
+        guard evalEvery >= 0 else { throw fail("eval-every", evalEvery, "must be ≥ 0") }
+        guard initialization.keepRatio > 0, initialization.keepRatio <= 1 else {
+            throw fail("init-rate", initialization.keepRatio, "the init keep ratio must be in (0, 1]")
+        }
+        guard abs(optimizer.keepRatio.target - (1 - rate)) < 1e-12 else {
+            throw fail("keep_ratio.target", optimizer.keepRatio.target, "must equal 1 − rate")
+        }
+        try optimizer.validate()
+    }
+
+    /// JSON as written to `options.json` (sorted keys, pretty).
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    /// The options as a plan's free-form record.
+    public var planRecord: [String: PlanValue] {
+        let o = optimizer
+        return [
+            "steps": .integer(steps), "batch_size": .integer(batchSize), "sequence_length": .integer(sequenceLength),
+            "samples_per_step": .integer(o.samplesPerStep), "estimator": .string(o.estimator.rawValue),
+            "baseline": .string(o.baselineKind.rawValue), "baseline_window": .integer(o.baselineWindow),
+            "attention_learning_rate": .number(o.attentionLearningRate.initial),
+            "mlp_learning_rate": .number(o.mlpLearningRate.initial),
+            "warmup_steps": .integer(o.attentionLearningRate.warmupSteps),
+            "penalty_initial": .number(o.penalty.initial), "penalty_final": .number(o.penalty.final),
+            "scope": .string(o.budgetScope.rawValue), "keep_ratio_start": .number(o.keepRatio.start),
+            "keep_ratio_target": .number(o.keepRatio.target), "granularity": .string(granularity),
+            "init": .string(initialization.method), "init_mapping": .string(initialization.mapping),
+            "init_keep_ratio": .number(initialization.keepRatio),
+            "calibration": .string(calibration.recipe), "threads": .integer(threads),
+        ]
+    }
+}

@@ -1,0 +1,178 @@
+import Kernels
+
+/// A run of consecutive rows in a packed batch. A root segment is a sequence starting at position 0; a child
+/// segment continues its parent (a root): its positions start at the parent's length and its attention covers
+/// all of the parent's rows, then its own rows causally. Several children may share one parent, so a context
+/// common to several continuations is computed once, in the same pass as the continuations.
+struct PackedSegment {
+    /// First row in the packed batch.
+    let start: Int
+    /// Rows (tokens) in this segment.
+    let length: Int
+    /// Index of the parent segment (a root), or nil for a root.
+    let parent: Int?
+}
+
+extension PreparedModel {
+    /// The decoder stack over a packed batch of segments without padding: every GEMM runs over all rows at once
+    /// (one read of the weights per layer), and attention runs per segment and head, spread over the cores.
+    /// `tokens` holds every segment's tokens at its rows. Returns the final-normed hidden states [rows, hidden].
+    func runPacked(tokens: [Int], segments: [PackedSegment]) -> [Float] {
+        let d = config.hiddenSize
+        let n = tokens.count
+        // Position of every row: its index in its segment, plus the parent's length.
+        var positions = [Int](repeating: 0, count: n)
+        for s in segments {
+            let offset = s.parent.map { segments[$0].length } ?? 0
+            for i in 0..<s.length { positions[s.start + i] = offset + i }
+        }
+        var x = [Float](repeating: 0, count: n * d)   // [n, d] residual stream
+        embedding.withUnsafeBufferPointer { e in
+            x.withUnsafeMutableBufferPointer { xb in
+                for (i, t) in tokens.enumerated() { (xb.baseAddress! + i * d).update(from: e.baseAddress! + t * d, count: d) }
+            }
+        }
+        let maxQKV = layers.map(\.qkvDim).max() ?? 0
+        let maxQ = layers.map(\.queryDim).max() ?? 0
+        let maxFF = layers.map(\.ffnDim).max() ?? 0
+        var normed = [Float](repeating: 0, count: n * d)          // [n, d]
+        var qkv = [Float](repeating: 0, count: n * maxQKV)         // [n, qkvDim]
+        var attended = [Float](repeating: 0, count: n * maxQ)      // [n, queryDim]
+        var gateUp = [Float](repeating: 0, count: n * 2 * maxFF)   // [n, 2·ffn]
+        var activated = [Float](repeating: 0, count: n * maxFF)    // [n, ffn]
+        let maxPosition = (positions.max() ?? 0) + 1
+        var ropeTables = [Int: RotaryTable]()
+        for hd in Set(layers.filter(\.attention).map(\.headDim)) {
+            ropeTables[hd] = RotaryTable(headDim: hd, theta: config.ropeTheta, positions: maxPosition)
+        }
+
+        x.withUnsafeMutableBufferPointer { xb in
+            normed.withUnsafeMutableBufferPointer { nb in
+                qkv.withUnsafeMutableBufferPointer { qb in
+                    attended.withUnsafeMutableBufferPointer { ab in
+                        gateUp.withUnsafeMutableBufferPointer { gb in
+                            activated.withUnsafeMutableBufferPointer { actb in
+                                let xp = xb.baseAddress!, np = nb.baseAddress!, qp = qb.baseAddress!
+                                let ap = ab.baseAddress!, gp = gb.baseAddress!, actp = actb.baseAddress!
+                                for layer in layers {
+                                    if layer.attention {
+                                        layer.attentionNorm.withUnsafeBufferPointer { w in
+                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
+                                        }
+                                        layer.wqkv.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
+                                        }
+                                        if let bias = layer.bqkv {
+                                            bias.withUnsafeBufferPointer { bb in
+                                                for r in 0..<n { Ops.add(bb.baseAddress!, into: qp + r * layer.qkvDim, count: layer.qkvDim) }
+                                            }
+                                        }
+                                        let rope = ropeTables[layer.headDim]!
+                                        positions.withUnsafeBufferPointer { pos in
+                                            Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
+                                                for r in range {
+                                                    rope.apply(qp + r * layer.qkvDim, heads: layer.queryHeads + layer.kvHeads, position: pos[r])
+                                                }
+                                            }
+                                        }
+                                        attendPacked(layer: layer, segments: segments, qkv: qp, out: ap)
+                                        layer.wo.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
+                                                      c: xp, beta: 1)
+                                        }
+                                    }
+                                    if layer.mlp {
+                                        layer.mlpNorm.withUnsafeBufferPointer { w in
+                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
+                                        }
+                                        layer.wGateUp.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
+                                        }
+                                        Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
+                                        layer.wDown.withUnsafeBufferPointer { w in
+                                            BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
+                                                      c: xp, beta: 1)
+                                        }
+                                    }
+                                }
+                                finalNorm.withUnsafeBufferPointer { w in
+                                    Ops.rmsNorm(xp, weight: w.baseAddress!, out: xp, rows: n, dim: d, eps: config.normEpsilon)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return x
+    }
+
+    /// Causal grouped-query attention over packed segments (RoPE already applied). Each (segment, query head)
+    /// is one work item: scores against the parent's keys and the segment's own keys up to the query, softmax,
+    /// weighted sum of values. Written by hand rather than with BLAS: the pieces are small, and BLAS is not
+    /// called from several threads at once.
+    private func attendPacked(layer: PreparedLayer, segments: [PackedSegment], qkv: UnsafeMutablePointer<Float>,
+                              out: UnsafeMutablePointer<Float>) {
+        let hd = layer.headDim
+        let stride = layer.qkvDim
+        let g = layer.queryHeads / layer.kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        let heads = layer.queryHeads
+        let longest = segments.map { $0.length + ($0.parent.map { segments[$0].length } ?? 0) }.max() ?? 0
+        Parallel.forEachChunk(segments.count * heads) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)   // [visible keys] for one query
+            defer { scores.deallocate() }
+            for item in range {
+                let segment = segments[item / heads]
+                let h = item % heads
+                let kvOffset = layer.queryDim + (h / g) * hd
+                let parentStart = segment.parent.map { segments[$0].start } ?? 0
+                let parentLength = segment.parent.map { segments[$0].length } ?? 0
+                // Row of key j (parent rows first, then own rows).
+                @inline(__always) func keyRow(_ j: Int) -> Int {
+                    j < parentLength ? parentStart + j : segment.start + (j - parentLength)
+                }
+                for t in 0..<segment.length {
+                    let row = segment.start + t
+                    let q = UnsafePointer(qkv + row * stride + h * hd)
+                    let visible = parentLength + t + 1
+                    for j in 0..<visible {
+                        scores[j] = Self.dot(q, UnsafePointer(qkv + keyRow(j) * stride + kvOffset), count: hd) * scale
+                    }
+                    Ops.softmaxInPlace(scores, count: visible)
+                    let o = out + row * layer.queryDim + h * hd
+                    o.update(repeating: 0, count: hd)
+                    for j in 0..<visible {
+                        Self.addScaled(UnsafePointer(qkv + keyRow(j) * stride + kvOffset + layer.kvDim), scores[j], into: o, count: hd)
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+        var acc = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i + 8 <= count {
+            acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+            i += 8
+        }
+        var sum = acc.sum()
+        while i < count { sum += a[i] * b[i]; i += 1 }
+        return sum
+    }
+
+    /// out += weight · v
+    @inline(__always)
+    private static func addScaled(_ v: UnsafePointer<Float>, _ weight: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
+        let w = SIMD8<Float>(repeating: weight)
+        var i = 0
+        while i + 8 <= count {
+            let sum = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD8<Float>.self) + w * UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { out[i] += weight * v[i]; i += 1 }
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import Corpora
+import Foundation
+import Pruning
+import Transformer
+
+/// Errors about a plan file or a model's identity; each names the option and the file.
+enum PlanFileError: Error, CustomStringConvertible {
+    /// The plan file is missing, unreadable or not a valid plan.
+    case unreadable(option: String, path: String, reason: String)
+    /// The plan does not fit the model (shape, ids or hash).
+    case mismatch(option: String, path: String, model: String, reason: String)
+    /// The output could not be written.
+    case unwritable(option: String, path: String, reason: String)
+    /// The model path could not be hashed.
+    case modelUnreadable(path: String, reason: String)
+
+    var description: String {
+        switch self {
+        case .unreadable(let option, let path, let reason): return "\(option) \(path): \(reason)"
+        case .mismatch(let option, let path, let model, let reason): return "\(option) \(path) does not fit --model \(model): \(reason)"
+        case .unwritable(let option, let path, let reason): return "\(option) \(path): cannot write: \(reason)"
+        case .modelUnreadable(let path, let reason): return "--model \(path): cannot hash: \(reason)"
+        }
+    }
+}
+
+/// The identity of a model on disk: sha256 of the file, or for a directory of the sorted list of its top-level
+/// regular files with their own sha256 (`name sha256\n` lines).
+enum ModelIdentity {
+    static func sha256(path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw PlanFileError.modelUnreadable(path: path, reason: "no such file or directory")
+        }
+        if !isDirectory.boolValue { return try fileSHA256(path) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        var listing = ""
+        for name in names {
+            let full = (path as NSString).appendingPathComponent(name)
+            var dir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &dir), !dir.boolValue else { continue }
+            listing += "\(name) \(try fileSHA256(full))\n"
+        }
+        return SHA256.hex(listing)
+    }
+
+    /// sha256 of one file, read in 4 MiB chunks.
+    static func fileSHA256(_ path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw PlanFileError.modelUnreadable(path: path, reason: "cannot open")
+        }
+        defer { try? handle.close() }
+        var digest = SHA256()
+        while true {
+            let chunk = handle.readData(ofLength: 4 << 20)
+            if chunk.isEmpty { break }
+            digest.update(chunk)
+        }
+        return digest.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// `--plan P`: apply a prune plan (from `score` or `prune`) before running the model.
+struct PlanOptions: ParsableArguments {
+    @Option(help: "Apply this prune plan (plan.json) to the model before running it.") var plan: String?
+
+    /// The model to run: the dense model, or the model with the plan's structure mask after checking that the plan
+    /// fits it (layer count, ids in range, parameter count and model sha256).
+    func prepared(_ loaded: ModelOptions.Loaded, modelPath: String) throws -> PreparedModel {
+        guard let plan else { return loaded.model.dense }
+        let decoded = try Self.read(plan, option: "--plan")
+        let hash = try ModelIdentity.sha256(path: modelPath)
+        do {
+            try decoded.validate(against: loaded.model.config, modelSHA256: hash)
+            let prepared = try loaded.model.prepared(mask: decoded.structureMask)
+            note(String(format: "plan %@: %@, rate %.4f of attention+MLP (%.4f of all parameters)", plan, decoded.method,
+                        decoded.achievedRate.attentionMLP, decoded.achievedRate.wholeModel))
+            return prepared
+        } catch let error as PruningError {
+            throw PlanFileError.mismatch(option: "--plan", path: plan, model: modelPath, reason: error.description)
+        } catch let error as MaskError {
+            throw PlanFileError.mismatch(option: "--plan", path: plan, model: modelPath, reason: error.description)
+        }
+    }
+
+    /// Reads and decodes a plan file, naming the option and the file in every error.
+    static func read(_ path: String, option: String) throws -> PrunePlan {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw PlanFileError.unreadable(option: option, path: path, reason: "cannot read the file")
+        }
+        do { return try PrunePlan.decode(data) } catch let error as PruningError {
+            throw PlanFileError.unreadable(option: option, path: path, reason: error.description)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw PlanFileError.unreadable(option: option, path: path, reason: "not a prune plan: missing key '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let keyPath = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw PlanFileError.unreadable(option: option, path: path, reason: "not a prune plan: bad value at '\(keyPath)'")
+        } catch {
+            throw PlanFileError.unreadable(option: option, path: path, reason: "not a prune plan (invalid JSON)")
+        }
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, then rename(2) over the target.
+func writeAtomically(_ data: Data, to path: String, option: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let folder = url.deletingLastPathComponent()
+    let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    do {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try data.write(to: temporary)
+    } catch {
+        try? FileManager.default.removeItem(at: temporary)
+        throw PlanFileError.unwritable(option: option, path: path, reason: "\(error.localizedDescription)")
+    }
+    guard rename(temporary.path, url.path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        try? FileManager.default.removeItem(at: temporary)
+        throw PlanFileError.unwritable(option: option, path: path, reason: reason)
+    }
+}

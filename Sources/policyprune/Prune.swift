@@ -1,0 +1,317 @@
+import ArgumentParser
+import Corpora
+import Foundation
+import Kernels
+import Pruning
+import Tokenization
+import Transformer
+
+extension GradientEstimator: ExpressibleByArgument {}
+extension BudgetScope: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument.lowercased() {
+        case "global": self = .global
+        case "per-layer", "per_layer", "layer": self = .perLayer
+        case "joint": self = .joint
+        default: return nil
+        }
+    }
+}
+
+/// `policyprune prune`: the paper's method (spec §1). Learns Bernoulli keep probabilities for every KV group and
+/// MLP channel with forward passes only, in a resumable run directory.
+struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Policy-gradient structural pruning (\"Bypass Back-propagation\"), resumable and reproducible.",
+        discussion: """
+            A run directory holds options.json, checkpoint/ (atomic, latest two), log.jsonl (one line per step and
+            per held-out evaluation), initial-scores.json and initial-plan.json (the starting point), and at the end
+            scores.json, plan.json and report.svg. Each step costs --k masked forward passes of --batch x --seq
+            tokens. `policyprune prune --resume DIR` continues a killed run; with the same thread count it ends
+            bit-identical to an uninterrupted run.
+            """)
+
+    enum InitMethod: String, ExpressibleByArgument, CaseIterable {
+        case random, uniform
+        case wandaSP = "wanda-sp"
+        case magnitude, flap
+    }
+
+    enum Mapping: String, ExpressibleByArgument, CaseIterable {
+        case sigmap, norm, hybrid, const
+    }
+
+    enum Baseline: String, ExpressibleByArgument, CaseIterable {
+        case ema, window, none
+        var kind: MovingAverageBaseline.Kind {
+            switch self {
+            case .ema: return .exponential
+            case .window: return .slidingWindow
+            case .none: return .none
+            }
+        }
+    }
+
+    @Option(name: .long, help: "Model: llama2.c .bin, .gguf, or a Hugging Face directory (with --resume: defaults to the recorded path).")
+    var model: String?
+    @Option(name: .customLong("run"), help: "New run directory.") var runDirectory: String?
+    @Option(help: "Continue the run in this directory.") var resume: String?
+
+    @Option(help: "Pruning rate in (0, 1) (keep ratio = 1 - rate), over attention+MLP parameters.") var rate: Double = 0.3
+    @Option(help: "Granularity: channels (KV groups + MLP channels).") var granularity = "channels"
+    @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap.") var `init`: InitMethod = .wandaSP
+    @Option(help: "Start from a previous run's scores.json / initial-scores.json instead of --init.") var initScores: String?
+    @Option(help: "Metric-to-score mapping: sigmap, norm, hybrid, const.") var mapping: Mapping = .sigmap
+    @Option(help: "c of the const mapping (kept: c, others: 1 - c).") var initConstant: Double = 0.9
+    @Option(help: "Mean of the initial scores / keep ratio of the init mask (default: the start keep ratio).") var initRate: Double?
+    @Option(help: "Calibration windows for a metric init (spec: 128).") var initWindows = 128
+    @Option(help: "Tokens per calibration window for a metric init (spec: 1024).") var initSeq = 1024
+    @Option(help: "Seed of the metric init's calibration sample.") var initCalibrationSeed: UInt64 = 42
+    @Option(help: "Wanda-sp statistics: init-mask (official order) or dense.") var wandaVariant = "init-mask"
+
+    @Option(help: "Iterations (mini-batches); the learning-rate schedule spans them.") var steps = 1000
+    @Option(help: "Windows per mini-batch.") var batch = 8
+    @Option(help: "Tokens per window.") var seq = 128
+    @Option(help: "Masks sampled per step (K >= 2).") var k = 2
+    @Option(help: "Learning rate of all scores.") var lr: Double = 2e-3
+    @Option(help: "Learning rate of the KV-group scores (default --lr).") var attnLr: Double?
+    @Option(help: "Learning rate of the channel scores (default --lr).") var mlpLr: Double?
+    @Option(help: "Linear warm-up steps before the cosine decay.") var warmup = 0
+    @Option(help: "Estimator: code ((m-s)/sqrt(s(1-s)), summed / (K-1)) or paper ((m-s)/(s(1-s)), mean).") var estimator: GradientEstimator = .code
+    @Option(help: "Baseline: ema (weight 1/T), window (mean of the last T steps), none.") var baseline: Baseline = .ema
+    @Option(help: "Baseline window T.") var window = 5
+    @Option(help: "Budget scope: global, per-layer, joint (parameter-weighted, attention and MLP together).") var scope: BudgetScope = .global
+    @Option(help: "Entropy penalty weight at step 0 (negative: off).") var penaltyInit: Double = -1
+    @Option(help: "Entropy penalty weight at the last step.") var penaltyFinal: Double = 0
+    @Option(help: "Progressive keep ratio: start at this keep ratio and reach 1 - rate by --progressive-end (cubic).") var progressiveStart: Double?
+    @Option(help: "Step at which the progressive schedule reaches the target (default: --steps).") var progressiveEnd: Int?
+
+    @Option(help: "Seed of mask sampling, data order and the random init.") var seed: UInt64 = 42
+    @Option(help: "Checkpoint every N iterations.") var checkpointEvery = 100
+    @Option(help: "Held-out evaluation every N iterations (0: start and end only).") var evalEvery = 100
+    @Option(help: "Held-out windows (C4 validation subset).") var evalWindows = 32
+    @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
+    @Flag(help: "Print a progress line for every step (default: at most one per second).") var verbose = false
+
+    func validate() throws {
+        if (runDirectory == nil) == (resume == nil) { throw ValidationError("give exactly one of --run DIR (new run) or --resume DIR") }
+        if resume != nil { return }
+        guard model != nil else { throw ValidationError("--model is required for a new run") }
+        guard rate > 0, rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
+        guard granularity == "channels" else { throw ValidationError("--granularity \(granularity): only 'channels' (KV groups + MLP channels) is implemented") }
+        guard k >= 2 else { throw ValidationError("--k must be at least 2 (the estimator divides by K - 1), got \(k)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard seq >= 2 else { throw ValidationError("--seq must be at least 2, got \(seq)") }
+        for (name, v) in [("--lr", lr), ("--attn-lr", attnLr ?? lr), ("--mlp-lr", mlpLr ?? lr)] {
+            guard v >= 0, v.isFinite else { throw ValidationError("\(name) must be a finite value >= 0, got \(v)") }
+        }
+        guard warmup >= 0, warmup <= steps else { throw ValidationError("--warmup must be in 0...\(steps), got \(warmup)") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
+        if let p = progressiveStart, !(p > 0 && p <= 1) { throw ValidationError("--progressive-start is a keep ratio in (0, 1], got \(p)") }
+        if let e = progressiveEnd, e < 0 || e > steps { throw ValidationError("--progressive-end must be in 0...\(steps), got \(e)") }
+        if let r = initRate, !(r > 0 && r <= 1) { throw ValidationError("--init-rate is a keep ratio in (0, 1], got \(r)") }
+        guard initConstant >= 0, initConstant <= 1 else { throw ValidationError("--init-constant must be in [0, 1], got \(initConstant)") }
+        guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1, got \(checkpointEvery)") }
+        guard evalEvery >= 0 else { throw ValidationError("--eval-every must be >= 0, got \(evalEvery)") }
+        guard evalWindows >= 1 else { throw ValidationError("--eval-windows must be at least 1, got \(evalWindows)") }
+        guard initWindows >= 1, initSeq >= 2 else { throw ValidationError("--init-windows must be >= 1 and --init-seq >= 2") }
+        guard ["init-mask", "dense"].contains(wandaVariant) else { throw ValidationError("--wanda-variant must be init-mask or dense, got \(wandaVariant)") }
+    }
+
+    func run() throws {
+        let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+        if let resume {
+            try resumeRun(URL(fileURLWithPath: resume), dataRoot: dataRoot)
+        } else if let runDirectory, let model {
+            try startRun(URL(fileURLWithPath: runDirectory), modelPath: model, dataRoot: dataRoot)
+        }
+    }
+
+    // MARK: new run
+
+    private func startRun(_ url: URL, modelPath: String, dataRoot: URL) throws {
+        // Refuse an occupied folder before the slow parts.
+        let dir = RunDirectory(url)
+        if FileManager.default.fileExists(atPath: dir.options.path) {
+            let existing = (try? dir.readOptions())?.model.path ?? "unknown model"
+            throw RunError.runExists(directory: url.path, model: existing)
+        }
+        let loaded = try ModelOptions.parse(["--model", modelPath]).load()
+        let lm = loaded.model
+        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded.checkpoint)
+        let sha = try ModelFingerprint.sha256(path: modelPath)
+        note("loaded \(modelPath) in \(String(format: "%.1f", loaded.seconds)) s (sha256 \(sha.prefix(16))…)")
+        let (data, calibration, heldout) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: seq,
+                                                              heldoutWindows: evalWindows)
+        let target = 1 - rate
+        let start = progressiveStart ?? target
+        let keepRatio = progressiveStart == nil ? KeepRatioSchedule.constant(target)
+            : KeepRatioSchedule(start: start, target: target, startStep: 0, endStep: progressiveEnd ?? steps)
+        let optimizer = PolicyGradientOptions(
+            estimator: estimator, samplesPerStep: k, baselineKind: baseline.kind, baselineWindow: window,
+            attentionLearningRate: LearningRateSchedule(initial: attnLr ?? lr, totalSteps: steps, warmupSteps: warmup),
+            mlpLearningRate: LearningRateSchedule(initial: mlpLr ?? lr, totalSteps: steps, warmupSteps: warmup),
+            penalty: EntropyPenalty(initial: penaltyInit, final: penaltyFinal, totalSteps: steps),
+            keepRatio: keepRatio, budgetScope: scope)
+        let mu = initRate ?? start
+        let (initial, initRecord) = try initialScores(model: lm, tokenizer: tokenizer, sha: sha, mu: mu, dataRoot: dataRoot)
+        let options = PolicyGradientRunOptions(
+            toolVersion: PolicyPrune.version,
+            model: .init(path: modelPath, sha256: sha, layers: lm.config.layers.count, parameters: lm.config.parameterCount.total),
+            seed: seed, rate: rate, granularity: granularity, steps: steps, batchSize: batch, sequenceLength: seq,
+            optimizer: optimizer, initialization: initRecord, checkpointEvery: checkpointEvery, evalEvery: evalEvery,
+            calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads)
+        let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: data, initial: initial)
+        try execute(pg)
+    }
+
+    private func initialScores(model lm: LanguageModel, tokenizer: any Tokenizer, sha: String, mu: Double,
+                               dataRoot: URL) throws -> (KeepProbabilities, PolicyGradientRunOptions.Initialization) {
+        let scoreMapping: ScoreMapping
+        switch mapping {
+        case .sigmap: scoreMapping = .sigmap
+        case .norm: scoreMapping = .norm
+        case .hybrid: scoreMapping = .hybrid
+        case .const: scoreMapping = .constant(initConstant)
+        }
+        if let initScores {
+            let file = try ScoresFile.read(URL(fileURLWithPath: initScores), config: lm.config)
+            if file.modelSHA256 != sha {
+                note("warning: \(initScores) was saved for model sha256 \(file.modelSHA256.prefix(16))…, this model is \(sha.prefix(16))…")
+            }
+            let record = PolicyGradientRunOptions.Initialization(
+                method: "scores-file", mapping: "none", constant: initConstant, keepRatio: mu, scoresFile: initScores,
+                scoresFileSHA256: try ModelFingerprint.fileSHA256(initScores))
+            return (file.keepProbabilities, record)
+        }
+        var record = PolicyGradientRunOptions.Initialization(method: self.`init`.rawValue, mapping: mapping.rawValue,
+                                                             constant: initConstant, keepRatio: mu)
+        switch self.`init` {
+        case .uniform:
+            record.mapping = "none"
+            return (KeepProbabilities.uniform(lm.config, value: mu), record)
+        case .random:
+            return (InitialScores.random(config: lm.config, mapping: scoreMapping, keepRatio: mu, seed: seed &+ 1), record)
+        case .wandaSP, .magnitude, .flap:
+            let metric: PruningMetric = self.`init` == .wandaSP ? .wandaSP : self.`init` == .magnitude ? .magnitude : .flap
+            let options = MetricPruningOptions(metric: metric, rate: 1 - mu >= 1 ? 0.999 : max(1 - mu, 1e-9), scope: .global,
+                                               seed: seed, wandaVariant: wandaVariant == "dense" ? .dense : .initMask, batchSize: 8)
+            var calibration: CalibrationData? = nil
+            if metric.needsCalibration {
+                calibration = try CalibrationData.c4Train(dataRoot: dataRoot, count: initWindows, length: initSeq, seed: initCalibrationSeed) {
+                    tokenizer.encode($0, addSpecialTokens: true)
+                }
+                record.details["calibration"] = calibration!.recipe
+                record.details["calibration_sha256"] = calibration!.sha256
+                if metric == .wandaSP { record.details["wanda_variant"] = wandaVariant }
+            }
+            let t0 = Date()
+            let bar = ProgressBar("init \(metric.rawValue)", total: lm.config.layers.count)
+            let scores = try MetricPruning.scores(model: lm, options: options, calibration: calibration) { done, total in
+                bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
+            }
+            note(String(format: "init %@ in %.1f s", metric.rawValue, Date().timeIntervalSince(t0)))
+            return (InitialScores.fromMetric(scores.attention, scores.mlp, mapping: scoreMapping, keepRatio: mu), record)
+        }
+    }
+
+    // MARK: resume
+
+    private func resumeRun(_ url: URL, dataRoot: URL) throws {
+        let dir = RunDirectory(url)
+        let options = try dir.readOptions()
+        let modelPath = model ?? options.model.path
+        let sha = try ModelFingerprint.sha256(path: modelPath)
+        guard sha == options.model.sha256 else {
+            throw RunError.modelMismatch(directory: url.path, recordedPath: options.model.path, recordedSHA256: options.model.sha256,
+                                         givenPath: modelPath, givenSHA256: sha)
+        }
+        let loaded = try ModelOptions.parse(["--model", modelPath]).load()
+        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded.checkpoint)
+        let (data, _, _) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: options.sequenceLength,
+                                              heldoutWindows: options.heldout.blocks)
+        let pg = try PolicyGradientRun.open(directory: url, model: loaded.model, modelSHA256: sha, modelPath: modelPath, data: data)
+        try execute(pg)
+    }
+
+    // MARK: shared
+
+    /// Calibration blocks (the whole C4 train subset, each document with the model's BOS rule, 1,000-document
+    /// groups, `sequenceLength`-token blocks) and the first `heldoutWindows` blocks of the C4 validation subset.
+    static func buildData(dataRoot: URL, tokenizer: any Tokenizer, sequenceLength: Int, heldoutWindows: Int) throws
+        -> (RunData, PolicyGradientRunOptions.DataRecord, PolicyGradientRunOptions.DataRecord) {
+        let t0 = Date()
+        let encode: (String) throws -> [Int] = { tokenizer.encode($0, addSpecialTokens: true) }
+        let trainFile = Dataset.RelativePath.c4Train
+        let train = try Calibration.blocks(documents: try CorpusText.c4Documents(dataRoot.appendingPathComponent(trainFile)),
+                                           length: sequenceLength, encode: encode)
+        let validationFile = Dataset.RelativePath.c4Validation
+        var heldout: [[Int]] = []
+        var documents = 64
+        let validationURL = dataRoot.appendingPathComponent(validationFile)
+        let available = try CorpusText.c4Documents(validationURL)
+        while true {
+            heldout = try Calibration.blocks(documents: Array(available.prefix(documents)), length: sequenceLength, encode: encode)
+            if heldout.count >= heldoutWindows || documents >= available.count { break }
+            documents *= 2
+        }
+        guard heldout.count >= heldoutWindows else {
+            throw RunError.notEnoughData(what: validationURL.path, blocks: heldout.count, needed: heldoutWindows)
+        }
+        heldout = Array(heldout.prefix(heldoutWindows))
+        let data = RunData(calibration: train, heldout: heldout)
+        let calibration = PolicyGradientRunOptions.DataRecord(
+            file: trainFile, recipe: "every document with the model's BOS rule, groups of 1000 documents, \(sequenceLength)-token blocks, remainders dropped; visited in seeded per-epoch permutations",
+            blocks: train.count, idsSHA256: data.calibrationSHA256)
+        let held = PolicyGradientRunOptions.DataRecord(
+            file: validationFile, recipe: "first \(heldoutWindows) \(sequenceLength)-token blocks of the first \(min(documents, available.count)) documents (each with the model's BOS rule)",
+            blocks: heldout.count, idsSHA256: data.heldoutSHA256)
+        note(String(format: "data: %d calibration blocks, %d held-out windows of %d tokens (%.1f s)", train.count, heldout.count,
+                    sequenceLength, Date().timeIntervalSince(t0)))
+        return (data, calibration, held)
+    }
+
+    private func execute(_ pg: PolicyGradientRun) throws {
+        let o = pg.options
+        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens, rate \(o.rate), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
+        let started = Date()
+        var firstIteration: Int?
+        var lastPrint = Date.distantPast
+        pg.onEvent = { event in
+            switch event {
+            case .message(let m):
+                note(m)
+            case .checkpoint:
+                break
+            case .heldout(let h):
+                note(String(format: "held-out  iteration %d  step %d  keep %.3f  NLL %.4f  ppl %.2f  (%d windows, %.1f s)",
+                            h.iteration, h.step, h.keepRatio, h.meanNLL, h.perplexity, h.windows, h.seconds))
+            case .step(let r, let total):
+                if firstIteration == nil { firstIteration = r.iteration }
+                let now = Date()
+                let done = r.iteration + 1
+                guard verbose || done == total || now.timeIntervalSince(lastPrint) >= 1 else { return }
+                lastPrint = now
+                let elapsed = now.timeIntervalSince(started)
+                let rate = Double(done - firstIteration!) / max(elapsed, 1e-9)
+                let eta = rate > 0 ? Double(total - done) / rate : 0
+                note(String(format: "step %d/%d  loss %@  baseline %@  lr %.3g/%.3g  keep %.3f  kept-params %.3f  %.2f steps/s  ETA %@",
+                            done, total, r.meanLoss.map { String(format: "%.4f", $0) } ?? "nan",
+                            r.baseline.map { String(format: "%.4f", $0) } ?? "-", r.learningRate.attention, r.learningRate.mlp,
+                            r.keepRatio, r.hardMaskKeptParameters, rate, ProgressBar.clock(eta)))
+            }
+        }
+        let summary = try pg.run()
+        let dir = pg.directory
+        print("plan         \(dir.plan.path)")
+        print("scores       \(dir.scores.path)")
+        print("report       \(dir.report.path)")
+        print(String(format: "achieved     %.4f of attention+MLP parameters removed (%.4f of all)", summary.plan.achievedRate.attentionMLP,
+                     summary.plan.achievedRate.wholeModel))
+        if let a = summary.initialHeldoutNLL, let b = summary.finalHeldoutNLL {
+            print(String(format: "held-out     NLL %.4f -> %.4f (ppl %.2f -> %.2f) on %d C4 validation windows", a, b, exp(a), exp(b), o.heldout.blocks))
+        }
+        print(String(format: "time         %.1f s in this process, %d steps", summary.seconds, summary.steps))
+    }
+}

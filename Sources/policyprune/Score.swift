@@ -1,0 +1,122 @@
+import ArgumentParser
+import Corpora
+import Foundation
+import Pruning
+import Transformer
+
+extension PruningMetric: ExpressibleByArgument {}
+extension PruningGranularity: ExpressibleByArgument {}
+extension MagnitudeNorm: ExpressibleByArgument {}
+extension WandaSP.Variant: ExpressibleByArgument {}
+
+/// `--scope` on the command line: `global` or `per-layer` (the plan records `per_layer`).
+enum ScopeArgument: String, ExpressibleByArgument, CaseIterable {
+    case global
+    case perLayer = "per-layer"
+
+    var scope: BudgetScope { self == .global ? .global : .perLayer }
+}
+
+/// `policyprune score`: a metric-only baseline plan (issue 4): score every structure, apply the hard mask at the rate,
+/// and write the plan.
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score structures with a metric and write a prune plan (hard mask at the rate).",
+        discussion: """
+            Granularities: channels = KV groups and MLP channels, each at keep ratio 1 - rate (wanda-sp, flap, \
+            magnitude, random); heads = KV groups only; layers = whole decoder layers (block-influence, ppl-drop, \
+            magnitude, random). The rate is measured over attention+MLP parameters; the plan records the rate \
+            achieved over attention+MLP and over the whole model.
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "The metric that scores the structures.") var metric: PruningMetric
+    @Option(help: "Pruning rate in (0, 1) (1 - keep ratio).") var rate: Double
+    @Option(help: "Thresholds over all layers (global) or per layer (per-layer).") var scope: ScopeArgument = .global
+    @Option(help: "What to remove: channels, heads or layers (default: layers for block-influence and ppl-drop, else channels).")
+    var granularity: PruningGranularity?
+    @Option(help: "Calibration windows (C4 train).") var calibrationWindows = 32
+    @Option(help: "Tokens per calibration window.") var calibrationLength = 128
+    @Option(help: "Seed of the calibration sample and of the random metric.") var seed: UInt64 = 0
+    @Option(help: "Norm of the magnitude metric: l1 or l2.") var norm: MagnitudeNorm = .l2
+    @Option(help: "Wanda-sp statistics: init-mask (layers < l carry their per-layer init mask, the official code) or dense.")
+    var wandaVariant: WandaSP.Variant = .initMask
+    @Flag(help: "Use the fixtures' calibration recipe (first 8 C4 documents, 8 x 128) instead of a seeded sample.")
+    var fixtureCalibration = false
+    @Option(help: "Windows per forward pass.") var batch = 8
+    @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
+    @Option(help: "Where to write the plan (JSON, written atomically).") var out: String
+    @Flag(help: "Print the plan summary as JSON on stdout.") var json = false
+
+    var resolvedGranularity: PruningGranularity {
+        granularity ?? (metric.granularities.contains(.channels) ? .channels : .layers)
+    }
+
+    func validate() throws {
+        guard rate > 0, rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
+        guard metric.granularities.contains(resolvedGranularity) else {
+            throw ValidationError("--granularity \(resolvedGranularity.rawValue) is not scored by --metric \(metric.rawValue) "
+                                  + "(it scores: \(metric.granularities.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard calibrationWindows >= 1 else { throw ValidationError("--calibration-windows must be at least 1, got \(calibrationWindows)") }
+        guard calibrationLength >= 2 else { throw ValidationError("--calibration-length must be at least 2, got \(calibrationLength)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard !out.isEmpty else { throw ValidationError("--out must name a file") }
+    }
+
+    /// What `--json` prints.
+    struct Summary: Codable {
+        var out: String
+        var method: String
+        var requestedRate: Double
+        var achievedRate: AchievedRate
+        var keptKVGroups: Int
+        var keptChannels: Int
+        var keptLayers: Int
+        var seconds: Double
+    }
+
+    func run() throws {
+        let options = MetricPruningOptions(metric: metric, rate: rate, granularity: resolvedGranularity, scope: scope.scope,
+                                           seed: seed, magnitudeNorm: norm, wandaVariant: wandaVariant, batchSize: batch)
+        try options.validate()
+        let loaded = try model.load()
+        let config = loaded.model.config
+        let t0 = Date()
+        var calibration: CalibrationData? = nil
+        if metric.needsCalibration {
+            let tokenizer = try model.loadTokenizer(loaded.checkpoint)
+            let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+            let encode: (String) -> [Int] = { tokenizer.encode($0, addSpecialTokens: true) }
+            calibration = fixtureCalibration
+                ? try CalibrationData.fixtureRecipe(dataRoot: root, encode: encode)
+                : try CalibrationData.c4Train(dataRoot: root, count: calibrationWindows, length: calibrationLength, seed: seed, encode: encode)
+            note("calibration: \(calibration!.recipe), sha256 \(calibration!.sha256.prefix(16))…")
+        }
+        let bar = ProgressBar(metric.rawValue, total: config.layers.count)
+        let scores = try MetricPruning.scores(model: loaded.model, options: options, calibration: calibration) { done, _ in
+            bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
+        }
+        let modelHash = try ModelIdentity.sha256(path: model.model)
+        let plan = try MetricPruning.plan(scores: scores, config: config, options: options, calibration: calibration,
+                                          modelSHA256: modelHash, toolVersion: "policyprune \(PolicyPrune.version)")
+        try writeAtomically(try plan.jsonData(), to: out, option: "--out")
+        let seconds = Date().timeIntervalSince(t0)
+        let mask = plan.structureMask
+        let keptLayers = mask.layers.filter { $0.attentionActive || $0.mlpActive }.count
+        if json {
+            try printJSON(Summary(out: out, method: plan.method, requestedRate: rate, achievedRate: plan.achievedRate,
+                                  keptKVGroups: mask.keptCount(.attention), keptChannels: mask.keptCount(.mlp),
+                                  keptLayers: keptLayers, seconds: seconds))
+            return
+        }
+        print("plan             \(out)")
+        print("metric           \(metric.rawValue), granularity \(resolvedGranularity.rawValue), scope \(resolvedGranularity == .layers ? "global" : scope.rawValue)")
+        print("kept             \(mask.keptCount(.attention))/\(config.structureCount(.attention)) KV groups, "
+              + "\(mask.keptCount(.mlp))/\(config.structureCount(.mlp)) MLP channels, \(keptLayers)/\(config.layers.count) layers")
+        print(String(format: "rate             requested %.4f; achieved %.4f of attention+MLP (%d -> %d), %.4f of all parameters (%d -> %d)",
+                     rate, plan.achievedRate.attentionMLP, plan.denseParameters.prunable, plan.keptParameters.prunable,
+                     plan.achievedRate.wholeModel, plan.denseParameters.total, plan.keptParameters.total))
+        print(String(format: "time             %.1f s", seconds))
+    }
+}

@@ -1,0 +1,95 @@
+import FixtureSupport
+import Foundation
+import XCTest
+
+/// End-to-end: the built `policyprune` binary writes a plan with `score`, applies it with `eval ppl --plan`, and
+/// rejects bad input with a message and a non-zero exit.
+final class ScoreCommandTests: XCTestCase {
+    struct Output { let status: Int32; let stdout: String; let stderr: String }
+
+    func run(_ arguments: [String]) throws -> Output {
+        let binary = Shared.binary
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            struct BinaryMissing: Error, CustomStringConvertible { let description: String }
+            throw BinaryMissing(description: "policyprune binary missing at \(binary.path); build the package first")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["POLICYPRUNE_SHARED"] = Shared.root.path
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func testScoreThenEvalWithPlan() throws {
+        let stories = try Shared.url("models/stories260K/stories260K.bin").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("metric-tests-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plan = folder.appendingPathComponent("plan.json").path
+
+        let score = try run(["score", "--model", stories, "--metric", "wanda-sp", "--rate", "0.3", "--calibration-windows", "4",
+                             "--calibration-length", "64", "--out", plan])
+        XCTAssertEqual(score.status, 0, score.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: plan))) as! [String: Any]
+        XCTAssertEqual(json["method"] as? String, "wanda-sp")
+        XCTAssertEqual((json["model_sha256"] as? String)?.count, 64)
+        XCTAssertEqual((json["calibration_sha256"] as? String)?.count, 64)
+        XCTAssertEqual((json["layers"] as? [Any])?.count, 5)
+
+        let eval = try run(["eval", "ppl", "--model", stories, "--plan", plan, "--data", "tinystories", "--limit-windows", "4", "--json"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertTrue(eval.stdout.contains("ppl_window_mean"))
+
+        let generate = try run(["generate", "--model", stories, "--plan", plan, "--prompt", "Once upon a time", "--max-tokens", "4", "--json"])
+        XCTAssertEqual(generate.status, 0, generate.stderr)
+
+        // A plan for another model: SmolLM2's tokenizer/shape differ from stories260K → rejected, non-zero exit.
+        var tampered = json
+        tampered["model_sha256"] = String(repeating: "0", count: 64)
+        let other = folder.appendingPathComponent("other.json").path
+        try JSONSerialization.data(withJSONObject: tampered).write(to: URL(fileURLWithPath: other))
+        let wrongHash = try run(["eval", "ppl", "--model", stories, "--plan", other, "--data", "tinystories", "--limit-windows", "1"])
+        XCTAssertNotEqual(wrongHash.status, 0)
+        XCTAssertTrue(wrongHash.stderr.contains("model_sha256") && wrongHash.stderr.contains(other), wrongHash.stderr)
+
+        // Ids out of range.
+        var layers = json["layers"] as! [[String: Any]]
+        layers[0]["kept_channels"] = [0, 1, 999]
+        tampered = json
+        tampered["layers"] = layers
+        let outOfRange = folder.appendingPathComponent("range.json").path
+        try JSONSerialization.data(withJSONObject: tampered).write(to: URL(fileURLWithPath: outOfRange))
+        let range = try run(["generate", "--model", stories, "--plan", outOfRange, "--prompt", "Hi", "--max-tokens", "1"])
+        XCTAssertNotEqual(range.status, 0)
+        XCTAssertTrue(range.stderr.contains("999"), range.stderr)
+
+        // Missing plan file.
+        let missing = try run(["eval", "ppl", "--model", stories, "--plan", folder.appendingPathComponent("none.json").path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("--plan"), missing.stderr)
+    }
+
+    func testBadRateAndGranularity() throws {
+        let stories = try Shared.url("models/stories260K/stories260K.bin").path
+        for rate in ["0", "1", "1.5", "-0.2"] {
+            let r = try run(["score", "--model", stories, "--metric", "magnitude", "--rate", rate, "--out", "/tmp/never.json"])
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains("--rate"), r.stderr)
+        }
+        let r = try run(["score", "--model", stories, "--metric", "block-influence", "--granularity", "channels", "--rate", "0.3",
+                         "--out", "/tmp/never.json"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--granularity"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never.json"))
+    }
+}
