@@ -22,6 +22,7 @@ public struct ContinuationRequestError: Error, CustomStringConvertible, Equatabl
     /// The request's total token count.
     public let tokenCount: Int
 
+    /// Names both counts.
     public var description: String {
         "cannot score the last \(scoredCount) of \(tokenCount) tokens: the continuation needs at least one token before it"
     }

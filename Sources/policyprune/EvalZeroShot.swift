@@ -80,8 +80,7 @@ extension Eval {
             let tokenizer = try model.loadTokenizer(loaded.checkpoint)
             let prepared = try planOptions.prepared(loaded, modelPath: model.model)
             let scorer = try ModelContinuationScorer(model: prepared, maxLength: maxLength)
-            note(String(format: "model loaded in %.1f s; max length %d tokens%@", loaded.seconds, scorer.maxLength,
-                        ""))
+            note(String(format: "model loaded in %.1f s; max length %d tokens", loaded.seconds, scorer.maxLength))
 
             var reports: [ZeroShotReport] = []
             for (task, items) in zip(selected, examples) {
@@ -92,7 +91,9 @@ extension Eval {
                     prefixTokenID: tokenizer.bosTokenID ?? tokenizer.eosTokenID,
                     keepResults: perExample, encode: { tokenizer.encode($0, addSpecialTokens: false) }
                 ) { done, _ in
-                    bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(start), 1e-9), unit: "ex")
+                    // The bar rounds the rate to whole examples/s; below 10/s also show examples per minute.
+                    let rate = Double(done) / max(Date().timeIntervalSince(start), 1e-9)
+                    bar.update(done, rate: rate, unit: "ex", extra: rate < 10 ? String(format: "(%.0f ex/min)", rate * 60) : "")
                 }
                 reports.append(report)
             }

@@ -124,6 +124,32 @@ final class ZeroShotModelTests: XCTestCase {
         }
     }
 
+    /// A pruned model (structure mask: groups and channels dropped, one layer without attention, one without MLP)
+    /// scores through the packed pass exactly as its plain forward pass predicts.
+    func testPackedScoringOfMaskedModel() throws {
+        let smol = try smol()
+        let config = smol.model.config
+        let mask = StructureMask(layers: config.layers.indices.map { l in
+            StructureMask.Layer(keptKVGroups: l == 3 ? [] : [0, 2], keptChannels: l == 5 ? [] : Array(stride(from: 0, to: config.layers[l].ffnDim, by: 3)))
+        })
+        let model = try smol.model.prepared(mask: mask)
+        let scorer = try ModelContinuationScorer(model: model)
+        let example = try ZeroShotTask.piqa.load(dataRoot: try Shared.url("data"), limit: 1)[0]
+        let encode = encoder(smol.tokenizer)
+        let requests = try zip(example.contexts, example.continuations).map {
+            try RequestTokens.encodePair(context: $0, continuation: $1, encode: encode)
+        }
+        let packed = try scorer.continuationLogLikelihoods(requests)
+        for (r, scored) in zip(requests, packed) {
+            let nll = try model.tokenNLL([r.context + r.continuation])[0]
+            let expected = -nll.suffix(r.continuation.count).reduce(0, +)
+            // The damaged model's log-likelihoods are large (about -15 nats per token), so float32 rounding of
+            // differently grouped GEMMs shows up relative to them: allow 2e-6 relative on top of 1e-4.
+            let tolerance = Tolerance(absolute: 1e-4, relative: 2e-6)
+            XCTAssertTrue(tolerance.accepts(scored.0, expected), "\(scored.0) vs \(expected) (\(tolerance))")
+        }
+    }
+
     /// Empty continuations score (0, greedy) without running; requests with no common prefix still work; a
     /// continuation without context is refused; lm-eval's left truncation keeps the last maxLength + 1 tokens.
     func testEdgeCasesAndTruncation() throws {

@@ -289,7 +289,7 @@ public final class PolicyGradientRun {
         let history = RunLog.read(directory.log)
         let initialPlan = try? PrunePlan.decode(Data(contentsOf: directory.initialPlan))
         let svg = RunReportSVG.render(config: config, finalPlan: plan, initialPlan: initialPlan, steps: history.steps,
-                                      heldout: history.heldout, title: "\(options.model.path): policy-gradient pruning, rate \(options.rate), seed \(options.seed)")
+                                      heldout: history.heldout, title: "\((options.model.path as NSString).lastPathComponent): policy-gradient pruning, rate \(options.rate), seed \(options.seed)")
         try writeFile(Data(svg.utf8), to: directory.report)
         return RunSummary(plan: plan, initialHeldoutNLL: history.heldout.first { $0.iteration == 0 }?.meanNLL,
                           finalHeldoutNLL: history.heldout.last?.meanNLL, steps: state.step,
