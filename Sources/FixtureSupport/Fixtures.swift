@@ -108,3 +108,37 @@ extension Dictionary where Key == String, Value == Any {
         throw Shared.Missing(description: "fixture key path \(keys.joined(separator: ".")) has type \(Swift.type(of: current)), wanted \(T.self)")
     }
 }
+
+/// The outcome of running the built binary.
+public struct BinaryRun {
+    /// Exit status.
+    public var status: Int32
+    /// Everything written to stdout.
+    public var stdout: String
+    /// Everything written to stderr.
+    public var stderr: String
+}
+
+extension Shared {
+    /// Runs the built `policyprune` with `arguments` and collects its exit status and output. stderr is drained on
+    /// another thread while stdout is read, so a large output on either pipe cannot block the child.
+    public static func run(_ arguments: [String]) throws -> BinaryRun {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errBox = Box()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return BinaryRun(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errBox.data, as: UTF8.self))
+    }
+}

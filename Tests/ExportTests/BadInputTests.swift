@@ -116,18 +116,7 @@ final class BadInputTests: XCTestCase {
         let planPath = folder + "/plan.json"
         try Plans.heterogeneous(try Models.stories().model.config).jsonData().write(to: URL(fileURLWithPath: planPath))
 
-        func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-            let process = Process()
-            process.executableURL = Shared.binary
-            process.arguments = arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
+        func run(_ arguments: [String]) throws -> BinaryRun { try Shared.run(arguments) }
         let ok = try run(["export", "--model", stories, "--plan", planPath, "--format", "gguf", "--out", folder + "/s.gguf"])
         XCTAssertEqual(ok.status, 0, ok.stderr)
         XCTAssertTrue(ok.stdout.contains("architecture deci"), ok.stdout)

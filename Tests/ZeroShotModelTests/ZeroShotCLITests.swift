@@ -4,32 +4,8 @@ import XCTest
 
 /// `policyprune eval zeroshot` end to end: bad input errors, and a small JSON run.
 final class ZeroShotCLITests: XCTestCase {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Runs the built binary; stderr is drained on another thread so neither pipe can block the child.
-    func run(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = Shared.binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errBox.data, as: UTF8.self))
-    }
+    /// Runs the built binary (see `Shared.run`).
+    func run(_ arguments: [String]) throws -> BinaryRun { try Shared.run(arguments) }
 
     var smol: String { get throws { try Shared.url("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf").path } }
 
