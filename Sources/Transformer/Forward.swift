@@ -62,7 +62,7 @@ extension PreparedModel {
         if length < 2 { return result }
         let vocab = config.vocabSize
         let d = config.hiddenSize
-        let blockRows = 64
+        let blockRows = min(256, batch * length)   // up to 256 × vocab logits (50 MB for 49,152): full-speed GEMM
         var logits = [Float](repeating: 0, count: blockRows * vocab)
         var nll = [Double](repeating: 0, count: batch * length)
         hidden.withUnsafeMutableBufferPointer { h in

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoints
+import Corpora
 import Foundation
 import Kernels
 import Transformer
@@ -16,6 +17,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed repetitions (the best is reported).") var repeats = 3
     @Option(help: "Also time a masked forward keeping this fraction of KV groups and MLP channels per layer (0 = skip).")
     var keep: Double = 0.5
+    @Flag(help: "Also time the tokenizer on the WikiText-2 test text (needs the shared data).") var tokenizer = false
+    @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
 
     func run() throws {
         let loaded = try model.load()
@@ -25,6 +28,7 @@ struct Bench: ParsableCommand {
         print("OpenBLAS: \(BLAS.libraryPath)")
         print("OpenBLAS core: \(BLAS.coreName) (core type chosen by policyprune: \(BLAS.chosenCoreType ?? "none, OPENBLAS_CORETYPE set by environment"))")
         print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads)")
+        if tokenizer { try benchTokenizer(loaded.checkpoint) }
         let n = batch * seq
         var rng = Xoshiro256(seed: 1)
         let windows = (0..<batch).map { _ in (0..<seq).map { _ in Int(rng.next() % UInt64(cfg.vocabSize)) } }
@@ -37,7 +41,7 @@ struct Bench: ParsableCommand {
             ("o", n, d, l0.queryDim, cfg.layers.count),
             ("gate+up", n, 2 * l0.ffnDim, d, cfg.layers.count),
             ("down", n, d, l0.ffnDim, cfg.layers.count),
-            ("head (64-row blocks)", 64, cfg.vocabSize, d, n / 64),
+            ("head (256-row blocks)", 256, cfg.vocabSize, d, n / 256),
         ]
         print("")
         print(pad("shape", 22) + pad("m x n x k", 22) + pad("GFLOP/s", 10))
@@ -93,6 +97,24 @@ struct Bench: ParsableCommand {
             row(String(format: "masked, %.0f%% of groups/channels kept", keep * 100), masked.flops(batch: batch, sequence: seq), try timeForward(masked))
         }
         print(String(format: "\ndense forward FLOPs per pass: %.1f GFLOP", denseFlops / 1e9))
+    }
+
+    /// Tokenises the whole WikiText-2 test text (rows joined with "\n\n", as for perplexity), best of `repeats`.
+    private func benchTokenizer(_ checkpoint: LoadedCheckpoint) throws {
+        let tok = try model.loadTokenizer(checkpoint)
+        let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+        let text = try Dataset.wikitext2.text(dataRoot: root)
+        let bytes = text.utf8.count
+        var best = Double.infinity
+        var count = 0
+        for _ in 0..<max(1, repeats) {
+            let t0 = Date()
+            count = tok.encode(text, addSpecialTokens: true).count
+            best = min(best, Date().timeIntervalSince(t0))
+        }
+        print("")
+        print(String(format: "tokenizer: WikiText-2 test, %d bytes -> %d tokens in %.3f s (best of %d): %.2f MB/s, %.0f tokens/s",
+                     bytes, count, best, max(1, repeats), Double(bytes) / best / 1e6, Double(count) / best))
     }
 
     private func pad(_ s: String, _ width: Int) -> String {
