@@ -89,9 +89,15 @@ struct Bench: ParsableCommand {
         }
         row("dense", denseFlops, denseTime)
         if keep > 0 && keep < 1 {
+            // Keep exactly `keep` of all KV groups (layers alternate between floor and ceil when a layer's share is
+            // fractional, e.g. 1 or 2 of SmolLM2's 3) and of every layer's channels, so the kept fraction of the
+            // attention+MLP parameters is `keep`, not rounded up per layer.
+            let totalGroups = cfg.layers.reduce(0) { $0 + $1.kvHeads }
+            var extra = Int((Double(totalGroups) * keep).rounded()) - cfg.layers.reduce(0) { $0 + Int(Double($1.kvHeads) * keep) }
             let mask = StructureMask(layers: cfg.layers.map { spec in
-                StructureMask.Layer(keptKVGroups: Array(0..<max(1, Int((Double(spec.kvHeads) * keep).rounded()))),
-                                    keptChannels: Array(0..<Int(Double(spec.ffnDim) * keep)))
+                var groups = Int(Double(spec.kvHeads) * keep)
+                if extra > 0 && groups < spec.kvHeads { groups += 1; extra -= 1 }
+                return StructureMask.Layer(keptKVGroups: Array(0..<groups), keptChannels: Array(0..<Int(Double(spec.ffnDim) * keep)))
             })
             let masked = try lm.prepared(mask: mask)
             row(String(format: "masked, %.0f%% of groups/channels kept", keep * 100), masked.flops(batch: batch, sequence: seq), try timeForward(masked))
