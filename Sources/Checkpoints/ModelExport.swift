@@ -88,31 +88,7 @@ public enum ModelExporter {
     }
 }
 
-/// Reordering of q/k rows between the two RoPE conventions.
 extension WeightAssembly {
-    /// The inverse of `permuteToRotateHalf`: within each head, new row `2i + c` = old row `c * (headDim/2) + i`
-    /// (rotate-half, the canonical order, to GGUF's adjacent pairs).
-    static func permuteToAdjacentPairs(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
-        let rows = heads * headDim
-        guard rows > 0, w.count % rows == 0, headDim % 2 == 0 else { return w }
-        let columns = w.count / rows
-        let half = headDim / 2
-        return [Float](unsafeUninitializedCapacity: w.count) { dst, initialized in
-            w.withUnsafeBufferPointer { src in
-                for h in 0..<heads {
-                    for c in 0..<2 {
-                        for i in 0..<half {
-                            let from = (h * headDim + c * half + i) * columns
-                            let to = (h * headDim + 2 * i + c) * columns
-                            (dst.baseAddress! + to).update(from: src.baseAddress! + from, count: columns)
-                        }
-                    }
-                }
-            }
-            initialized = w.count
-        }
-    }
-
     /// The tensors of `weights` under `names`, shapes from `config`, q/k rows in `order`. Absent sublayers have
     /// no tensors.
     static func records(_ config: ModelConfig, _ weights: ModelWeights, names: WeightNames, order: RoPERowOrder) -> [TensorRecord] {

@@ -116,6 +116,17 @@ enum WeightAssembly {
     /// within each head of width `headDim`, new row `c * (headDim/2) + i` = old row `2i + c`.
     /// `w` is `[heads * headDim, columns]` row-major (columns = 1 for a bias).
     static func permuteToRotateHalf(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
+        permuteRoPERows(w, heads: heads, headDim: headDim, toRotateHalf: true)
+    }
+
+    /// The inverse of `permuteToRotateHalf` (rotate-half, the canonical order, to GGUF's adjacent pairs).
+    static func permuteToAdjacentPairs(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
+        permuteRoPERows(w, heads: heads, headDim: headDim, toRotateHalf: false)
+    }
+
+    /// Row `2i + c` of the adjacent-pairs order is row `c * (headDim/2) + i` of the rotate-half order; this moves
+    /// rows one way or the other.
+    private static func permuteRoPERows(_ w: [Float], heads: Int, headDim: Int, toRotateHalf: Bool) -> [Float] {
         let rows = heads * headDim
         guard rows > 0, w.count % rows == 0, headDim % 2 == 0 else { return w }
         let columns = w.count / rows
@@ -125,8 +136,9 @@ enum WeightAssembly {
                 for h in 0..<heads {
                     for c in 0..<2 {
                         for i in 0..<half {
-                            let from = (h * headDim + 2 * i + c) * columns
-                            let to = (h * headDim + c * half + i) * columns
+                            let adjacent = (h * headDim + 2 * i + c) * columns
+                            let rotateHalf = (h * headDim + c * half + i) * columns
+                            let (from, to) = toRotateHalf ? (adjacent, rotateHalf) : (rotateHalf, adjacent)
                             (dst.baseAddress! + to).update(from: src.baseAddress! + from, count: columns)
                         }
                     }
