@@ -26,11 +26,14 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
         self.mlp = mlp
     }
 
-    /// Every structure of `config` at the same probability (an absent sublayer gets an empty vector).
-    public static func uniform(_ config: ModelConfig, value: Double) -> KeepProbabilities {
+    /// Every score of `config` under `granularity` at the same probability (an absent sublayer gets an empty
+    /// vector).
+    public static func uniform(_ config: ModelConfig, value: Double, granularity: PruningGranularity = .channels) -> KeepProbabilities {
         KeepProbabilities(
-            attention: config.layers.indices.map { Array(repeating: value, count: config.structureCount(.attention, layer: $0)) },
-            mlp: config.layers.indices.map { Array(repeating: value, count: config.structureCount(.mlp, layer: $0)) })
+            attention: config.layers.indices.map {
+                Array(repeating: value, count: granularity.scoreCount(.attention, layer: $0, config: config))
+            },
+            mlp: config.layers.indices.map { Array(repeating: value, count: granularity.scoreCount(.mlp, layer: $0, config: config)) })
     }
 
     /// The per-layer vectors of one kind.
@@ -39,8 +42,9 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
         set { if kind == .attention { attention = newValue } else { mlp = newValue } }
     }
 
-    /// Checks layer count and per-layer lengths against `config`, and that every value is finite.
-    public func validate(against config: ModelConfig) throws {
+    /// Checks layer count and per-layer lengths against `config` under `granularity`, and that every value is
+    /// finite.
+    public func validate(against config: ModelConfig, granularity: PruningGranularity = .channels) throws {
         for kind in StructureKind.allCases {
             let vectors = self[kind]
             let what = "\(kind.rawValue) keep probabilities"
@@ -48,7 +52,7 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
                 throw PruningError.layerCount(what: what, expected: config.layers.count, found: vectors.count)
             }
             for (l, v) in vectors.enumerated() {
-                let expected = config.structureCount(kind, layer: l)
+                let expected = granularity.scoreCount(kind, layer: l, config: config)
                 guard v.count == expected else {
                     throw PruningError.lengthMismatch(what: what, layer: l, expected: expected, found: v.count)
                 }
@@ -65,7 +69,8 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
     /// mean structure cost so the 1e-3 tolerance is in units of one average structure). Returns the results in the
     /// order performed: global [attention, mlp]; per-layer [layer 0 attention, layer 0 mlp, layer 1 ...]; joint [one].
     @discardableResult
-    public mutating func projectOntoBudget(keepRatio: Double, scope: BudgetScope, config: ModelConfig) -> [ProjectionResult] {
+    public mutating func projectOntoBudget(keepRatio: Double, scope: BudgetScope, config: ModelConfig,
+                                           granularity: PruningGranularity = .channels) -> [ProjectionResult] {
         switch scope {
         case .global:
             return StructureKind.allCases.map { kind in
@@ -84,7 +89,7 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
             return results
         case .joint:
             var segments = attention + mlp
-            let costs = Self.jointWeights(config: config, layers: attention.count)
+            let costs = Self.jointWeights(config: config, layers: attention.count, granularity: granularity)
             let weightedCount = zip(segments, costs).reduce(0.0) { $0 + Double($1.0.count) * $1.1 }
             let result = Pruning.projectOntoBudget(&segments, budget: keepRatio * weightedCount, weights: costs)
             attention = Array(segments[..<attention.count])
@@ -95,14 +100,14 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
 
     /// One weight per segment of `attention + mlp`: the unit parameter cost divided by the mean cost of all the
     /// model's structures.
-    static func jointWeights(config: ModelConfig, layers: Int) -> [Double] {
+    static func jointWeights(config: ModelConfig, layers: Int, granularity: PruningGranularity) -> [Double] {
         var costs: [Double] = []
         var totalCost = 0.0
         var totalCount = 0
         for kind in StructureKind.allCases {
             for l in 0..<layers {
-                let c = Double(config.unitParameterCost(kind, layer: l))
-                let n = config.structureCount(kind, layer: l)
+                let c = Double(granularity.unitParameterCost(kind, layer: l, config: config))
+                let n = granularity.scoreCount(kind, layer: l, config: config)
                 costs.append(c)
                 totalCost += c * Double(n)
                 totalCount += n
@@ -115,8 +120,10 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
     /// The deterministic mask of spec §2.4: keep every structure whose probability is at or above the threshold
     /// (ties kept). Global: one threshold per kind over all layers; per-layer: one per layer and kind; joint: one
     /// threshold over everything by parameter cost (`hardMaskThreshold(_:costs:keepRatio:)`). Sublayer flags follow
-    /// `config`; a layer left with no groups or channels simply has empty id lists.
-    public func hardMask(keepRatio: Double, scope: BudgetScope, config: ModelConfig) -> StructureMask {
+    /// `config`; a layer left with no groups or channels simply has empty id lists. `granularity` says what the
+    /// vectors hold (`PruningGranularity.structureMask`).
+    public func hardMask(keepRatio: Double, scope: BudgetScope, config: ModelConfig,
+                         granularity: PruningGranularity = .channels) -> StructureMask {
         var keptGroups = attention.map { _ in [Int]() }
         var keptChannels = mlp.map { _ in [Int]() }
         switch scope {
@@ -129,7 +136,7 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
             keptGroups = attention.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatio)) }
             keptChannels = mlp.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatio)) }
         case .joint:
-            let weights = Self.jointWeights(config: config, layers: attention.count)
+            let weights = Self.jointWeights(config: config, layers: attention.count, granularity: granularity)
             let segments = attention + mlp
             var scores: [Double] = [], costs: [Double] = []
             for (segment, w) in zip(segments, weights) {
@@ -140,8 +147,6 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
             keptGroups = attention.map { keptIds($0, threshold: t) }
             keptChannels = mlp.map { keptIds($0, threshold: t) }
         }
-        return StructureMask(layers: zip(config.layers, zip(keptGroups, keptChannels)).map { spec, kept in
-            StructureMask.Layer(keptKVGroups: kept.0, keptChannels: kept.1, attention: spec.hasAttention, mlp: spec.hasMLP)
-        })
+        return granularity.structureMask(keptAttention: keptGroups, keptMLP: keptChannels, config: config)
     }
 }

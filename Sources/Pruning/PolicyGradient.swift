@@ -23,13 +23,11 @@ public struct MaskSample: Codable, Sendable, Equatable {
     /// The per-layer vectors of one kind.
     public subscript(kind: StructureKind) -> [[Bool]] { kind == .attention ? attention : mlp }
 
-    /// The mask as kept ids, for the forward pass. Sublayer flags follow `config`.
-    public func structureMask(config: ModelConfig) -> StructureMask {
-        StructureMask(layers: config.layers.indices.map { l in
-            StructureMask.Layer(keptKVGroups: attention[l].indices.filter { attention[l][$0] },
-                                keptChannels: mlp[l].indices.filter { mlp[l][$0] },
-                                attention: config.layers[l].hasAttention, mlp: config.layers[l].hasMLP)
-        })
+    /// The mask as kept structures, for the forward pass: `granularity` says what the vectors hold
+    /// (`PruningGranularity.structureMask`). Sublayer flags follow `config`.
+    public func structureMask(config: ModelConfig, granularity: PruningGranularity = .channels) -> StructureMask {
+        granularity.structureMask(keptAttention: attention.map { v in v.indices.filter { v[$0] } },
+                                  keptMLP: mlp.map { v in v.indices.filter { v[$0] } }, config: config)
     }
 }
 

@@ -112,7 +112,8 @@ public struct PolicyGradientStepReport: Codable, Sendable, Equatable {
 /// `s ← s − η_t g` with each kind's learning rate, project at `ρ_t`, advance the step counter.
 /// Precondition: `samples.count == losses.count == options.samplesPerStep` and the shapes match the state.
 public func policyGradientStep(state: inout PolicyGradientState, samples: [MaskSample], losses: [Double],
-                               options: PolicyGradientOptions, config: ModelConfig) -> PolicyGradientStepReport {
+                               options: PolicyGradientOptions, config: ModelConfig,
+                               granularity: PruningGranularity = .channels) -> PolicyGradientStepReport {
     precondition(samples.count == losses.count, "one loss per sample")
     let t = state.step
     let valid = validSampleIndices(losses: losses)
@@ -149,7 +150,8 @@ public func policyGradientStep(state: inout PolicyGradientState, samples: [MaskS
         state.keepProbabilities[kind] = vectors
         norms[kind] = squared.squareRoot()
     }
-    let projections = state.keepProbabilities.projectOntoBudget(keepRatio: rho, scope: options.budgetScope, config: config)
+    let projections = state.keepProbabilities.projectOntoBudget(keepRatio: rho, scope: options.budgetScope, config: config,
+                                                                        granularity: granularity)
     state.step += 1
     return PolicyGradientStepReport(skipped: false, validSamples: valid.count, meanLoss: meanLoss, baseline: delta,
                                     attentionLearningRate: etaA, mlpLearningRate: etaM, keepRatio: rho,

@@ -16,6 +16,7 @@ extension BudgetScope: ExpressibleByArgument {
         default: return nil
         }
     }
+    public static var allValueStrings: [String] { ["global", "per-layer", "joint"] }
 }
 
 /// `policyprune prune`: the paper's method (spec §1). Learns Bernoulli keep probabilities for every KV group and
@@ -35,6 +36,39 @@ struct Prune: ParsableCommand {
         case random, uniform
         case wandaSP = "wanda-sp"
         case magnitude, flap
+        case blockInfluence = "block-influence"
+        case perplexityDrop = "ppl-drop"
+
+        /// The metric behind a metric init.
+        var metric: PruningMetric? {
+            switch self {
+            case .random, .uniform: return nil
+            case .wandaSP: return .wandaSP
+            case .magnitude: return .magnitude
+            case .flap: return .flap
+            case .blockInfluence: return .blockInfluence
+            case .perplexityDrop: return .perplexityDrop
+            }
+        }
+
+        /// Whether this init can start a run of `granularity`.
+        func supports(_ granularity: PruningGranularity) -> Bool {
+            guard let metric else { return true }
+            switch granularity {
+            case .channels, .heads, .layers: return metric.granularities.contains(granularity)
+            case .sublayers: return false
+            }
+        }
+
+        /// The default per granularity: wanda-sp (the scripts' init) for channels and heads, ShortGPT block
+        /// influence for layers, random (the paper's random init) for sublayers, which no metric scores.
+        static func defaultInit(for granularity: PruningGranularity) -> InitMethod {
+            switch granularity {
+            case .channels, .heads: return .wandaSP
+            case .layers: return .blockInfluence
+            case .sublayers: return .random
+            }
+        }
     }
 
     enum Mapping: String, ExpressibleByArgument, CaseIterable {
@@ -58,8 +92,10 @@ struct Prune: ParsableCommand {
     @Option(help: "Continue the run in this directory.") var resume: String?
 
     @Option(help: "Pruning rate in (0, 1) (keep ratio = 1 - rate), over attention+MLP parameters.") var rate: Double = 0.3
-    @Option(help: "Granularity: channels (KV groups + MLP channels).") var granularity = "channels"
-    @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap.") var `init`: InitMethod = .wandaSP
+    @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|sublayers|layers"))
+    var granularity: PruningGranularity = .channels
+    @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap (channels, heads), block-influence, ppl-drop (layers). Default: wanda-sp; block-influence for layers; random for sublayers.")
+    var `init`: InitMethod?
     @Option(help: "Start from a previous run's scores.json / initial-scores.json instead of --init.") var initScores: String?
     @Option(help: "Metric-to-score mapping: sigmap, norm, hybrid, const.") var mapping: Mapping = .sigmap
     @Option(help: "c of the const mapping (kept: c, others: 1 - c).") var initConstant: Double = 0.9
@@ -98,7 +134,14 @@ struct Prune: ParsableCommand {
         if resume != nil { return }
         guard model != nil else { throw ValidationError("--model is required for a new run") }
         guard rate > 0, rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
-        guard granularity == "channels" else { throw ValidationError("--granularity \(granularity): only 'channels' (KV groups + MLP channels) is implemented") }
+        let initMethod = self.`init` ?? InitMethod.defaultInit(for: granularity)
+        guard initScores != nil || initMethod.supports(granularity) else {
+            let usable = InitMethod.allCases.filter { $0.supports(granularity) }.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--init \(initMethod.rawValue) does not score --granularity \(granularity.rawValue); use one of: \(usable)")
+        }
+        guard granularity.allowsPerLayerScope || scope != .perLayer else {
+            throw ValidationError("--scope per-layer: --granularity \(granularity.rawValue) has one score per layer and kind; use global or joint")
+        }
         guard k >= 2 else { throw ValidationError("--k must be at least 2 (the estimator divides by K - 1), got \(k)") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
@@ -159,7 +202,7 @@ struct Prune: ParsableCommand {
         let options = PolicyGradientRunOptions(
             toolVersion: PolicyPrune.version,
             model: .init(path: modelPath, sha256: sha, layers: lm.config.layers.count, parameters: lm.config.parameterCount.total),
-            seed: seed, rate: rate, granularity: granularity, steps: steps, batchSize: batch, sequenceLength: seq,
+            seed: seed, rate: rate, granularity: granularity.rawValue, steps: steps, batchSize: batch, sequenceLength: seq,
             optimizer: optimizer, initialization: initRecord, checkpointEvery: checkpointEvery, evalEvery: evalEvery,
             calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads)
         let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: data, initial: initial)
@@ -176,7 +219,7 @@ struct Prune: ParsableCommand {
         case .const: scoreMapping = .constant(initConstant)
         }
         if let initScores {
-            let file = try ScoresFile.read(URL(fileURLWithPath: initScores), config: lm.config)
+            let file = try ScoresFile.read(URL(fileURLWithPath: initScores), config: lm.config, granularity: granularity)
             if file.modelSHA256 != sha {
                 note("warning: \(initScores) was saved for model sha256 \(file.modelSHA256.prefix(16))…, this model is \(sha.prefix(16))…")
             }
@@ -185,17 +228,20 @@ struct Prune: ParsableCommand {
                 scoresFileSHA256: try ModelFingerprint.fileSHA256(initScores))
             return (file.keepProbabilities, record)
         }
-        var record = PolicyGradientRunOptions.Initialization(method: self.`init`.rawValue, mapping: mapping.rawValue,
+        let method = self.`init` ?? InitMethod.defaultInit(for: granularity)
+        var record = PolicyGradientRunOptions.Initialization(method: method.rawValue, mapping: mapping.rawValue,
                                                              constant: initConstant, keepRatio: mu)
-        switch self.`init` {
+        switch method {
         case .uniform:
             record.mapping = "none"
-            return (KeepProbabilities.uniform(lm.config, value: mu), record)
+            return (KeepProbabilities.uniform(lm.config, value: mu, granularity: granularity), record)
         case .random:
-            return (InitialScores.random(config: lm.config, mapping: scoreMapping, keepRatio: mu, seed: seed &+ 1), record)
-        case .wandaSP, .magnitude, .flap:
-            let metric: PruningMetric = self.`init` == .wandaSP ? .wandaSP : self.`init` == .magnitude ? .magnitude : .flap
-            let options = MetricPruningOptions(metric: metric, rate: 1 - mu >= 1 ? 0.999 : max(1 - mu, 1e-9), scope: .global,
+            return (InitialScores.random(config: lm.config, mapping: scoreMapping, keepRatio: mu, seed: seed &+ 1,
+                                         granularity: granularity), record)
+        case .wandaSP, .magnitude, .flap, .blockInfluence, .perplexityDrop:
+            let metric = method.metric!
+            let options = MetricPruningOptions(metric: metric, rate: 1 - mu >= 1 ? 0.999 : max(1 - mu, 1e-9),
+                                               granularity: granularity, scope: .global,
                                                seed: seed, wandaVariant: wandaVariant == "dense" ? .dense : .initMask, batchSize: 8)
             var calibration: CalibrationData? = nil
             if metric.needsCalibration {
@@ -212,7 +258,18 @@ struct Prune: ParsableCommand {
                 bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
             }
             note(String(format: "init %@ in %.1f s", metric.rawValue, Date().timeIntervalSince(t0)))
-            return (InitialScores.fromMetric(scores.attention, scores.mlp, mapping: scoreMapping, keepRatio: mu), record)
+            let config = lm.config
+            let attention: [[Double]], mlp: [[Double]]
+            switch granularity {
+            case .channels: (attention, mlp) = (scores.attention, scores.mlp)
+            case .heads: (attention, mlp) = (scores.attention, scores.attention.map { _ in [] })
+            case .layers, .sublayers:
+                attention = config.layers.indices.map { l in
+                    granularity.scoreCount(.attention, layer: l, config: config) == 1 ? [scores.layers[l]] : []
+                }
+                mlp = config.layers.indices.map { _ in [] }
+            }
+            return (granularity.initialScores(attention: attention, mlp: mlp, mapping: scoreMapping, keepRatio: mu), record)
         }
     }
 
@@ -274,7 +331,7 @@ struct Prune: ParsableCommand {
 
     private func execute(_ pg: PolicyGradientRun) throws {
         let o = pg.options
-        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens, rate \(o.rate), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
+        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens, rate \(o.rate), \(o.granularity), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
         let started = Date()
         var firstIteration: Int?
         var lastPrint = Date.distantPast

@@ -172,6 +172,45 @@ final class PruneCommandTests: XCTestCase {
     }
 
     /// Bad input fails with a message naming the problem and a non-zero exit.
+    /// `--granularity heads|sublayers|layers`: short real runs whose plans remove only what the granularity
+    /// scores, at the requested rate of those units; incompatible options are refused.
+    func testGranularities() throws {
+        for (granularity, initMethod) in [("heads", "random"), ("sublayers", "random"), ("layers", "block-influence")] {
+            let dir = scratch.appendingPathComponent(granularity)
+            let arguments = try runArguments(dir, steps: 6).swapping(["--init", "random"], with: ["--init", initMethod])
+                + ["--granularity", granularity, "--init-windows", "4", "--init-seq", "128"]
+            let r = try launch(arguments.swapping(["--rate", "0.3"], with: ["--rate", "0.4"]))
+            XCTAssertEqual(r.status, 0, "\(granularity): \(r.stderr.suffix(800))")
+            let plan = try JSONSerialization.jsonObject(with: try bytes(dir, "plan.json")) as! [String: Any]
+            let layers = plan["layers"] as! [[String: Any]]
+            XCTAssertEqual(layers.count, 5)
+            let groups = layers.map { ($0["kept_kv_groups"] as! [Int]).count }
+            let channels = layers.map { ($0["kept_channels"] as! [Int]).count }
+            switch granularity {
+            case "heads":
+                XCTAssertEqual(channels, Array(repeating: 172, count: 5), "heads never prunes the MLP")
+                XCTAssertEqual(groups.reduce(0, +), 12, "20 KV groups at keep ratio 0.6")
+            case "sublayers":
+                XCTAssertEqual(Set(groups).subtracting([0, 4]), [], "whole attention sublayers: \(groups)")
+                XCTAssertEqual(Set(channels).subtracting([0, 172]), [], "whole MLP sublayers: \(channels)")
+                XCTAssertEqual(groups.filter { $0 == 4 }.count, 3, "3 of 5 attention sublayers kept")
+                XCTAssertEqual(channels.filter { $0 == 172 }.count, 3, "3 of 5 MLP sublayers kept")
+            default:
+                XCTAssertEqual(zip(groups, channels).filter { $0 == (4, 172) }.count, 3, "3 of 5 blocks kept: \(groups) \(channels)")
+                XCTAssertEqual(zip(groups, channels).filter { $0 == (0, 0) }.count, 2, "2 blocks removed whole")
+            }
+        }
+        let bad = scratch.appendingPathComponent("bad-granularity")
+        for (extra, expected) in [(["--granularity", "sublayers", "--init", "wanda-sp"], "does not score --granularity sublayers"),
+                                  (["--granularity", "layers", "--scope", "per-layer"], "one score per layer"),
+                                  (["--granularity", "neurons"], "granularity")] {
+            let arguments = try runArguments(bad, steps: 2).swapping(["--init", "random"], with: []) + extra
+            let r = try launch(arguments)
+            XCTAssertNotEqual(r.status, 0, extra.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains(expected), "\(extra): wanted '\(expected)' in \(r.stderr)")
+        }
+    }
+
     func testBadInput() throws {
         let dir = scratch.appendingPathComponent("bad")
         var cases: [([String], String)] = [

@@ -45,6 +45,9 @@ public enum PruningGranularity: String, Codable, Sendable, CaseIterable {
     /// Whole decoder layers: remove the lowest-scored layers while the removed parameters stay within
     /// rate × (attention+MLP parameters) (uniform models: floor(rate · L) layers; spec §2.7).
     case layers
+    /// Whole attention and whole MLP sublayers, each kind at keep ratio 1 − rate (policy-gradient runs only; no
+    /// metric scores sublayers).
+    case sublayers
 }
 
 /// One importance score per prunable structure (higher = keep). Kinds a metric does not score are empty.
@@ -86,6 +89,9 @@ public struct StructureScores: Codable, Sendable, Equatable {
                 for l in mask.layers.indices { mask.layers[l].keptChannels = Array(0..<config.structureCount(.mlp, layer: l)) }
             }
             return mask
+        case .sublayers:
+            throw PruningError.invalidValue(key: "granularity", value: granularity.rawValue,
+                                            reason: "no metric scores sublayers; use channels, heads or layers")
         case .layers:
             guard layers.count == config.layers.count else {
                 throw PruningError.layerCount(what: "layer scores", expected: config.layers.count, found: layers.count)

@@ -18,9 +18,10 @@ public enum InitialScores {
         return KeepProbabilities(attention: map(attention, .attention), mlp: map(mlp, .mlp))
     }
 
-    /// The code's `random` init (spec §3.4): per layer, standard-normal draws (Box–Muller on `Xoshiro256(seed)`,
-    /// layer 0 attention, layer 0 MLP, layer 1 attention, ...) mapped like a metric.
-    public static func random(config: ModelConfig, mapping: ScoreMapping, keepRatio mu: Double, seed: UInt64) -> KeepProbabilities {
+    /// The code's `random` init (spec §3.4): standard-normal draws (Box–Muller on `Xoshiro256(seed)`, layer 0
+    /// attention, layer 0 MLP, layer 1 attention, ...), one per score of `granularity`, mapped like a metric.
+    public static func random(config: ModelConfig, mapping: ScoreMapping, keepRatio mu: Double, seed: UInt64,
+                              granularity: PruningGranularity = .channels) -> KeepProbabilities {
         var rng = Xoshiro256(seed: seed)
         func normal() -> Double {
             // Box–Muller; 1 − u keeps the logarithm's argument in (0, 1].
@@ -29,10 +30,10 @@ public enum InitialScores {
         }
         var attention: [[Double]] = [], mlp: [[Double]] = []
         for l in config.layers.indices {
-            attention.append((0..<config.structureCount(.attention, layer: l)).map { _ in normal() })
-            mlp.append((0..<config.structureCount(.mlp, layer: l)).map { _ in normal() })
+            attention.append((0..<granularity.scoreCount(.attention, layer: l, config: config)).map { _ in normal() })
+            mlp.append((0..<granularity.scoreCount(.mlp, layer: l, config: config)).map { _ in normal() })
         }
-        return fromMetric(attention, mlp, mapping: mapping, keepRatio: mu)
+        return granularity.initialScores(attention: attention, mlp: mlp, mapping: mapping, keepRatio: mu)
     }
 }
 
@@ -64,8 +65,9 @@ public struct ScoresFile: Codable, Sendable, Equatable {
         return try encoder.encode(self)
     }
 
-    /// Reads a scores file and checks it against `config` (layer count, lengths, finite values in [0, 1]).
-    public static func read(_ url: URL, config: ModelConfig) throws -> ScoresFile {
+    /// Reads a scores file and checks it against `config` under `granularity` (layer count, lengths, finite values
+    /// in [0, 1]).
+    public static func read(_ url: URL, config: ModelConfig, granularity: PruningGranularity = .channels) throws -> ScoresFile {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw RunError.unreadable(path: url.path, reason: "\(error.localizedDescription)")
@@ -78,9 +80,9 @@ public struct ScoresFile: Codable, Sendable, Equatable {
             throw RunError.unreadable(path: url.path, reason: "format version \(file.formatVersion), this tool reads \(currentFormatVersion)")
         }
         do {
-            try file.keepProbabilities.validate(against: config)
+            try file.keepProbabilities.validate(against: config, granularity: granularity)
         } catch {
-            throw RunError.unreadable(path: url.path, reason: "does not fit the model: \(error)")
+            throw RunError.unreadable(path: url.path, reason: "does not fit the model at granularity \(granularity.rawValue): \(error)")
         }
         for kind in StructureKind.allCases {
             if let bad = file.keepProbabilities[kind].joined().first(where: { $0 < 0 || $0 > 1 }) {

@@ -117,7 +117,7 @@ public final class PolicyGradientRun {
             throw RunError.runExists(directory: url.path, model: existing)
         }
         try check(options: options, model: model, data: data, directory: url.path)
-        do { try initial.validate(against: model.config) } catch {
+        do { try initial.validate(against: model.config, granularity: options.scoreGranularity) } catch {
             throw PruningError.invalidValue(key: "initial scores", value: "", reason: "\(error)")
         }
         do {
@@ -188,7 +188,7 @@ public final class PolicyGradientRun {
         let sha = options.model.sha256
         let (checkpoint, file, messages) = try store.latest { c in
             guard c.modelSHA256 == sha else { throw CheckpointFault("made for model sha256 \(c.modelSHA256.prefix(16))…") }
-            try c.state.keepProbabilities.validate(against: config)
+            try c.state.keepProbabilities.validate(against: config, granularity: self.options.scoreGranularity)
             guard c.dataOrder.blockCount == self.data.calibration.count else { throw CheckpointFault("data order over another block count") }
             guard c.iteration <= self.options.steps else { throw CheckpointFault("iteration \(c.iteration) beyond --steps \(self.options.steps)") }
         }
@@ -208,13 +208,14 @@ public final class PolicyGradientRun {
         var permutation: [Int]? = nil
         var elapsedBefore = checkpoint.elapsedSeconds
         let o = options.optimizer
+        let granularity = options.scoreGranularity
         let totalA = config.structureCount(.attention), totalM = config.structureCount(.mlp)
         let denseParameters = config.parameterCount.prunable
 
         func heldout(iteration: Int) throws {
             let rho = iteration >= options.steps ? o.keepRatio.target : o.keepRatio.keepRatio(atStep: state.step)
             let t0 = Date()
-            let mask = state.keepProbabilities.hardMask(keepRatio: rho, scope: o.budgetScope, config: config)
+            let mask = state.keepProbabilities.hardMask(keepRatio: rho, scope: o.budgetScope, config: config, granularity: granularity)
             let nll = try meanNLL(mask: mask, windows: data.heldout)
             let record = HeldoutLogRecord(iteration: iteration, step: state.step, keepRatio: rho, meanNLL: nll, perplexity: exp(nll),
                                           windows: data.heldout.count,
@@ -237,18 +238,19 @@ public final class PolicyGradientRun {
             for _ in 0..<o.samplesPerStep {
                 let sample = state.keepProbabilities.sampleMask(using: &maskRNG)
                 let t0 = Date()
-                let prepared = try model.prepared(mask: sample.structureMask(config: config))
+                let prepared = try model.prepared(mask: sample.structureMask(config: config, granularity: granularity))
                 let t1 = Date()
                 losses.append(try Self.meanNLL(prepared.tokenNLL(batch)))
                 forwardSeconds += Date().timeIntervalSince(t1)
                 gatherSeconds += t1.timeIntervalSince(t0)
                 samples.append(sample)
             }
-            let report = policyGradientStep(state: &state, samples: samples, losses: losses, options: o, config: config)
+            let report = policyGradientStep(state: &state, samples: samples, losses: losses, options: o, config: config,
+                                            granularity: granularity)
             iteration += 1
 
             let s = state.keepProbabilities
-            let hard = s.hardMask(keepRatio: report.keepRatio, scope: o.budgetScope, config: config)
+            let hard = s.hardMask(keepRatio: report.keepRatio, scope: o.budgetScope, config: config, granularity: granularity)
             func stats(_ v: [[Double]]) -> (mean: Double, zero: Double, one: Double) {
                 var sum = 0.0, zeros = 0, ones = 0, n = 0
                 for x in v.joined() { sum += x; n += 1; if x == 0 { zeros += 1 }; if x == 1 { ones += 1 } }
@@ -299,7 +301,8 @@ public final class PolicyGradientRun {
     /// The hard mask of `scores` at the target keep ratio as a plan.
     func plan(for scores: KeepProbabilities) throws -> PrunePlan {
         let o = options.optimizer
-        let mask = scores.hardMask(keepRatio: o.keepRatio.target, scope: o.budgetScope, config: model.config)
+        let mask = scores.hardMask(keepRatio: o.keepRatio.target, scope: o.budgetScope, config: model.config,
+                                   granularity: options.scoreGranularity)
         return try PrunePlan(mask: mask, config: model.config, method: "policy-gradient", options: options.planRecord,
                              seed: options.seed, requestedRate: options.rate, modelSHA256: options.model.sha256,
                              calibrationSHA256: options.calibration.idsSHA256, toolVersion: options.toolVersion)

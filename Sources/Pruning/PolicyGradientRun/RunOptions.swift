@@ -86,8 +86,12 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     public var seed: UInt64
     /// Target pruning rate (1 − ρ_target).
     public var rate: Double
-    /// Structures scored: `channels` (KV groups + MLP channels).
+    /// Structures scored: `channels` (KV groups + MLP channels), `heads` (KV groups only), `sublayers` (whole
+    /// attention and MLP sublayers) or `layers` (whole decoder layers); see `PruningGranularity.scoreCount`.
     public var granularity: String
+
+    /// `granularity` as the enum (channels when the string is unknown; `validate` rejects unknown strings).
+    public var scoreGranularity: PruningGranularity { PruningGranularity(rawValue: granularity) ?? .channels }
     /// Iterations (mini-batches); the schedules span this many valid steps.
     public var steps: Int
     /// Windows per mini-batch (B).
@@ -145,7 +149,12 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             throw fail("format_version", formatVersion, "this tool reads version \(Self.currentFormatVersion)")
         }
         guard rate > 0, rate < 1 else { throw fail("rate", rate, "the pruning rate must be in (0, 1)") }
-        guard granularity == "channels" else { throw fail("granularity", granularity, "only 'channels' is implemented") }
+        guard let g = PruningGranularity(rawValue: granularity) else {
+            throw fail("granularity", granularity, "must be one of \(PruningGranularity.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard g.allowsPerLayerScope || optimizer.budgetScope != .perLayer else {
+            throw fail("scope", optimizer.budgetScope.rawValue, "granularity \(granularity) has one score per layer and kind; use global or joint")
+        }
         guard steps >= 1 else { throw fail("steps", steps, "must be at least 1") }
         guard batchSize >= 1 else { throw fail("batch", batchSize, "must be at least 1") }
         guard sequenceLength >= 2 else { throw fail("seq", sequenceLength, "must be at least 2 (nothing to predict)") }
