@@ -68,26 +68,32 @@ struct Bench: ParsableCommand {
         let sgemmRate = gemmFlops / gemmSeconds
         print(String(format: "sgemm on the forward's shapes (FLOP-weighted): %.1f GFLOP/s", sgemmRate / 1e9))
 
-        func timeForward(_ prepared: PreparedModel) throws -> Double {
-            _ = try prepared.tokenNLL(windows)
+        /// Best of `repeats` after one warm-up.
+        func best(_ body: () throws -> Void) rethrows -> Double {
+            try body()
             var best = Double.infinity
             for _ in 0..<repeats {
                 let t0 = Date()
-                _ = try prepared.tokenNLL(windows)
+                try body()
                 best = min(best, Date().timeIntervalSince(t0))
             }
             return best
         }
+        func timeForward(_ prepared: PreparedModel) throws -> Double { try best { _ = try prepared.tokenNLL(windows) } }
+        /// The decoder stack alone (embeddings, layers, final norm): what a mask acts on.
+        func timeStack(_ prepared: PreparedModel) throws -> Double { try best { try prepared.observe(windows, observer: NoObserver()) } }
         print("")
-        print(pad("forward (\(batch) x \(seq) tokens)", 34) + pad("seconds", 10) + pad("tokens/s", 10) + pad("GFLOP/s", 10) + pad("vs sgemm", 10) + pad("vs dense time", 14))
+        print(pad("forward (\(batch) x \(seq) tokens)", 40) + pad("seconds", 10) + pad("tokens/s", 10) + pad("GFLOP/s", 10) + pad("vs sgemm", 10)
+              + pad("FLOPs vs dense", 16) + pad("time vs dense", 14))
         let denseFlops = lm.dense.flops(batch: batch, sequence: seq)
+        let denseStackFlops = lm.dense.flops(batch: batch, sequence: seq, includeHead: false)
         let denseTime = try timeForward(lm.dense)
-        func row(_ name: String, _ flops: Double, _ sec: Double) {
-            print(pad(name, 34) + pad(String(format: "%.3f", sec), 10) + pad(String(format: "%.0f", Double(n) / sec), 10)
+        func row(_ name: String, _ flops: Double, _ sec: Double, denseFlops: Double, denseTime: Double) {
+            print(pad(name, 40) + pad(String(format: "%.3f", sec), 10) + pad(String(format: "%.0f", Double(n) / sec), 10)
                   + pad(String(format: "%.1f", flops / sec / 1e9), 10) + pad(String(format: "%.2f", flops / sec / sgemmRate), 10)
-                  + pad(String(format: "%.2f", sec / denseTime), 14))
+                  + pad(String(format: "%.3f", flops / denseFlops), 16) + pad(String(format: "%.3f", sec / denseTime), 14))
         }
-        row("dense", denseFlops, denseTime)
+        row("dense", denseFlops, denseTime, denseFlops: denseFlops, denseTime: denseTime)
         if keep > 0 && keep < 1 {
             // Keep exactly `keep` of all KV groups (layers alternate between floor and ceil when a layer's share is
             // fractional, e.g. 1 or 2 of SmolLM2's 3) and of every layer's channels, so the kept fraction of the
@@ -100,7 +106,17 @@ struct Bench: ParsableCommand {
                 return StructureMask.Layer(keptKVGroups: Array(0..<groups), keptChannels: Array(0..<Int(Double(spec.ffnDim) * keep)))
             })
             let masked = try lm.prepared(mask: mask)
-            row(String(format: "masked, %.0f%% of groups/channels kept", keep * 100), masked.flops(batch: batch, sequence: seq), try timeForward(masked))
+            let label = String(format: "masked, %.0f%% of groups/channels kept", keep * 100)
+            row(label, masked.flops(batch: batch, sequence: seq), try timeForward(masked), denseFlops: denseFlops, denseTime: denseTime)
+            // The same two models without the output head, which no mask prunes (it is 20 % of SmolLM2's FLOPs, so
+            // the whole pass cannot drop below head share + keep · rest).
+            let denseStack = try timeStack(lm.dense)
+            row("dense, decoder stack only", denseStackFlops, denseStack, denseFlops: denseStackFlops, denseTime: denseStack)
+            row(label.replacingOccurrences(of: "masked", with: "masked stack"), masked.flops(batch: batch, sequence: seq, includeHead: false),
+                try timeStack(masked), denseFlops: denseStackFlops, denseTime: denseStack)
+            let headShare = (denseFlops - denseStackFlops) / denseFlops
+            print(String(format: "\nthe head is %.1f%% of the dense FLOPs: at %.0f%% kept the whole pass cannot cost less than %.3f of the dense FLOPs",
+                         headShare * 100, keep * 100, masked.flops(batch: batch, sequence: seq) / denseFlops))
         }
         print(String(format: "\ndense forward FLOPs per pass: %.1f GFLOP", denseFlops / 1e9))
     }
@@ -126,4 +142,9 @@ struct Bench: ParsableCommand {
     private func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
     }
+}
+
+/// A forward observer that ignores everything (times the decoder stack alone).
+private final class NoObserver: ForwardObserver {
+    func observe(layer: Int, point: ProbePoint, values: UnsafePointer<Float>, rows: Int, width: Int) {}
 }

@@ -27,12 +27,20 @@ struct Score: ParsableCommand {
             magnitude, random); heads = KV groups only; layers = whole decoder layers (block-influence, ppl-drop, \
             magnitude, random). The rate is measured over attention+MLP parameters; the plan records the rate \
             achieved over attention+MLP and over the whole model.
+
+            Scope: per-layer (the default) thresholds every layer's KV groups and channels on their own, so every \
+            layer keeps 1 - rate of each (floor rule of spec §2.4: with 3 KV groups per layer, 30 % removes none, \
+            so the achieved rate can fall short; it is printed). global applies one threshold per kind over all \
+            layers, the official code's choice for its learned scores; on raw metric values it is harmful, because \
+            Wanda-sp and FLAP scores grow with depth: on SmolLM2 at 30 % it empties the first layers' attention \
+            (WikiText-2 PPL 49,000 against 128 per layer; RESULTS.md).
             """)
 
     @OptionGroup var model: ModelOptions
     @Option(help: "The metric that scores the structures.") var metric: PruningMetric
     @Option(help: "Pruning rate in (0, 1) (1 - keep ratio).") var rate: Double
-    @Option(help: "Thresholds over all layers (global) or per layer (per-layer).") var scope: ScopeArgument = .global
+    @Option(help: "Thresholds per layer (per-layer, the default) or over all layers (global; harmful on raw metrics, see below).")
+    var scope: ScopeArgument = .perLayer
     @Option(help: "What to remove: channels, heads or layers (default: layers for block-influence and ppl-drop, else channels).")
     var granularity: PruningGranularity?
     @Option(help: "Calibration windows (C4 train).") var calibrationWindows = 32
@@ -104,6 +112,11 @@ struct Score: ParsableCommand {
         let seconds = Date().timeIntervalSince(t0)
         let mask = plan.structureMask
         let keptLayers = mask.layers.filter { $0.attentionActive || $0.mlpActive }.count
+        if plan.achievedRate.attentionMLP < rate - 0.01 {
+            note(String(format: "note: achieved %.4f of attention+MLP, below the requested %.4f: per-layer thresholds keep "
+                        + "ceil(n · (1 - rate)) of a layer's n KV groups (ties kept), which with few groups per layer removes less",
+                        plan.achievedRate.attentionMLP, rate))
+        }
         if json {
             try printJSON(Summary(out: out, method: plan.method, requestedRate: rate, achievedRate: plan.achievedRate,
                                   keptKVGroups: mask.keptCount(.attention), keptChannels: mask.keptCount(.mlp),

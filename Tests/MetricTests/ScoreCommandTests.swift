@@ -42,6 +42,7 @@ final class ScoreCommandTests: XCTestCase {
         XCTAssertEqual(score.status, 0, score.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: plan))) as! [String: Any]
         XCTAssertEqual(json["method"] as? String, "wanda-sp")
+        XCTAssertEqual((json["options"] as? [String: Any])?["scope"] as? String, "per_layer", "per-layer is the default scope")
         XCTAssertEqual((json["model_sha256"] as? String)?.count, 64)
         XCTAssertEqual((json["calibration_sha256"] as? String)?.count, 64)
         XCTAssertEqual((json["layers"] as? [Any])?.count, 5)
