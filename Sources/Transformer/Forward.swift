@@ -154,91 +154,10 @@ extension PreparedModel {
     /// (batch 1), positions start at `cache.count` and attention also covers the cached positions.
     func runLayers(tokens: [Int], batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?,
                    observer: ForwardObserver? = nil) -> [Float] {
-        let d = config.hiddenSize
-        let n = batch * length
         let start = cache?.pointee.count ?? 0
-        // x: [n, d] residual stream
-        var x = [Float](repeating: 0, count: n * d)
-        embedding.withUnsafeBufferPointer { e in
-            x.withUnsafeMutableBufferPointer { xb in
-                for (i, t) in tokens.enumerated() {
-                    (xb.baseAddress! + i * d).update(from: e.baseAddress! + t * d, count: d)
-                }
-            }
-        }
-        let maxQKV = layers.map(\.qkvDim).max() ?? 0
-        let maxQ = layers.map(\.queryDim).max() ?? 0
-        let maxFF = layers.map(\.ffnDim).max() ?? 0
-        var normed = [Float](repeating: 0, count: n * d)          // [n, d]
-        var qkv = [Float](repeating: 0, count: n * maxQKV)         // [n, qkvDim]
-        var attended = [Float](repeating: 0, count: n * maxQ)      // [n, queryDim]
-        var gateUp = [Float](repeating: 0, count: n * 2 * maxFF)   // [n, 2·ffn]
-        var activated = [Float](repeating: 0, count: n * maxFF)    // [n, ffn]
-        let headDims = Set(layers.filter(\.attention).map(\.headDim))
-        var ropeTables = [Int: RotaryTable]()
-        for hd in headDims { ropeTables[hd] = RotaryTable(headDim: hd, theta: config.ropeTheta, positions: start + length) }
-
-        x.withUnsafeMutableBufferPointer { xb in
-            normed.withUnsafeMutableBufferPointer { nb in
-                qkv.withUnsafeMutableBufferPointer { qb in
-                    attended.withUnsafeMutableBufferPointer { ab in
-                        gateUp.withUnsafeMutableBufferPointer { gb in
-                            activated.withUnsafeMutableBufferPointer { actb in
-                                let xp = xb.baseAddress!, np = nb.baseAddress!, qp = qb.baseAddress!
-                                let ap = ab.baseAddress!, gp = gb.baseAddress!, actp = actb.baseAddress!
-                                for (li, layer) in layers.enumerated() {
-                                    observer?.observe(layer: li, point: .layerInput, values: xp, rows: n, width: d)
-                                    if layer.attention {
-                                        layer.attentionNorm.withUnsafeBufferPointer { w in
-                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
-                                        }
-                                        layer.wqkv.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
-                                        }
-                                        if let bias = layer.bqkv {
-                                            bias.withUnsafeBufferPointer { bb in
-                                                for r in 0..<n { Ops.add(bb.baseAddress!, into: qp + r * layer.qkvDim, count: layer.qkvDim) }
-                                            }
-                                        }
-                                        let rope = ropeTables[layer.headDim]!
-                                        Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
-                                            for r in range {
-                                                let pos = start + r % length
-                                                rope.apply(qp + r * layer.qkvDim, heads: layer.queryHeads + layer.kvHeads, position: pos)
-                                            }
-                                        }
-                                        attend(layer: layer, layerIndex: li, qkv: qp, out: ap, batch: batch, length: length, cache: cache)
-                                        observer?.observe(layer: li, point: .outputProjectionInput, values: ap, rows: n, width: layer.queryDim)
-                                        layer.wo.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
-                                                      c: xp, beta: 1)
-                                        }
-                                    }
-                                    observer?.observe(layer: li, point: .mlpInput, values: xp, rows: n, width: d)
-                                    if layer.mlp {
-                                        layer.mlpNorm.withUnsafeBufferPointer { w in
-                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
-                                        }
-                                        layer.wGateUp.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
-                                        }
-                                        Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
-                                        observer?.observe(layer: li, point: .downProjectionInput, values: actp, rows: n, width: layer.ffnDim)
-                                        layer.wDown.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
-                                                      c: xp, beta: 1)
-                                        }
-                                    }
-                                    observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)
-                                }
-                                finalNorm.withUnsafeBufferPointer { w in
-                                    Ops.rmsNorm(xp, weight: w.baseAddress!, out: xp, rows: n, dim: d, eps: config.normEpsilon)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        let positions = (0..<(batch * length)).map { start + $0 % length }
+        let x = decoderStack(tokens: tokens, positions: positions, observer: observer) { layer, index, qkv, out in
+            attend(layer: layer, layerIndex: index, qkv: qkv, out: out, batch: batch, length: length, cache: cache)
         }
         if let cache { cache.pointee.count += length }
         return x

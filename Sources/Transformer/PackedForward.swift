@@ -18,7 +18,6 @@ extension PreparedModel {
     /// (one read of the weights per layer), and attention runs per segment and head, spread over the cores.
     /// `tokens` holds every segment's tokens at its rows. Returns the final-normed hidden states [rows, hidden].
     func runPacked(tokens: [Int], segments: [PackedSegment]) -> [Float] {
-        let d = config.hiddenSize
         let n = tokens.count
         // Position of every row: its index in its segment, plus the parent's length.
         var positions = [Int](repeating: 0, count: n)
@@ -26,85 +25,9 @@ extension PreparedModel {
             let offset = s.parent.map { segments[$0].length } ?? 0
             for i in 0..<s.length { positions[s.start + i] = offset + i }
         }
-        var x = [Float](repeating: 0, count: n * d)   // [n, d] residual stream
-        embedding.withUnsafeBufferPointer { e in
-            x.withUnsafeMutableBufferPointer { xb in
-                for (i, t) in tokens.enumerated() { (xb.baseAddress! + i * d).update(from: e.baseAddress! + t * d, count: d) }
-            }
+        return decoderStack(tokens: tokens, positions: positions, observer: nil) { layer, _, qkv, out in
+            attendPacked(layer: layer, segments: segments, qkv: qkv, out: out)
         }
-        let maxQKV = layers.map(\.qkvDim).max() ?? 0
-        let maxQ = layers.map(\.queryDim).max() ?? 0
-        let maxFF = layers.map(\.ffnDim).max() ?? 0
-        var normed = [Float](repeating: 0, count: n * d)          // [n, d]
-        var qkv = [Float](repeating: 0, count: n * maxQKV)         // [n, qkvDim]
-        var attended = [Float](repeating: 0, count: n * maxQ)      // [n, queryDim]
-        var gateUp = [Float](repeating: 0, count: n * 2 * maxFF)   // [n, 2·ffn]
-        var activated = [Float](repeating: 0, count: n * maxFF)    // [n, ffn]
-        let maxPosition = (positions.max() ?? 0) + 1
-        var ropeTables = [Int: RotaryTable]()
-        for hd in Set(layers.filter(\.attention).map(\.headDim)) {
-            ropeTables[hd] = RotaryTable(headDim: hd, theta: config.ropeTheta, positions: maxPosition)
-        }
-
-        x.withUnsafeMutableBufferPointer { xb in
-            normed.withUnsafeMutableBufferPointer { nb in
-                qkv.withUnsafeMutableBufferPointer { qb in
-                    attended.withUnsafeMutableBufferPointer { ab in
-                        gateUp.withUnsafeMutableBufferPointer { gb in
-                            activated.withUnsafeMutableBufferPointer { actb in
-                                let xp = xb.baseAddress!, np = nb.baseAddress!, qp = qb.baseAddress!
-                                let ap = ab.baseAddress!, gp = gb.baseAddress!, actp = actb.baseAddress!
-                                for layer in layers {
-                                    if layer.attention {
-                                        layer.attentionNorm.withUnsafeBufferPointer { w in
-                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
-                                        }
-                                        layer.wqkv.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
-                                        }
-                                        if let bias = layer.bqkv {
-                                            bias.withUnsafeBufferPointer { bb in
-                                                for r in 0..<n { Ops.add(bb.baseAddress!, into: qp + r * layer.qkvDim, count: layer.qkvDim) }
-                                            }
-                                        }
-                                        let rope = ropeTables[layer.headDim]!
-                                        positions.withUnsafeBufferPointer { pos in
-                                            Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
-                                                for r in range {
-                                                    rope.apply(qp + r * layer.qkvDim, heads: layer.queryHeads + layer.kvHeads, position: pos[r])
-                                                }
-                                            }
-                                        }
-                                        attendPacked(layer: layer, segments: segments, qkv: qp, out: ap)
-                                        layer.wo.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
-                                                      c: xp, beta: 1)
-                                        }
-                                    }
-                                    if layer.mlp {
-                                        layer.mlpNorm.withUnsafeBufferPointer { w in
-                                            Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
-                                        }
-                                        layer.wGateUp.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
-                                        }
-                                        Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
-                                        layer.wDown.withUnsafeBufferPointer { w in
-                                            BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
-                                                      c: xp, beta: 1)
-                                        }
-                                    }
-                                }
-                                finalNorm.withUnsafeBufferPointer { w in
-                                    Ops.rmsNorm(xp, weight: w.baseAddress!, out: xp, rows: n, dim: d, eps: config.normEpsilon)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return x
     }
 
     /// Causal grouped-query attention over packed segments (RoPE already applied). Each (segment, query head)
