@@ -12,14 +12,36 @@ extension PreparedModel {
     ///     writes the concatenated head outputs.
     func decoderStack(tokens: [Int], positions: [Int], observer: ForwardObserver?,
                       attend: (PreparedLayer, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+        var x = embedRows(tokens)
+        runLayers(layers.indices, on: &x, positions: positions, observer: observer, attend: attend)
         let d = config.hiddenSize
-        let n = tokens.count
-        var x = [Float](repeating: 0, count: n * d)   // [n, d] residual stream
+        x.withUnsafeMutableBufferPointer { xb in
+            finalNorm.withUnsafeBufferPointer { w in
+                Ops.rmsNorm(xb.baseAddress!, weight: w.baseAddress!, out: xb.baseAddress!, rows: tokens.count, dim: d, eps: config.normEpsilon)
+            }
+        }
+        return x
+    }
+
+    /// The embedding rows of `tokens`: the residual stream entering layer 0, [tokens, hidden].
+    func embedRows(_ tokens: [Int]) -> [Float] {
+        let d = config.hiddenSize
+        var x = [Float](repeating: 0, count: tokens.count * d)
         embedding.withUnsafeBufferPointer { e in
             x.withUnsafeMutableBufferPointer { xb in
                 for (i, t) in tokens.enumerated() { (xb.baseAddress! + i * d).update(from: e.baseAddress! + t * d, count: d) }
             }
         }
+        return x
+    }
+
+    /// Decoder layers `range` in place on the residual stream `x` ([rows, hidden]); no final norm.
+    func runLayers(_ range: Range<Int>, on x: inout [Float], positions: [Int], observer: ForwardObserver?,
+                   attend: (PreparedLayer, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let d = config.hiddenSize
+        let n = positions.count
+        precondition(x.count == n * d, "one residual row per position")
+        let layers = Array(self.layers[range])
         let maxQKV = layers.map(\.qkvDim).max() ?? 0
         let maxQ = layers.map(\.queryDim).max() ?? 0
         let maxFF = layers.map(\.ffnDim).max() ?? 0
@@ -43,7 +65,8 @@ extension PreparedModel {
                                 positions.withUnsafeBufferPointer { pos in
                                     let xp = xb.baseAddress!, np = nb.baseAddress!, qp = qb.baseAddress!
                                     let ap = ab.baseAddress!, gp = gb.baseAddress!, actp = actb.baseAddress!
-                                    for (li, layer) in layers.enumerated() {
+                                    for (offset, layer) in layers.enumerated() {
+                                        let li = range.lowerBound + offset
                                         observer?.observe(layer: li, point: .layerInput, values: xp, rows: n, width: d)
                                         if layer.attention {
                                             layer.attentionNorm.withUnsafeBufferPointer { w in
@@ -87,9 +110,6 @@ extension PreparedModel {
                                         }
                                         observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)
                                     }
-                                    finalNorm.withUnsafeBufferPointer { w in
-                                        Ops.rmsNorm(xp, weight: w.baseAddress!, out: xp, rows: n, dim: d, eps: config.normEpsilon)
-                                    }
                                 }
                             }
                         }
@@ -97,6 +117,5 @@ extension PreparedModel {
                 }
             }
         }
-        return x
     }
 }

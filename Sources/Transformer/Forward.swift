@@ -47,6 +47,24 @@ extension PreparedModel {
         _ = runLayers(tokens: flat, batch: batch, length: length, cache: nil, observer: observer)
     }
 
+    /// The residual stream entering layer 0 for equal-length windows: the embedding rows, [batch · length, hidden].
+    public func embed(_ windows: [[Int]]) throws -> [Float] {
+        embedRows(try flatten(windows).0)
+    }
+
+    /// Runs decoder layers `range` in place on `hidden` ([batch · length, hidden]: equal-length windows of
+    /// `length` tokens from position 0), reporting to `observer`; no final norm. Running consecutive ranges one
+    /// after another computes exactly what one pass over their union computes, so a layer-by-layer procedure
+    /// (Wanda-sp's official order) need not re-run the layers below.
+    public func applyLayers(_ range: Range<Int>, to hidden: inout [Float], batch: Int, length: Int,
+                            observer: ForwardObserver? = nil) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= layers.count, "layer range inside the model")
+        let positions = (0..<(batch * length)).map { $0 % length }
+        runLayers(range, on: &hidden, positions: positions, observer: observer) { layer, index, qkv, out in
+            attend(layer: layer, layerIndex: index, qkv: qkv, out: out, batch: batch, length: length, cache: nil)
+        }
+    }
+
     /// Per-token negative log-likelihood (nats, Double) of each sequence under the model: for a window of W tokens,
     /// W-1 values, entry t being -log p(token[t+1] | token[0...t]). All windows must have the same length.
     /// Logits are computed in row blocks and never held for the whole batch.

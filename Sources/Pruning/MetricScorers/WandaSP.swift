@@ -74,22 +74,33 @@ public enum WandaSP {
                 progress?(l + 1, count)
             }
         case .initMask:
-            var layers: [StructureMask.Layer] = config.layers.map { _ in
-                StructureMask.Layer(keptKVGroups: [], keptChannels: [], attention: false, mlp: false)
+            // Stage l needs layer l's inputs with every layer < l under its init mask. The residual stream of all
+            // windows is kept between stages (windows × tokens × hidden floats), so each stage runs only layer l:
+            // once dense for the statistics, once under its init mask to feed stage l + 1 (bit-identical to
+            // re-running the masked stack below l, at 2 layer passes per stage instead of l + 1).
+            let dense = model.dense
+            let length = windows[0].count
+            let batches = stride(from: 0, to: windows.count, by: max(batchSize, 1)).map {
+                Array(windows[$0..<min($0 + max(batchSize, 1), windows.count)])
             }
+            var hidden = try batches.map { try dense.embed($0) }
+            let off = StructureMask.Layer(keptKVGroups: [], keptChannels: [], attention: false, mlp: false)
             for l in 0..<count {
-                // Layers < l carry their init masks, layer l runs dense, layers > l are switched off: they cannot
-                // change layer l's inputs, and skipping them makes stage l cost l + 1 layers, not the whole stack.
                 let spec = config.layers[l]
-                layers[l] = StructureMask.Layer(keptKVGroups: Array(0..<spec.kvHeads), keptChannels: Array(0..<spec.ffnDim),
-                                                attention: spec.hasAttention, mlp: spec.hasMLP)
-                let prepared = try model.prepared(mask: StructureMask(layers: layers))
                 let recorder = ActivationRecorder(layers: [l], projections: true, blockInfluence: false)
-                try prepared.observe(windows, batchSize: batchSize, observer: recorder)
+                for (b, batch) in batches.enumerated() {
+                    var scratch = hidden[b]
+                    dense.applyLayers(l..<(l + 1), to: &scratch, batch: batch.count, length: length, observer: recorder)
+                }
                 let result = layerResult(l, model: model, recorder: recorder, sequences: windows.count, initKeepRatio: initKeepRatio)
                 results.append(result)
+                var layers = Array(repeating: off, count: count)
                 layers[l] = StructureMask.Layer(keptKVGroups: result.initKeptKVGroups, keptChannels: result.initKeptChannels,
                                                 attention: spec.hasAttention, mlp: spec.hasMLP)
+                let masked = try model.prepared(mask: StructureMask(layers: layers))
+                for (b, batch) in batches.enumerated() {
+                    masked.applyLayers(l..<(l + 1), to: &hidden[b], batch: batch.count, length: length)
+                }
                 progress?(l + 1, count)
             }
         }
