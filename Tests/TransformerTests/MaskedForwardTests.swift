@@ -57,4 +57,29 @@ final class MaskedForwardTests: XCTestCase {
         bad.layers.removeLast()
         XCTAssertThrowsError(try model.prepared(mask: bad))
     }
+
+    /// `embed` + `applyLayers` over consecutive ranges is the forward pass split up (what Wanda-sp's staged
+    /// init relies on): layer by layer gives bit-for-bit the layer-output activations of one uninterrupted pass.
+    func testLayerRangesComposeExactly() throws {
+        final class LastOutput: ForwardObserver {
+            var values: [Float] = []
+            let layer: Int
+            init(layer: Int) { self.layer = layer }
+            func observe(layer: Int, point: ProbePoint, values: UnsafePointer<Float>, rows: Int, width: Int) {
+                if layer == self.layer && point == .layerOutput { self.values = Array(UnsafeBufferPointer(start: values, count: rows * width)) }
+            }
+        }
+        let model = try ForwardGoldenTests.model("models/stories260K/stories260K.bin")
+        let windows = [[1, 403, 407, 261, 378, 10], [1, 20, 30, 40, 50, 60]]
+        let count = model.config.layers.count
+        let whole = LastOutput(layer: count - 1)
+        try model.dense.observe(windows, observer: whole)
+        var hidden = try model.dense.embed(windows)
+        for l in 0..<count { model.dense.applyLayers(l..<(l + 1), to: &hidden, batch: 2, length: 6) }
+        XCTAssertEqual(hidden, whole.values, "layer by layer equals one pass, exactly")
+        var twoRanges = try model.dense.embed(windows)
+        model.dense.applyLayers(0..<2, to: &twoRanges, batch: 2, length: 6)
+        model.dense.applyLayers(2..<count, to: &twoRanges, batch: 2, length: 6)
+        XCTAssertEqual(twoRanges, whole.values)
+    }
 }
