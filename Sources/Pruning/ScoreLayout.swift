@@ -50,8 +50,9 @@ extension PruningGranularity {
     public func structureMask(keptAttention: [[Int]], keptMLP: [[Int]], config: ModelConfig) -> StructureMask {
         StructureMask(layers: config.layers.indices.map { l in
             let spec = config.layers[l]
-            let allGroups = Array(0..<(spec.hasAttention ? spec.kvHeads : 0))
-            let allChannels = Array(0..<(spec.hasMLP ? spec.ffnDim : 0))
+            // Whole-sublayer id lists, built only by the granularities that keep whole sublayers.
+            var allGroups: [Int] { Array(0..<(spec.hasAttention ? spec.kvHeads : 0)) }
+            var allChannels: [Int] { Array(0..<(spec.hasMLP ? spec.ffnDim : 0)) }
             switch self {
             case .channels:
                 return StructureMask.Layer(keptKVGroups: keptAttention[l], keptChannels: keptMLP[l],
