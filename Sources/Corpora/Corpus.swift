@@ -78,6 +78,15 @@ public enum Dataset: Equatable, Sendable, CustomStringConvertible {
         public static let c4Validation = "c4/c4-validation.00000-of-00008.first1025docs.jsonl.gz"
         /// Calibration documents (C4 train shard 0, first 1,041 documents).
         public static let c4Train = "c4/c4-train.00000-of-01024.first1041docs.jsonl.gz"
+
+        /// Every C4 *train* file in `<dataRoot>/c4` (`c4-train.*.jsonl.gz`), relative to `dataRoot`, sorted by name:
+        /// the policy-gradient training pool uses all of them, so more train documents dropped there are used
+        /// without a code change. Validation files are never in the list.
+        public static func c4TrainFiles(dataRoot: URL) -> [String] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: dataRoot.appendingPathComponent("c4").path)) ?? []
+            let train = names.filter { $0.hasPrefix("c4-train.") && $0.hasSuffix(".jsonl.gz") }.sorted().map { "c4/" + $0 }
+            return train.isEmpty ? [c4Train] : train
+        }
     }
 
     /// Parses a name (`wikitext2`, `ptb`, `tinystories`, `c4`, case-insensitive) or a path. A bare word that is

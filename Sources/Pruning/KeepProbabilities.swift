@@ -13,6 +13,38 @@ public enum BudgetScope: String, Codable, Sendable, CaseIterable {
     case joint
 }
 
+/// A keep ratio per structure kind (1 − that kind's pruning rate): attention (KV groups, or attention sublayers /
+/// decoder layers at those granularities) and MLP (channels or MLP sublayers). Budgets per kind are independent
+/// (spec §1.3), so e.g. `attention: 1, mlp: 0.6` prunes 40 % of the MLP channels and no attention.
+public struct KeepRatios: Codable, Sendable, Equatable {
+    /// Keep ratio of the attention structures.
+    public var attention: Double
+    /// Keep ratio of the MLP structures.
+    public var mlp: Double
+
+    /// Per-kind keep ratios.
+    public init(attention: Double, mlp: Double) {
+        self.attention = attention
+        self.mlp = mlp
+    }
+
+    /// The same keep ratio for both kinds (the official code's two budgets at one ratio).
+    public init(both keepRatio: Double) { self.init(attention: keepRatio, mlp: keepRatio) }
+
+    /// The ratio of one kind.
+    public subscript(kind: StructureKind) -> Double { kind == .attention ? attention : mlp }
+
+    /// The one keep ratio of the parameter-weighted (joint) budget that removes the same parameters as these
+    /// per-kind ratios would at equal unit costs: `(ρ_A · P_A + ρ_M · P_M) / (P_A + P_M)`, with P the dense
+    /// attention and MLP parameters of `config`.
+    public func joint(config: ModelConfig) -> Double {
+        if attention == mlp { return mlp }
+        let p = config.parameterCount
+        let total = Double(p.attention + p.mlp)
+        return total == 0 ? mlp : (attention * Double(p.attention) + mlp * Double(p.mlp)) / total
+    }
+}
+
 /// The Bernoulli keep probabilities `s` of every prunable structure (the code's "scores", spec §1.1): `s_i` is the
 /// probability that structure i is kept. Held in Double (the code uses float32; Double only removes rounding).
 public struct KeepProbabilities: Codable, Sendable, Equatable {
@@ -34,6 +66,16 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
                 Array(repeating: value, count: granularity.scoreCount(.attention, layer: $0, config: config))
             },
             mlp: config.layers.indices.map { Array(repeating: value, count: granularity.scoreCount(.mlp, layer: $0, config: config)) })
+    }
+
+    /// These scores with every structure of a kind whose target keep ratio is 1 set to exactly 1: that kind is
+    /// not pruned, so its masks are never sampled away (s = 1 draws m = 1 always and has zero gradient).
+    public func keepingUnprunedKinds(_ targets: KeepRatios) -> KeepProbabilities {
+        var copy = self
+        for kind in StructureKind.allCases where targets[kind] >= 1 {
+            copy[kind] = copy[kind].map { Array(repeating: 1, count: $0.count) }
+        }
+        return copy
     }
 
     /// The per-layer vectors of one kind.
@@ -71,26 +113,43 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
     @discardableResult
     public mutating func projectOntoBudget(keepRatio: Double, scope: BudgetScope, config: ModelConfig,
                                            granularity: PruningGranularity = .channels) -> [ProjectionResult] {
+        projectOntoBudget(keepRatios: KeepRatios(both: keepRatio), scope: scope, config: config, granularity: granularity)
+    }
+
+    /// `projectOntoBudget(keepRatio:...)` with one keep ratio per kind (global and per-layer budgets are per kind
+    /// anyway; the joint budget uses `KeepRatios.joint(config:)`).
+    @discardableResult
+    public mutating func projectOntoBudget(keepRatios: KeepRatios, scope: BudgetScope, config: ModelConfig,
+                                           granularity: PruningGranularity = .channels) -> [ProjectionResult] {
         switch scope {
         case .global:
             return StructureKind.allCases.map { kind in
                 var vectors = self[kind]
                 let n = vectors.reduce(0) { $0 + $1.count }
-                let result = Pruning.projectOntoBudget(&vectors, budget: keepRatio * Double(n))
+                if keepRatios[kind] >= 1 {
+                    // The budget is the whole box: the projection is the clip alone (the bisection would shift by
+                    // its last midpoint, max z / 2^21, and let a kept-whole kind be sampled away).
+                    let excess = vectors.joined().reduce(0.0) { $0 + min(max($1, 0), 1) } - Double(n)
+                    vectors = vectors.map { $0.map { min(max($0, 0), 1) } }
+                    self[kind] = vectors
+                    return ProjectionResult(shift: 0, evaluations: 0, excessAtZero: excess, budget: Double(n))
+                }
+                let result = Pruning.projectOntoBudget(&vectors, budget: keepRatios[kind] * Double(n))
                 self[kind] = vectors
                 return result
             }
         case .perLayer:
             var results: [ProjectionResult] = []
             for l in attention.indices {
-                results.append(Pruning.projectOntoBudget(&attention[l], budget: keepRatio * Double(attention[l].count)))
-                results.append(Pruning.projectOntoBudget(&mlp[l], budget: keepRatio * Double(mlp[l].count)))
+                results.append(Pruning.projectOntoBudget(&attention[l], budget: keepRatios.attention * Double(attention[l].count)))
+                results.append(Pruning.projectOntoBudget(&mlp[l], budget: keepRatios.mlp * Double(mlp[l].count)))
             }
             return results
         case .joint:
             var segments = attention + mlp
             let costs = Self.jointWeights(config: config, layers: attention.count, granularity: granularity)
             let weightedCount = zip(segments, costs).reduce(0.0) { $0 + Double($1.0.count) * $1.1 }
+            let keepRatio = keepRatios.joint(config: config)
             let result = Pruning.projectOntoBudget(&segments, budget: keepRatio * weightedCount, weights: costs)
             attention = Array(segments[..<attention.count])
             mlp = Array(segments[attention.count...])
@@ -124,18 +183,25 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
     /// vectors hold (`PruningGranularity.structureMask`).
     public func hardMask(keepRatio: Double, scope: BudgetScope, config: ModelConfig,
                          granularity: PruningGranularity = .channels) -> StructureMask {
+        hardMask(keepRatios: KeepRatios(both: keepRatio), scope: scope, config: config, granularity: granularity)
+    }
+
+    /// `hardMask(keepRatio:...)` with one keep ratio per kind (joint: `KeepRatios.joint(config:)`).
+    public func hardMask(keepRatios: KeepRatios, scope: BudgetScope, config: ModelConfig,
+                         granularity: PruningGranularity = .channels) -> StructureMask {
         var keptGroups = attention.map { _ in [Int]() }
         var keptChannels = mlp.map { _ in [Int]() }
         switch scope {
         case .global:
-            let ta = hardMaskThreshold(attention.joined(), keepRatio: keepRatio)
-            let tm = hardMaskThreshold(mlp.joined(), keepRatio: keepRatio)
+            let ta = hardMaskThreshold(attention.joined(), keepRatio: keepRatios.attention)
+            let tm = hardMaskThreshold(mlp.joined(), keepRatio: keepRatios.mlp)
             keptGroups = attention.map { keptIds($0, threshold: ta) }
             keptChannels = mlp.map { keptIds($0, threshold: tm) }
         case .perLayer:
-            keptGroups = attention.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatio)) }
-            keptChannels = mlp.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatio)) }
+            keptGroups = attention.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatios.attention)) }
+            keptChannels = mlp.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatios.mlp)) }
         case .joint:
+            let keepRatio = keepRatios.joint(config: config)
             let weights = Self.jointWeights(config: config, layers: attention.count, granularity: granularity)
             let segments = attention + mlp
             var scores: [Double] = [], costs: [Double] = []

@@ -47,20 +47,36 @@ public struct AchievedRate: Codable, Sendable, Equatable {
     public var attentionMLP: Double
     /// `1 − kept / dense` over every parameter (embeddings, head and norms included).
     public var wholeModel: Double
+    /// `1 − kept / dense` over the attention projections alone (nil in plans of older versions).
+    public var attention: Double?
+    /// `1 − kept / dense` over the MLP projections alone (nil in plans of older versions).
+    public var mlp: Double?
 
-    public init(attentionMLP: Double, wholeModel: Double) {
+    public init(attentionMLP: Double, wholeModel: Double, attention: Double? = nil, mlp: Double? = nil) {
         self.attentionMLP = attentionMLP
         self.wholeModel = wholeModel
+        self.attention = attention
+        self.mlp = mlp
     }
 
     /// The rate of `kept` against `dense`; 0 for an empty dense count.
     public init(kept: ParameterCount, dense: ParameterCount) {
-        attentionMLP = dense.prunable == 0 ? 0 : 1 - Double(kept.prunable) / Double(dense.prunable)
-        wholeModel = dense.total == 0 ? 0 : 1 - Double(kept.total) / Double(dense.total)
+        func rate(_ k: Int, _ d: Int) -> Double { d == 0 ? 0 : 1 - Double(k) / Double(d) }
+        attentionMLP = rate(kept.prunable, dense.prunable)
+        wholeModel = rate(kept.total, dense.total)
+        attention = rate(kept.attention, dense.attention)
+        mlp = rate(kept.mlp, dense.mlp)
+    }
+
+    /// The four rates in one line: attention, MLP, attention+MLP parameters, whole model (percent).
+    public var summary: String {
+        func pct(_ v: Double?) -> String { v.map { String(format: "%.2f %%", 100 * $0) } ?? "n/a" }
+        return "attention \(pct(attention)), MLP \(pct(mlp)), attention+MLP \(pct(attentionMLP)), whole model \(pct(wholeModel))"
     }
 
     enum CodingKeys: String, CodingKey {
         case attentionMLP = "attention_mlp"
         case wholeModel = "whole_model"
+        case attention, mlp
     }
 }

@@ -75,7 +75,7 @@ public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
     /// only (same order); `drawnSamples` is K including dropped samples (the code form divides by K − 1 and needs
     /// K ≥ 2). Returns zeros when there are no valid samples.
     public func gradient(keepProbability s: [Double], masks: [[Bool]], losses: [Double], baseline: Double,
-                         drawnSamples: Int) -> [Double] {
+                         drawnSamples: Int, withinStepBaseline: Bool = false) -> [Double] {
         precondition(masks.count == losses.count, "one loss per mask")
         var g = Array(repeating: 0.0, count: s.count)
         guard !masks.isEmpty else { return g }
@@ -85,9 +85,16 @@ public enum GradientEstimator: String, Codable, Sendable, CaseIterable {
             for i in s.indices { g[i] += advantage * scoreFunction(kept: mask[i], keepProbability: s[i]) }
         }
         let divisor: Double
-        switch self {
-        case .code: divisor = Double(max(drawnSamples - 1, 1))
-        case .paper: divisor = Double(masks.count)
+        if withinStepBaseline {
+            // δ is the mean of these very losses: Σ_k (L_k − L̄) u_k / (n − 1) equals the leave-one-out estimator
+            // (each L_k against the mean of the other n − 1), which is unbiased (VR-PGE); this is where the code's
+            // 1/(K − 1) belongs.
+            divisor = Double(max(masks.count - 1, 1))
+        } else {
+            switch self {
+            case .code: divisor = Double(max(drawnSamples - 1, 1))
+            case .paper: divisor = Double(masks.count)
+            }
         }
         return g.map { $0 / divisor }
     }
@@ -109,6 +116,10 @@ public struct MovingAverageBaseline: Codable, Sendable, Equatable {
         case slidingWindow = "sliding_window"
         /// δ = 0 (plain REINFORCE, the code's `--cancel-ma-baseline`).
         case none
+        /// δ = the mean of this step's valid sample losses on this batch (not in the code): with the estimator
+        /// divided by n − 1 this is the leave-one-out baseline, which removes the batch-to-batch loss variation
+        /// that an EMA across batches leaves in every advantage.
+        case stepMean = "step_mean"
     }
 
     /// The rule.
@@ -142,6 +153,8 @@ public struct MovingAverageBaseline: Codable, Sendable, Equatable {
             value = recentMeans.reduce(0, +) / Double(recentMeans.count)
         case .none:
             value = 0
+        case .stepMean:
+            value = meanLoss
         }
         return value!
     }

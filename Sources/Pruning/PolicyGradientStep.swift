@@ -17,15 +17,20 @@ public struct PolicyGradientOptions: Codable, Sendable, Equatable {
     public var mlpLearningRate: LearningRateSchedule
     /// Entropy penalty (off by default).
     public var penalty: EntropyPenalty
-    /// Keep ratio per step (constant by default).
+    /// Keep ratio per step (constant by default): of the MLP structures, and of the attention structures too
+    /// unless `attentionKeepRatio` is set.
     public var keepRatio: KeepRatioSchedule
+    /// Keep ratio of the attention structures when it differs from the MLP's (`--attention-rate`); nil: the same
+    /// schedule as `keepRatio` (the official code's single ratio).
+    public var attentionKeepRatio: KeepRatioSchedule?
     /// How the budget is split.
     public var budgetScope: BudgetScope
 
     public init(estimator: GradientEstimator = .code, samplesPerStep: Int = 2,
                 baselineKind: MovingAverageBaseline.Kind = .exponential, baselineWindow: Int = 5,
                 attentionLearningRate: LearningRateSchedule, mlpLearningRate: LearningRateSchedule,
-                penalty: EntropyPenalty = .off, keepRatio: KeepRatioSchedule, budgetScope: BudgetScope = .global) {
+                penalty: EntropyPenalty = .off, keepRatio: KeepRatioSchedule, attentionKeepRatio: KeepRatioSchedule? = nil,
+                budgetScope: BudgetScope = .global) {
         self.estimator = estimator
         self.samplesPerStep = samplesPerStep
         self.baselineKind = baselineKind
@@ -34,7 +39,18 @@ public struct PolicyGradientOptions: Codable, Sendable, Equatable {
         self.mlpLearningRate = mlpLearningRate
         self.penalty = penalty
         self.keepRatio = keepRatio
+        self.attentionKeepRatio = attentionKeepRatio
         self.budgetScope = budgetScope
+    }
+
+    /// ρ_t per kind.
+    public func keepRatios(atStep t: Int) -> KeepRatios {
+        KeepRatios(attention: (attentionKeepRatio ?? keepRatio).keepRatio(atStep: t), mlp: keepRatio.keepRatio(atStep: t))
+    }
+
+    /// ρ_target per kind.
+    public var targetKeepRatios: KeepRatios {
+        KeepRatios(attention: (attentionKeepRatio ?? keepRatio).target, mlp: keepRatio.target)
     }
 
     /// Rejects values outside their domain, naming the option.
@@ -52,11 +68,14 @@ public struct PolicyGradientOptions: Codable, Sendable, Equatable {
             if schedule.totalSteps < 1 { throw fail("\(key).total_steps", schedule.totalSteps, "must be at least 1") }
             if schedule.warmupSteps < 0 { throw fail("\(key).warmup_steps", schedule.warmupSteps, "must be ≥ 0") }
         }
-        for (key, value) in [("keep_ratio.start", keepRatio.start), ("keep_ratio.target", keepRatio.target)] {
-            if !(value >= 0 && value <= 1) { throw fail(key, value, "must be in [0, 1]") }
-        }
-        if keepRatio.endStep < keepRatio.startStep {
-            throw fail("keep_ratio.end_step", keepRatio.endStep, "must not precede start_step \(keepRatio.startStep)")
+        for (name, schedule) in [("keep_ratio", keepRatio), ("attention_keep_ratio", attentionKeepRatio)] {
+            guard let schedule else { continue }
+            for (key, value) in [("\(name).start", schedule.start), ("\(name).target", schedule.target)] {
+                if !(value >= 0 && value <= 1) { throw fail(key, value, "must be in [0, 1]") }
+            }
+            if schedule.endStep < schedule.startStep {
+                throw fail("\(name).end_step", schedule.endStep, "must not precede start_step \(schedule.startStep)")
+            }
         }
     }
 }
@@ -97,8 +116,10 @@ public struct PolicyGradientStepReport: Codable, Sendable, Equatable {
     public var attentionLearningRate: Double
     /// Learning rate used for the channel scores.
     public var mlpLearningRate: Double
-    /// Keep ratio of the projection.
+    /// Keep ratio of the projection (MLP; see `attentionKeepRatio`).
     public var keepRatio: Double
+    /// Keep ratio of the attention projection.
+    public var attentionKeepRatio: Double
     /// Euclidean norm of the KV-group gradient over all layers (penalty included).
     public var attentionGradientNorm: Double
     /// Euclidean norm of the channel gradient over all layers (penalty included).
@@ -119,11 +140,11 @@ public func policyGradientStep(state: inout PolicyGradientState, samples: [MaskS
     let valid = validSampleIndices(losses: losses)
     let etaA = options.attentionLearningRate.rate(atStep: t)
     let etaM = options.mlpLearningRate.rate(atStep: t)
-    let rho = options.keepRatio.keepRatio(atStep: t)
+    let rho = options.keepRatios(atStep: t)
     guard !valid.isEmpty else {
         return PolicyGradientStepReport(skipped: true, validSamples: 0, meanLoss: .nan, baseline: state.baseline.value ?? .nan,
-                                        attentionLearningRate: etaA, mlpLearningRate: etaM, keepRatio: rho,
-                                        attentionGradientNorm: 0, mlpGradientNorm: 0, projections: [])
+                                        attentionLearningRate: etaA, mlpLearningRate: etaM, keepRatio: rho.mlp,
+                                        attentionKeepRatio: rho.attention, attentionGradientNorm: 0, mlpGradientNorm: 0, projections: [])
     }
     let validLosses = valid.map { losses[$0] }
     let meanLoss = validLosses.reduce(0, +) / Double(validLosses.count)
@@ -138,7 +159,8 @@ public func policyGradientStep(state: inout PolicyGradientState, samples: [MaskS
         for l in vectors.indices {
             let s = vectors[l]
             var g = options.estimator.gradient(keepProbability: s, masks: valid.map { samples[$0][kind][l] },
-                                               losses: validLosses, baseline: delta, drawnSamples: samples.count)
+                                               losses: validLosses, baseline: delta, drawnSamples: samples.count,
+                                               withinStepBaseline: options.baselineKind == .stepMean)
             if let lambda {
                 for i in g.indices { g[i] += EntropyPenalty.gradient(keepProbability: s[i], weight: lambda) }
             }
@@ -150,11 +172,11 @@ public func policyGradientStep(state: inout PolicyGradientState, samples: [MaskS
         state.keepProbabilities[kind] = vectors
         norms[kind] = squared.squareRoot()
     }
-    let projections = state.keepProbabilities.projectOntoBudget(keepRatio: rho, scope: options.budgetScope, config: config,
+    let projections = state.keepProbabilities.projectOntoBudget(keepRatios: rho, scope: options.budgetScope, config: config,
                                                                         granularity: granularity)
     state.step += 1
     return PolicyGradientStepReport(skipped: false, validSamples: valid.count, meanLoss: meanLoss, baseline: delta,
-                                    attentionLearningRate: etaA, mlpLearningRate: etaM, keepRatio: rho,
-                                    attentionGradientNorm: norms[.attention] ?? 0, mlpGradientNorm: norms[.mlp] ?? 0,
+                                    attentionLearningRate: etaA, mlpLearningRate: etaM, keepRatio: rho.mlp,
+                                    attentionKeepRatio: rho.attention, attentionGradientNorm: norms[.attention] ?? 0, mlpGradientNorm: norms[.mlp] ?? 0,
                                     projections: projections)
 }

@@ -76,11 +76,17 @@ extension PruningGranularity {
     /// and `heads` map every layer's vector on its own (spec §3.2); `sublayers` and `layers` have one score per
     /// layer and kind, so the mapping runs over all layers' values of a kind together.
     public func initialScores(attention: [[Double]], mlp: [[Double]], mapping: ScoreMapping, keepRatio mu: Double) -> KeepProbabilities {
+        initialScores(attention: attention, mlp: mlp, mapping: mapping, keepRatios: KeepRatios(both: mu))
+    }
+
+    /// `initialScores(attention:mlp:mapping:keepRatio:)` with one μ per kind.
+    public func initialScores(attention: [[Double]], mlp: [[Double]], mapping: ScoreMapping, keepRatios: KeepRatios) -> KeepProbabilities {
         switch self {
         case .channels, .heads:
-            return InitialScores.fromMetric(attention, mlp, mapping: mapping, keepRatio: mu)
+            return InitialScores.fromMetric(attention, mlp, mapping: mapping, keepRatios: keepRatios)
         case .sublayers, .layers:
             func across(_ vectors: [[Double]], _ kind: StructureKind) -> [[Double]] {
+                let mu = keepRatios[kind]
                 let flat = vectors.flatMap { $0 }
                 let mapped = mapping.keepProbabilities(metric: flat, kind: kind, mean: mu,
                                                        initMask: initMask(metric: flat, keepRatio: mu))

@@ -72,16 +72,17 @@ struct Prune: ParsableCommand {
     }
 
     enum Mapping: String, ExpressibleByArgument, CaseIterable {
-        case sigmap, norm, hybrid, const
+        case sigmap, norm, hybrid, const, plan
     }
 
     enum Baseline: String, ExpressibleByArgument, CaseIterable {
-        case ema, window, none
+        case ema, window, none, step
         var kind: MovingAverageBaseline.Kind {
             switch self {
             case .ema: return .exponential
             case .window: return .slidingWindow
             case .none: return .none
+            case .step: return .stepMean
             }
         }
     }
@@ -91,13 +92,16 @@ struct Prune: ParsableCommand {
     @Option(name: .customLong("run"), help: "New run directory.") var runDirectory: String?
     @Option(help: "Continue the run in this directory.") var resume: String?
 
-    @Option(help: "Pruning rate in (0, 1) (keep ratio = 1 - rate), over attention+MLP parameters.") var rate: Double = 0.3
+    @Option(help: "Pruning rate in (0, 1) of both kinds (keep ratio = 1 - rate); with equal rates, the share of attention+MLP parameters removed.") var rate: Double = 0.3
+    @Option(help: "Pruning rate of the attention structures in [0, 1) (default --rate; 0 keeps attention whole and out of the sampling).") var attentionRate: Double?
+    @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
     @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|sublayers|layers"))
     var granularity: PruningGranularity = .channels
     @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap (channels, heads), block-influence, ppl-drop (layers). Default: wanda-sp; block-influence for layers; random for sublayers.")
     var `init`: InitMethod?
     @Option(help: "Start from a previous run's scores.json / initial-scores.json instead of --init.") var initScores: String?
-    @Option(help: "Metric-to-score mapping: sigmap, norm, hybrid, const.") var mapping: Mapping = .sigmap
+    @Option(help: "Metric-to-score mapping: sigmap (the paper's), norm, hybrid, const, plan (centred on each layer's metric plan: the step-0 hard mask is the per-layer metric plan; see --init-temperature).") var mapping: Mapping = .sigmap
+    @Option(help: "Temperature of the plan mapping, in standard deviations of a layer's metric (smaller: fewer structures sampled away).") var initTemperature: Double = 0.5
     @Option(help: "c of the const mapping (kept: c, others: 1 - c).") var initConstant: Double = 0.9
     @Option(help: "Mean of the initial scores / keep ratio of the init mask (default: the start keep ratio).") var initRate: Double?
     @Option(help: "Calibration windows for a metric init (spec: 128).") var initWindows = 128
@@ -106,6 +110,9 @@ struct Prune: ParsableCommand {
     @Option(help: "Wanda-sp statistics: init-mask (official order) or dense.") var wandaVariant = "init-mask"
 
     @Option(help: "Iterations (mini-batches); the learning-rate schedule spans them.") var steps = 1000
+    @Option(help: ArgumentHelp("Derive --steps from a wall-clock budget (e.g. 45m, 1h, 900s): a one-step probe times a step and a held-out evaluation first.", valueName: "duration"))
+    var timeBudget: String?
+    @Option(help: "Masks sampled at each held-out evaluation to log the sampled-mask loss beside the hard mask's (0: off).") var heldoutSamples = 2
     @Option(help: "Windows per mini-batch.") var batch = 8
     @Option(help: "Tokens per window.") var seq = 128
     @Option(help: "Masks sampled per step (K >= 2).") var k = 2
@@ -114,7 +121,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Learning rate of the channel scores (default --lr).") var mlpLr: Double?
     @Option(help: "Linear warm-up steps before the cosine decay.") var warmup = 0
     @Option(help: "Estimator: code ((m-s)/sqrt(s(1-s)), summed / (K-1)) or paper ((m-s)/(s(1-s)), mean).") var estimator: GradientEstimator = .code
-    @Option(help: "Baseline: ema (weight 1/T), window (mean of the last T steps), none.") var baseline: Baseline = .ema
+    @Option(help: "Baseline: ema (weight 1/T, the paper's), window (mean of the last T steps), step (mean of this step's K losses on this batch: leave-one-out), none.") var baseline: Baseline = .ema
     @Option(help: "Baseline window T.") var window = 5
     @Option(help: "Budget scope: global, per-layer, joint (parameter-weighted, attention and MLP together).") var scope: BudgetScope = .global
     @Option(help: "Entropy penalty weight at step 0 (negative: off).") var penaltyInit: Double = -1
@@ -134,6 +141,18 @@ struct Prune: ParsableCommand {
         if resume != nil { return }
         guard model != nil else { throw ValidationError("--model is required for a new run") }
         guard rate > 0, rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
+        for (name, v) in [("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
+            if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
+        }
+        guard rates.attention > 0 || rates.mlp > 0 else { throw ValidationError("nothing to prune: --attention-rate and --mlp-rate are both 0") }
+        if scope == .perLayer || scope == .global, granularity == .layers, attentionRate != nil || mlpRate != nil {
+            throw ValidationError("--granularity layers has one rate (of whole layers); use --rate")
+        }
+        if let timeBudget, (try? Self.seconds(timeBudget)) == nil {
+            throw ValidationError("--time-budget: cannot read '\(timeBudget)' as a duration (e.g. 45m, 1h, 1h30m, 900s)")
+        }
+        guard heldoutSamples >= 0 else { throw ValidationError("--heldout-samples must be >= 0, got \(heldoutSamples)") }
+        guard initTemperature > 0, initTemperature.isFinite else { throw ValidationError("--init-temperature must be > 0, got \(initTemperature)") }
         let initMethod = self.`init` ?? InitMethod.defaultInit(for: granularity)
         guard initScores != nil || initMethod.supports(granularity) else {
             let usable = InitMethod.allCases.filter { $0.supports(granularity) }.map(\.rawValue).joined(separator: ", ")
@@ -162,6 +181,28 @@ struct Prune: ParsableCommand {
         guard ["init-mask", "dense"].contains(wandaVariant) else { throw ValidationError("--wanda-variant must be init-mask or dense, got \(wandaVariant)") }
     }
 
+    /// Pruning rates per kind (MLP: --mlp-rate or --rate; attention: --attention-rate or --rate).
+    var rates: (attention: Double, mlp: Double) { (attentionRate ?? rate, mlpRate ?? rate) }
+
+    /// Seconds in a duration such as `45m`, `1h30m`, `900s` or `900` (seconds).
+    static func seconds(_ text: String) throws -> Double {
+        var total = 0.0, number = ""
+        var sawUnit = false
+        for c in text.lowercased() where c != " " {
+            if c.isNumber || c == "." { number.append(c); continue }
+            guard let v = Double(number), let unit = ["h": 3600.0, "m": 60, "s": 1][String(c)] else { throw ValidationError("bad duration") }
+            total += v * unit
+            number = ""
+            sawUnit = true
+        }
+        if !number.isEmpty {
+            guard let v = Double(number) else { throw ValidationError("bad duration") }
+            total += v
+        } else if !sawUnit { throw ValidationError("bad duration") }
+        guard total > 0, total.isFinite else { throw ValidationError("bad duration") }
+        return total
+    }
+
     func run() throws {
         let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
         if let resume {
@@ -187,29 +228,44 @@ struct Prune: ParsableCommand {
         note("loaded \(modelPath) in \(String(format: "%.1f", loaded.seconds)) s (sha256 \(sha.prefix(16))…)")
         let (data, calibration, heldout) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: seq,
                                                               heldoutWindows: evalWindows)
-        let target = 1 - rate
-        let start = progressiveStart ?? target
-        let keepRatio = progressiveStart == nil ? KeepRatioSchedule.constant(target)
-            : KeepRatioSchedule(start: start, target: target, startStep: 0, endStep: progressiveEnd ?? steps)
+        let targets = KeepRatios(attention: 1 - rates.attention, mlp: 1 - rates.mlp)
+        func schedule(_ target: Double, steps: Int) -> KeepRatioSchedule {
+            guard let p = progressiveStart else { return .constant(target) }
+            return KeepRatioSchedule(start: max(p, target), target: target, startStep: 0, endStep: min(progressiveEnd ?? steps, steps))
+        }
+        let starts = KeepRatios(attention: schedule(targets.attention, steps: self.steps).start, mlp: schedule(targets.mlp, steps: self.steps).start)
+        let mu = initRate.map { KeepRatios(both: $0) } ?? starts
+        let (rawInitial, initRecord) = try initialScores(model: lm, tokenizer: tokenizer, sha: sha, mu: mu, dataRoot: dataRoot)
+        let initial = rawInitial.keepingUnprunedKinds(targets)
+        var steps = self.steps
+        if let timeBudget {
+            steps = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: data, initial: initial, k: k,
+                                            evalEvery: evalEvery, heldoutSamples: heldoutSamples, granularity: granularity,
+                                            batch: batch)
+        }
         let optimizer = PolicyGradientOptions(
             estimator: estimator, samplesPerStep: k, baselineKind: baseline.kind, baselineWindow: window,
             attentionLearningRate: LearningRateSchedule(initial: attnLr ?? lr, totalSteps: steps, warmupSteps: warmup),
             mlpLearningRate: LearningRateSchedule(initial: mlpLr ?? lr, totalSteps: steps, warmupSteps: warmup),
             penalty: EntropyPenalty(initial: penaltyInit, final: penaltyFinal, totalSteps: steps),
-            keepRatio: keepRatio, budgetScope: scope)
-        let mu = initRate ?? start
-        let (initial, initRecord) = try initialScores(model: lm, tokenizer: tokenizer, sha: sha, mu: mu, dataRoot: dataRoot)
+            keepRatio: schedule(targets.mlp, steps: steps),
+            attentionKeepRatio: targets.attention == targets.mlp ? nil : schedule(targets.attention, steps: steps),
+            budgetScope: scope)
         let options = PolicyGradientRunOptions(
             toolVersion: PolicyPrune.version,
             model: .init(path: modelPath, sha256: sha, layers: lm.config.layers.count, parameters: lm.config.parameterCount.total),
-            seed: seed, rate: rate, granularity: granularity.rawValue, steps: steps, batchSize: batch, sequenceLength: seq,
-            optimizer: optimizer, initialization: initRecord, checkpointEvery: checkpointEvery, evalEvery: evalEvery,
-            calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads)
+            seed: seed, rate: rates.mlp, granularity: granularity.rawValue, steps: steps, batchSize: batch, sequenceLength: seq,
+            optimizer: optimizer, initialization: initRecord, checkpointEvery: min(checkpointEvery, steps), evalEvery: evalEvery,
+            calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads,
+            attentionRate: rates.attention == rates.mlp ? nil : rates.attention, heldoutSampledMasks: heldoutSamples)
+        let draws = steps * batch
+        note(String(format: "data: %d distinct calibration blocks; %d steps x %d blocks = %d draws = %.2f epochs",
+                    data.calibration.count, steps, batch, draws, Double(draws) / Double(max(data.calibration.count, 1))))
         let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: data, initial: initial)
         try execute(pg)
     }
 
-    private func initialScores(model lm: LanguageModel, tokenizer: any Tokenizer, sha: String, mu: Double,
+    private func initialScores(model lm: LanguageModel, tokenizer: any Tokenizer, sha: String, mu muPerKind: KeepRatios,
                                dataRoot: URL) throws -> (KeepProbabilities, PolicyGradientRunOptions.Initialization) {
         let scoreMapping: ScoreMapping
         switch mapping {
@@ -217,7 +273,9 @@ struct Prune: ParsableCommand {
         case .norm: scoreMapping = .norm
         case .hybrid: scoreMapping = .hybrid
         case .const: scoreMapping = .constant(initConstant)
+        case .plan: scoreMapping = .planCentred(temperature: initTemperature)
         }
+        let mu = muPerKind.mlp
         if let initScores {
             let file = try ScoresFile.read(URL(fileURLWithPath: initScores), config: lm.config, granularity: granularity)
             if file.modelSHA256 != sha {
@@ -231,18 +289,24 @@ struct Prune: ParsableCommand {
         let method = self.`init` ?? InitMethod.defaultInit(for: granularity)
         var record = PolicyGradientRunOptions.Initialization(method: method.rawValue, mapping: mapping.rawValue,
                                                              constant: initConstant, keepRatio: mu)
+        if muPerKind.attention != muPerKind.mlp { record.details["attention_keep_ratio"] = "\(muPerKind.attention)" }
+        if mapping == .plan { record.details["temperature"] = "\(initTemperature)" }
         switch method {
         case .uniform:
             record.mapping = "none"
-            return (KeepProbabilities.uniform(lm.config, value: mu, granularity: granularity), record)
+            var uniform = KeepProbabilities.uniform(lm.config, value: mu, granularity: granularity)
+            uniform.attention = uniform.attention.map { $0.map { _ in muPerKind.attention } }
+            return (uniform, record)
         case .random:
-            return (InitialScores.random(config: lm.config, mapping: scoreMapping, keepRatio: mu, seed: seed &+ 1,
+            return (InitialScores.random(config: lm.config, mapping: scoreMapping, keepRatios: muPerKind, seed: seed &+ 1,
                                          granularity: granularity), record)
         case .wandaSP, .magnitude, .flap, .blockInfluence, .perplexityDrop:
             let metric = method.metric!
-            let options = MetricPruningOptions(metric: metric, rate: 1 - mu >= 1 ? 0.999 : max(1 - mu, 1e-9),
+            func initRate(_ keep: Double) -> Double { 1 - keep >= 1 ? 0.999 : max(1 - keep, 0) }
+            let options = MetricPruningOptions(metric: metric, rate: max(initRate(mu), granularity == .channels ? 0 : 1e-9),
                                                granularity: granularity, scope: .global,
-                                               seed: seed, wandaVariant: wandaVariant == "dense" ? .dense : .initMask, batchSize: 8)
+                                               seed: seed, wandaVariant: wandaVariant == "dense" ? .dense : .initMask, batchSize: 8,
+                                               attentionRate: granularity == .channels ? initRate(muPerKind.attention) : nil)
             var calibration: CalibrationData? = nil
             if metric.needsCalibration {
                 calibration = try CalibrationData.c4Train(dataRoot: dataRoot, count: initWindows, length: initSeq, seed: initCalibrationSeed) {
@@ -269,8 +333,32 @@ struct Prune: ParsableCommand {
                 }
                 mlp = config.layers.indices.map { _ in [] }
             }
-            return (granularity.initialScores(attention: attention, mlp: mlp, mapping: scoreMapping, keepRatio: mu), record)
+            return (granularity.initialScores(attention: attention, mlp: mlp, mapping: scoreMapping, keepRatios: muPerKind), record)
         }
+    }
+
+    /// Steps that fit in `budget` seconds: a probe times one step (K masks sampled from the initial scores,
+    /// gathered and run on one calibration batch); a held-out evaluation costs `1 + heldoutSamples` masks over the
+    /// held-out windows, once every `evalEvery` steps. Printed with the schedule it implies.
+    static func stepsForBudget(_ budget: Double, model: LanguageModel, data: RunData, initial: KeepProbabilities, k: Int,
+                               evalEvery: Int, heldoutSamples: Int, granularity: PruningGranularity, batch: Int) throws -> Int {
+        var rng = Xoshiro256(seed: 0x7072_6F62_6521)
+        let blocks = Array(data.calibration.prefix(batch))
+        let t0 = Date()
+        for _ in 0..<k {
+            let sample = initial.sampleMask(using: &rng)
+            _ = try model.prepared(mask: sample.structureMask(config: model.config, granularity: granularity)).tokenNLL(blocks)
+        }
+        let step = Date().timeIntervalSince(t0)
+        let batchSeconds = step / Double(k)
+        let evalBatches = Double((data.heldout.count + batch - 1) / batch)
+        let evaluation = Double(1 + heldoutSamples) * evalBatches * batchSeconds * Double(data.heldout.first?.count ?? 1) / Double(blocks.first?.count ?? 1)
+        let perStep = step + (evalEvery > 0 ? evaluation / Double(evalEvery) : 0)
+        // Two evaluations happen regardless (start and end).
+        let steps = max(1, Int(((budget - 2 * evaluation) / perStep).rounded(.down)))
+        note(String(format: "time budget %@: probe step %.2f s (%d masks), held-out evaluation ~%.1f s every %d steps -> %d steps; cosine LR over %d steps",
+                    ProgressBar.clock(budget), step, k, evaluation, evalEvery, steps, steps))
+        return steps
     }
 
     // MARK: resume
@@ -294,39 +382,16 @@ struct Prune: ParsableCommand {
 
     // MARK: shared
 
-    /// Calibration blocks (the whole C4 train subset, each document with the model's BOS rule, 1,000-document
-    /// groups, `sequenceLength`-token blocks) and the first `heldoutWindows` blocks of the C4 validation subset.
+    /// The run's data (`RunData.c4`), with a progress note.
     static func buildData(dataRoot: URL, tokenizer: any Tokenizer, sequenceLength: Int, heldoutWindows: Int) throws
         -> (RunData, PolicyGradientRunOptions.DataRecord, PolicyGradientRunOptions.DataRecord) {
         let t0 = Date()
-        let encode: (String) throws -> [Int] = { tokenizer.encode($0, addSpecialTokens: true) }
-        let trainFile = Dataset.RelativePath.c4Train
-        let train = try Calibration.blocks(documents: try CorpusText.c4Documents(dataRoot.appendingPathComponent(trainFile)),
-                                           length: sequenceLength, encode: encode)
-        let validationFile = Dataset.RelativePath.c4Validation
-        var heldout: [[Int]] = []
-        var documents = 64
-        let validationURL = dataRoot.appendingPathComponent(validationFile)
-        let available = try CorpusText.c4Documents(validationURL)
-        while true {
-            heldout = try Calibration.blocks(documents: Array(available.prefix(documents)), length: sequenceLength, encode: encode)
-            if heldout.count >= heldoutWindows || documents >= available.count { break }
-            documents *= 2
+        let result = try RunData.c4(dataRoot: dataRoot, sequenceLength: sequenceLength, heldoutWindows: heldoutWindows) {
+            tokenizer.encode($0, addSpecialTokens: true)
         }
-        guard heldout.count >= heldoutWindows else {
-            throw RunError.notEnoughData(what: validationURL.path, blocks: heldout.count, needed: heldoutWindows)
-        }
-        heldout = Array(heldout.prefix(heldoutWindows))
-        let data = RunData(calibration: train, heldout: heldout)
-        let calibration = PolicyGradientRunOptions.DataRecord(
-            file: trainFile, recipe: "every document with the model's BOS rule, groups of 1000 documents, \(sequenceLength)-token blocks, remainders dropped; visited in seeded per-epoch permutations",
-            blocks: train.count, idsSHA256: data.calibrationSHA256)
-        let held = PolicyGradientRunOptions.DataRecord(
-            file: validationFile, recipe: "first \(heldoutWindows) \(sequenceLength)-token blocks of the first \(min(documents, available.count)) documents (each with the model's BOS rule)",
-            blocks: heldout.count, idsSHA256: data.heldoutSHA256)
-        note(String(format: "data: %d calibration blocks, %d held-out windows of %d tokens (%.1f s)", train.count, heldout.count,
-                    sequenceLength, Date().timeIntervalSince(t0)))
-        return (data, calibration, held)
+        note(String(format: "data: %d calibration blocks, %d held-out windows of %d tokens (%.1f s)", result.data.calibration.count,
+                    result.data.heldout.count, sequenceLength, Date().timeIntervalSince(t0)))
+        return result
     }
 
     private func execute(_ pg: PolicyGradientRun) throws {
@@ -342,8 +407,10 @@ struct Prune: ParsableCommand {
             case .checkpoint:
                 break
             case .heldout(let h):
-                note(String(format: "held-out  iteration %d  step %d  keep %.3f  NLL %.4f  ppl %.2f  (%d windows, %.1f s)",
-                            h.iteration, h.step, h.keepRatio, h.meanNLL, h.perplexity, h.windows, h.seconds))
+                note(String(format: "held-out  iteration %d  step %d  keep %.3f  hard-mask NLL %.4f (ppl %.2f)  sampled NLL %@%@  (%d windows, %.1f s)",
+                            h.iteration, h.step, h.keepRatio, h.meanNLL, h.perplexity,
+                            h.sampledMeanNLL.map { String(format: "%.4f", $0) } ?? "-", h.best == true ? "  best so far" : "",
+                            h.windows, h.seconds))
             case .step(let r, let total):
                 if firstIteration == nil { firstIteration = r.iteration }
                 let now = Date()
@@ -364,11 +431,12 @@ struct Prune: ParsableCommand {
         print("plan         \(dir.plan.path)")
         print("scores       \(dir.scores.path)")
         print("report       \(dir.report.path)")
-        print(String(format: "achieved     %.4f of attention+MLP parameters removed (%.4f of all)", summary.plan.achievedRate.attentionMLP,
-                     summary.plan.achievedRate.wholeModel))
+        print("final plan   \(dir.finalPlan.path) (last iterate)")
+        print("achieved     \(summary.plan.achievedRate.summary) removed")
         if let a = summary.initialHeldoutNLL, let b = summary.finalHeldoutNLL {
-            print(String(format: "held-out     NLL %.4f -> %.4f (ppl %.2f -> %.2f) on %d C4 validation windows", a, b, exp(a), exp(b), o.heldout.blocks))
+            print(String(format: "held-out     NLL %.4f at the start, %.4f at the end (ppl %.2f -> %.2f) on %d C4 validation windows", a, b, exp(a), exp(b), o.heldout.blocks))
         }
+        print("returned     \(summary.returnedReason)")
         print(String(format: "time         %.1f s in this process, %d steps", summary.seconds, summary.steps))
     }
 }

@@ -38,7 +38,16 @@ struct Score: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @Option(help: "The metric that scores the structures.") var metric: PruningMetric
-    @Option(help: "Pruning rate in (0, 1) (1 - keep ratio).") var rate: Double
+    @Option(help: "Pruning rate in (0, 1) (1 - keep ratio) of both kinds (channels), or of the granularity's units.") var rate: Double?
+    @Option(help: "Pruning rate of the KV groups in [0, 1) (default --rate; 0 keeps attention whole). Channels only.") var attentionRate: Double?
+    @Option(help: "Pruning rate of the MLP channels in [0, 1) (default --rate). Channels only.") var mlpRate: Double?
+
+    /// The MLP (or only) rate and the attention rate when it differs.
+    var rates: (mlp: Double, attention: Double?) {
+        let mlp = mlpRate ?? rate ?? 0
+        let attention = attentionRate ?? rate ?? 0
+        return (mlp, attention == mlp ? nil : attention)
+    }
     @Option(help: "Thresholds per layer (per-layer, the default) or over all layers (global; harmful on raw metrics, see below).")
     var scope: ScopeArgument = .perLayer
     @Option(help: "What to remove: channels, heads or layers (default: layers for block-influence and ppl-drop, else channels).")
@@ -61,7 +70,17 @@ struct Score: ParsableCommand {
     }
 
     func validate() throws {
-        guard rate > 0, rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
+        guard rate != nil || attentionRate != nil || mlpRate != nil else {
+            throw ValidationError("give --rate, or --attention-rate and/or --mlp-rate")
+        }
+        if let rate, !(rate > 0 && rate < 1) { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
+        for (name, v) in [("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
+            if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
+        }
+        if (attentionRate != nil || mlpRate != nil) && resolvedGranularity != .channels {
+            throw ValidationError("--attention-rate and --mlp-rate need --granularity channels; use --rate")
+        }
+        guard rates.mlp > 0 || (rates.attention ?? 0) > 0 else { throw ValidationError("nothing to prune: every rate is 0") }
         guard metric.granularities.contains(resolvedGranularity) else {
             throw ValidationError("--granularity \(resolvedGranularity.rawValue) is not scored by --metric \(metric.rawValue) "
                                   + "(it scores: \(metric.granularities.map(\.rawValue).joined(separator: ", ")))")
@@ -85,8 +104,10 @@ struct Score: ParsableCommand {
     }
 
     func run() throws {
-        let options = MetricPruningOptions(metric: metric, rate: rate, granularity: resolvedGranularity, scope: scope.scope,
-                                           seed: seed, magnitudeNorm: norm, wandaVariant: wandaVariant, batchSize: batch)
+        let options = MetricPruningOptions(metric: metric, rate: rates.mlp, granularity: resolvedGranularity, scope: scope.scope,
+                                           seed: seed, magnitudeNorm: norm, wandaVariant: wandaVariant, batchSize: batch,
+                                           attentionRate: rates.attention)
+        let requested = resolvedGranularity == .channels ? 1 - options.keepRatios.joint(config: try model.load().model.config) : rates.mlp
         try options.validate()
         let loaded = try model.load()
         let config = loaded.model.config
@@ -112,13 +133,13 @@ struct Score: ParsableCommand {
         let seconds = Date().timeIntervalSince(t0)
         let mask = plan.structureMask
         let keptLayers = mask.layers.filter { $0.attentionActive || $0.mlpActive }.count
-        if plan.achievedRate.attentionMLP < rate - 0.01 {
+        if plan.achievedRate.attentionMLP < requested - 0.01 {
             note(String(format: "note: achieved %.4f of attention+MLP, below the requested %.4f: per-layer thresholds keep "
                         + "ceil(n · (1 - rate)) of a layer's n KV groups (ties kept), which with few groups per layer removes less",
-                        plan.achievedRate.attentionMLP, rate))
+                        plan.achievedRate.attentionMLP, requested))
         }
         if json {
-            try printJSON(Summary(out: out, method: plan.method, requestedRate: rate, achievedRate: plan.achievedRate,
+            try printJSON(Summary(out: out, method: plan.method, requestedRate: requested, achievedRate: plan.achievedRate,
                                   keptKVGroups: mask.keptCount(.attention), keptChannels: mask.keptCount(.mlp),
                                   keptLayers: keptLayers, seconds: seconds))
             return
@@ -127,9 +148,10 @@ struct Score: ParsableCommand {
         print("metric           \(metric.rawValue), granularity \(resolvedGranularity.rawValue), scope \(resolvedGranularity == .layers ? "global" : scope.rawValue)")
         print("kept             \(mask.keptCount(.attention))/\(config.structureCount(.attention)) KV groups, "
               + "\(mask.keptCount(.mlp))/\(config.structureCount(.mlp)) MLP channels, \(keptLayers)/\(config.layers.count) layers")
-        print(String(format: "rate             requested %.4f; achieved %.4f of attention+MLP (%d -> %d), %.4f of all parameters (%d -> %d)",
-                     rate, plan.achievedRate.attentionMLP, plan.denseParameters.prunable, plan.keptParameters.prunable,
+        print(String(format: "rate             requested %.4f of attention+MLP; achieved %.4f (%d -> %d), %.4f of all parameters (%d -> %d)",
+                     requested, plan.achievedRate.attentionMLP, plan.denseParameters.prunable, plan.keptParameters.prunable,
                      plan.achievedRate.wholeModel, plan.denseParameters.total, plan.keptParameters.total))
+        print("achieved         \(plan.achievedRate.summary)")
         print(String(format: "time             %.1f s", seconds))
     }
 }

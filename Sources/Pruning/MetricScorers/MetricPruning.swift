@@ -5,8 +5,13 @@ import Transformer
 public struct MetricPruningOptions: Sendable, Equatable {
     /// The metric.
     public var metric: PruningMetric
-    /// Pruning rate in (0, 1) over attention+MLP parameters (`.channels`, `.layers`) or attention only (`.heads`).
+    /// Pruning rate in [0, 1) of the MLP channels, and of the KV groups unless `attentionRate` is set (`.channels`);
+    /// of whole layers' parameters (`.layers`); of KV groups (`.heads`).
     public var rate: Double
+    /// Pruning rate of the KV groups when it differs from `rate` (`.channels` only); nil: `rate`.
+    public var attentionRate: Double?
+    /// Keep ratios per kind (`.channels`).
+    public var keepRatios: KeepRatios { KeepRatios(attention: 1 - (attentionRate ?? rate), mlp: 1 - rate) }
     /// What is removed.
     public var granularity: PruningGranularity
     /// Global or per-layer thresholds (ignored for `.layers`).
@@ -22,9 +27,11 @@ public struct MetricPruningOptions: Sendable, Equatable {
 
     /// Options with the defaults of `policyprune score` (channels, global, seed 0, L2, official Wanda-sp order).
     public init(metric: PruningMetric, rate: Double, granularity: PruningGranularity = .channels, scope: BudgetScope = .global,
-                seed: UInt64 = 0, magnitudeNorm: MagnitudeNorm = .l2, wandaVariant: WandaSP.Variant = .initMask, batchSize: Int = 8) {
+                seed: UInt64 = 0, magnitudeNorm: MagnitudeNorm = .l2, wandaVariant: WandaSP.Variant = .initMask, batchSize: Int = 8,
+                attentionRate: Double? = nil) {
         self.metric = metric
         self.rate = rate
+        self.attentionRate = attentionRate
         self.granularity = granularity
         self.scope = scope
         self.seed = seed
@@ -35,7 +42,15 @@ public struct MetricPruningOptions: Sendable, Equatable {
 
     /// Checks the rate, the scope and that the metric scores the granularity.
     public func validate() throws {
-        try StructureScores.checkRate(rate)
+        if let attentionRate {
+            guard granularity == .channels else {
+                throw PruningError.invalidValue(key: "attention-rate", value: "\(attentionRate)",
+                                                reason: "separate rates per kind need granularity channels")
+            }
+            try StructureScores.checkRates(keepRatios)
+        } else {
+            try StructureScores.checkRate(rate)
+        }
         guard metric.granularities.contains(granularity) else {
             throw PruningError.invalidValue(key: "granularity", value: granularity.rawValue,
                                             reason: "metric \(metric.rawValue) scores only \(metric.granularities.map(\.rawValue).joined(separator: ", "))")
@@ -52,6 +67,10 @@ public struct MetricPruningOptions: Sendable, Equatable {
             "metric": .string(metric.rawValue), "granularity": .string(granularity.rawValue),
             "scope": .string(granularity == .layers ? "global" : scope.rawValue),
         ]
+        if let attentionRate {
+            r["attention_rate"] = .number(attentionRate)
+            r["mlp_rate"] = .number(rate)
+        }
         switch metric {
         case .magnitude: r["norm"] = .string(magnitudeNorm.rawValue)
         case .wandaSP: r["wanda_variant"] = .string(wandaVariant.rawValue)
@@ -74,7 +93,7 @@ public enum MetricPruning {
         }
         switch options.metric {
         case .wandaSP:
-            return try WandaSP.score(model: model, windows: windows, variant: options.wandaVariant, initKeepRatio: 1 - options.rate,
+            return try WandaSP.score(model: model, windows: windows, variant: options.wandaVariant, initKeepRatios: options.keepRatios,
                                      batchSize: options.batchSize, progress: progress).scores
         case .magnitude:
             return Magnitude.scores(config: model.config, weights: model.weights, norm: options.magnitudeNorm)
@@ -95,7 +114,7 @@ public enum MetricPruning {
     public static func plan(scores: StructureScores, config: ModelConfig, options: MetricPruningOptions,
                             calibration: CalibrationData?, modelSHA256: String, toolVersion: String) throws -> PrunePlan {
         try options.validate()
-        let mask = try scores.hardMask(rate: options.rate, granularity: options.granularity, scope: options.scope, config: config)
+        let mask = try scores.hardMask(keepRatios: options.keepRatios, granularity: options.granularity, scope: options.scope, config: config)
         var record = options.record
         if let calibration, options.metric.needsCalibration {
             record["calibration_recipe"] = .string(calibration.recipe)
@@ -103,7 +122,8 @@ public enum MetricPruning {
             record["calibration_length"] = .integer(calibration.windows.first?.count ?? 0)
         }
         return try PrunePlan(mask: mask, config: config, method: options.metric.rawValue, options: record, seed: options.seed,
-                             requestedRate: options.rate, modelSHA256: modelSHA256,
+                             requestedRate: options.granularity == .channels ? 1 - options.keepRatios.joint(config: config) : options.rate,
+                             modelSHA256: modelSHA256,
                              calibrationSHA256: options.metric.needsCalibration ? (calibration?.sha256 ?? "") : "",
                              toolVersion: toolVersion)
     }

@@ -75,7 +75,15 @@ public struct StructureScores: Codable, Sendable, Equatable {
     public func hardMask(rate: Double, granularity: PruningGranularity, scope: BudgetScope,
                          config: ModelConfig) throws -> StructureMask {
         try Self.checkRate(rate)
-        let keep = 1 - rate
+        return try hardMask(keepRatios: KeepRatios(both: 1 - rate), granularity: granularity, scope: scope, config: config)
+    }
+
+    /// `hardMask(rate:...)` with one keep ratio per kind (channels; `.heads` and `.layers` use the MLP's as their
+    /// one ratio). A kind at keep ratio 1 keeps everything.
+    public func hardMask(keepRatios: KeepRatios, granularity: PruningGranularity, scope: BudgetScope,
+                         config: ModelConfig) throws -> StructureMask {
+        try Self.checkRates(keepRatios)
+        let keep = keepRatios.mlp
         switch granularity {
         case .channels, .heads:
             guard scope != .joint else {
@@ -84,7 +92,8 @@ public struct StructureScores: Codable, Sendable, Equatable {
             }
             let probabilities = KeepProbabilities(attention: attention, mlp: mlp)
             try probabilities.validate(against: config)
-            var mask = probabilities.hardMask(keepRatio: keep, scope: scope, config: config)
+            var mask = granularity == .heads ? probabilities.hardMask(keepRatio: keep, scope: scope, config: config)
+                : probabilities.hardMask(keepRatios: keepRatios, scope: scope, config: config)
             if granularity == .heads {
                 for l in mask.layers.indices { mask.layers[l].keptChannels = Array(0..<config.structureCount(.mlp, layer: l)) }
             }
@@ -107,6 +116,16 @@ public struct StructureScores: Codable, Sendable, Equatable {
                                           attention: spec.hasAttention, mlp: spec.hasMLP)
                     : StructureMask.Layer(keptKVGroups: [], keptChannels: [], attention: false, mlp: false)
             })
+        }
+    }
+
+    /// Per-kind keep ratios must lie in (0, 1] and prune something.
+    static func checkRates(_ keepRatios: KeepRatios) throws {
+        for (key, keep) in [("attention-rate", keepRatios.attention), ("mlp-rate", keepRatios.mlp)] where !(keep > 0 && keep <= 1) {
+            throw PruningError.invalidValue(key: key, value: "\(1 - keep)", reason: "a pruning rate must be in [0, 1)")
+        }
+        guard keepRatios.attention < 1 || keepRatios.mlp < 1 else {
+            throw PruningError.invalidValue(key: "rate", value: "0", reason: "nothing to prune: both rates are 0")
         }
     }
 

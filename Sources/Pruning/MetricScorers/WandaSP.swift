@@ -58,10 +58,18 @@ public enum WandaSP {
     ///   - progress: called with (layers done, layer count).
     public static func score(model: LanguageModel, windows: [[Int]], variant: Variant, initKeepRatio: Double,
                              batchSize: Int = 8, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        try score(model: model, windows: windows, variant: variant, initKeepRatios: KeepRatios(both: initKeepRatio),
+                  batchSize: batchSize, progress: progress)
+    }
+
+    /// `score(model:windows:variant:initKeepRatio:...)` with one init keep ratio per kind (e.g. attention 1 when
+    /// only MLP channels are pruned, so the init masks of earlier layers keep every KV group).
+    public static func score(model: LanguageModel, windows: [[Int]], variant: Variant, initKeepRatios: KeepRatios,
+                             batchSize: Int = 8, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         let config = model.config
         let count = config.layers.count
         guard !windows.isEmpty else { throw PruningError.invalidValue(key: "calibration windows", value: "0", reason: "need at least one window") }
-        guard initKeepRatio > 0, initKeepRatio <= 1 else {
+        for initKeepRatio in [initKeepRatios.attention, initKeepRatios.mlp] where !(initKeepRatio > 0 && initKeepRatio <= 1) {
             throw PruningError.invalidValue(key: "init keep ratio", value: "\(initKeepRatio)", reason: "must be in (0, 1]")
         }
         var results: [LayerResult] = []
@@ -70,7 +78,7 @@ public enum WandaSP {
             let recorder = ActivationRecorder(layers: Set(0..<count), projections: true, blockInfluence: false)
             try model.dense.observe(windows, batchSize: batchSize, observer: recorder)
             for l in 0..<count {
-                results.append(layerResult(l, model: model, recorder: recorder, sequences: windows.count, initKeepRatio: initKeepRatio))
+                results.append(layerResult(l, model: model, recorder: recorder, sequences: windows.count, initKeepRatios: initKeepRatios))
                 progress?(l + 1, count)
             }
         case .initMask:
@@ -92,7 +100,7 @@ public enum WandaSP {
                     var scratch = hidden[b]
                     dense.applyLayers(l..<(l + 1), to: &scratch, batch: batch.count, length: length, observer: recorder)
                 }
-                let result = layerResult(l, model: model, recorder: recorder, sequences: windows.count, initKeepRatio: initKeepRatio)
+                let result = layerResult(l, model: model, recorder: recorder, sequences: windows.count, initKeepRatios: initKeepRatios)
                 results.append(result)
                 var layers = Array(repeating: off, count: count)
                 layers[l] = StructureMask.Layer(keptKVGroups: result.initKeptKVGroups, keptChannels: result.initKeptChannels,
@@ -127,14 +135,14 @@ public enum WandaSP {
     }
 
     private static func layerResult(_ l: Int, model: LanguageModel, recorder: ActivationRecorder, sequences: Int,
-                                    initKeepRatio: Double) -> LayerResult {
+                                    initKeepRatios: KeepRatios) -> LayerResult {
         let spec = model.config.layers[l]
         let aO = recorder.outputProjection[l]?.wandaScale(sequences: sequences) ?? []
         let aDown = recorder.downProjection[l]?.wandaScale(sequences: sequences) ?? []
         let s = layerScores(weights: model.weights.layers[l], spec: spec, hiddenSize: model.config.hiddenSize,
                             outputProjectionScale: aO, downProjectionScale: aDown)
-        let groupMask = initMask(metric: s.kvGroups, keepRatio: initKeepRatio)
-        let channelMask = initMask(metric: s.channels, keepRatio: initKeepRatio)
+        let groupMask = initMask(metric: s.kvGroups, keepRatio: initKeepRatios.attention)
+        let channelMask = initMask(metric: s.channels, keepRatio: initKeepRatios.mlp)
         return LayerResult(outputProjectionScale: aO, downProjectionScale: aDown, headScores: s.heads,
                            kvGroupScores: s.kvGroups, channelScores: s.channels,
                            initKeptKVGroups: groupMask.indices.filter { groupMask[$0] },

@@ -10,8 +10,15 @@ public enum InitialScores {
     /// (spec §3.2). The per-layer init mask (top-μ fraction, ties kept) feeds only the `constant` mapping.
     public static func fromMetric(_ attention: [[Double]], _ mlp: [[Double]], mapping: ScoreMapping,
                                   keepRatio mu: Double) -> KeepProbabilities {
+        fromMetric(attention, mlp, mapping: mapping, keepRatios: KeepRatios(both: mu))
+    }
+
+    /// `fromMetric(_:_:mapping:keepRatio:)` with one μ per kind.
+    public static func fromMetric(_ attention: [[Double]], _ mlp: [[Double]], mapping: ScoreMapping,
+                                  keepRatios: KeepRatios) -> KeepProbabilities {
         func map(_ vectors: [[Double]], _ kind: StructureKind) -> [[Double]] {
-            vectors.map { metric in
+            let mu = keepRatios[kind]
+            return vectors.map { metric in
                 mapping.keepProbabilities(metric: metric, kind: kind, mean: mu, initMask: initMask(metric: metric, keepRatio: mu))
             }
         }
@@ -21,6 +28,12 @@ public enum InitialScores {
     /// The code's `random` init (spec §3.4): standard-normal draws (Box–Muller on `Xoshiro256(seed)`, layer 0
     /// attention, layer 0 MLP, layer 1 attention, ...), one per score of `granularity`, mapped like a metric.
     public static func random(config: ModelConfig, mapping: ScoreMapping, keepRatio mu: Double, seed: UInt64,
+                              granularity: PruningGranularity = .channels) -> KeepProbabilities {
+        random(config: config, mapping: mapping, keepRatios: KeepRatios(both: mu), seed: seed, granularity: granularity)
+    }
+
+    /// `random(config:mapping:keepRatio:seed:granularity:)` with one μ per kind.
+    public static func random(config: ModelConfig, mapping: ScoreMapping, keepRatios: KeepRatios, seed: UInt64,
                               granularity: PruningGranularity = .channels) -> KeepProbabilities {
         var rng = Xoshiro256(seed: seed)
         func normal() -> Double {
@@ -33,7 +46,7 @@ public enum InitialScores {
             attention.append((0..<granularity.scoreCount(.attention, layer: l, config: config)).map { _ in normal() })
             mlp.append((0..<granularity.scoreCount(.mlp, layer: l, config: config)).map { _ in normal() })
         }
-        return granularity.initialScores(attention: attention, mlp: mlp, mapping: mapping, keepRatio: mu)
+        return granularity.initialScores(attention: attention, mlp: mlp, mapping: mapping, keepRatios: keepRatios)
     }
 }
 

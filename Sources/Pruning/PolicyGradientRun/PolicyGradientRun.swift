@@ -17,6 +17,44 @@ public struct RunData: Sendable {
         self.heldout = heldout
     }
 
+    /// The data of a run on the shared C4 subsets: calibration blocks from every C4 train file
+    /// (`Dataset.RelativePath.c4TrainFiles`: each document with the model's BOS rule via `encode`, groups of 1,000
+    /// documents, `sequenceLength`-token blocks, remainders dropped) and the first `heldoutWindows` blocks of the
+    /// C4 validation subset (documents taken 64, 128, ... at a time until enough blocks exist). WikiText-2 is never
+    /// read. Returns the data with the records `options.json` keeps.
+    /// - Throws: `CorpusError` for missing or malformed files, `RunError.notEnoughData` when validation runs out.
+    public static func c4(dataRoot: URL, sequenceLength: Int, heldoutWindows: Int, encode: (String) throws -> [Int]) throws
+        -> (data: RunData, calibration: PolicyGradientRunOptions.DataRecord, heldout: PolicyGradientRunOptions.DataRecord) {
+        let trainFiles = Dataset.RelativePath.c4TrainFiles(dataRoot: dataRoot)
+        var documents: [String] = []
+        for file in trainFiles { documents += try CorpusText.c4Documents(dataRoot.appendingPathComponent(file)) }
+        let train = try Calibration.blocks(documents: documents, length: sequenceLength, encode: encode)
+        let validationFile = Dataset.RelativePath.c4Validation
+        let validationURL = dataRoot.appendingPathComponent(validationFile)
+        let available = try CorpusText.c4Documents(validationURL)
+        var heldout: [[Int]] = []
+        var heldoutDocuments = 64
+        while true {
+            heldout = try Calibration.blocks(documents: Array(available.prefix(heldoutDocuments)), length: sequenceLength, encode: encode)
+            if heldout.count >= heldoutWindows || heldoutDocuments >= available.count { break }
+            heldoutDocuments *= 2
+        }
+        guard heldout.count >= heldoutWindows else {
+            throw RunError.notEnoughData(what: validationURL.path, blocks: heldout.count, needed: heldoutWindows)
+        }
+        heldout = Array(heldout.prefix(heldoutWindows))
+        let data = RunData(calibration: train, heldout: heldout)
+        let calibration = PolicyGradientRunOptions.DataRecord(
+            file: trainFiles.joined(separator: ", "),
+            recipe: "every document of every C4 train file (\(documents.count) documents) with the model's BOS rule, groups of 1000 documents, \(sequenceLength)-token blocks, remainders dropped; visited in seeded per-epoch permutations",
+            blocks: train.count, idsSHA256: data.calibrationSHA256)
+        let held = PolicyGradientRunOptions.DataRecord(
+            file: validationFile,
+            recipe: "first \(heldoutWindows) \(sequenceLength)-token blocks of the first \(min(heldoutDocuments, available.count)) documents (each with the model's BOS rule)",
+            blocks: heldout.count, idsSHA256: data.heldoutSHA256)
+        return (data, calibration, held)
+    }
+
     /// sha256 of the calibration ids (decimal, comma-joined, block order).
     public var calibrationSHA256: String { SHA256.hex(ids: calibration.flatMap { $0 }) }
     /// sha256 of the held-out ids.
@@ -53,8 +91,10 @@ public struct RunDirectory: Sendable {
     public var initialPlan: URL { url.appendingPathComponent("initial-plan.json") }
     /// Final outputs.
     public var scores: URL { url.appendingPathComponent("scores.json") }
-    /// The final hard mask as a plan.
+    /// The returned plan: the best held-out hard mask over the evaluations.
     public var plan: URL { url.appendingPathComponent("plan.json") }
+    /// The hard mask of the last iterate, whether or not it is the best.
+    public var finalPlan: URL { url.appendingPathComponent("final-plan.json") }
     /// Per-layer kept structures and the loss curves.
     public var report: URL { url.appendingPathComponent("report.svg") }
 
@@ -74,8 +114,16 @@ public struct RunDirectory: Sendable {
 
 /// What a finished run produced.
 public struct RunSummary: Sendable {
-    /// The plan written to `plan.json`.
+    /// The plan written to `plan.json`: the best held-out hard mask over the evaluations (step 0 included).
     public var plan: PrunePlan
+    /// The hard mask of the last iterate (`final-plan.json`).
+    public var finalPlan: PrunePlan
+    /// Iteration of the evaluation whose hard mask `plan` is, and its held-out NLL.
+    public var returnedIteration: Int
+    /// Held-out NLL of the returned plan.
+    public var returnedHeldoutNLL: Double?
+    /// Why that plan was returned, in words.
+    public var returnedReason: String
     /// Held-out NLL of the initial hard mask (nil when not measured).
     public var initialHeldoutNLL: Double?
     /// Held-out NLL of the final hard mask.
@@ -212,13 +260,38 @@ public final class PolicyGradientRun {
         let totalA = config.structureCount(.attention), totalM = config.structureCount(.mlp)
         let denseParameters = config.parameterCount.prunable
 
+        var best = checkpoint.best
+        let targets = options.targetKeepRatios
+        let sampledMasks = options.heldoutSampledMasks ?? 2
+
         func heldout(iteration: Int) throws {
-            let rho = iteration >= options.steps ? o.keepRatio.target : o.keepRatio.keepRatio(atStep: state.step)
+            let rho = iteration >= options.steps ? targets : o.keepRatios(atStep: state.step)
             let t0 = Date()
-            let mask = state.keepProbabilities.hardMask(keepRatio: rho, scope: o.budgetScope, config: config, granularity: granularity)
+            let mask = state.keepProbabilities.hardMask(keepRatios: rho, scope: o.budgetScope, config: config, granularity: granularity)
             let nll = try meanNLL(mask: mask, windows: data.heldout)
-            let record = HeldoutLogRecord(iteration: iteration, step: state.step, keepRatio: rho, meanNLL: nll, perplexity: exp(nll),
-                                          windows: data.heldout.count,
+            // Sampled masks from a stream of their own (seeded by run seed and iteration), so measuring them never
+            // changes the training stream.
+            var sampledNLL: Double? = nil
+            if sampledMasks > 0 {
+                var rng = Xoshiro256(seed: options.seed ^ 0x5A3E_D1C7_0B9F_4E21 ^ UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15)
+                var sum = 0.0
+                for _ in 0..<sampledMasks {
+                    let sample = state.keepProbabilities.sampleMask(using: &rng)
+                    sum += try meanNLL(mask: sample.structureMask(config: config, granularity: granularity), windows: data.heldout)
+                }
+                sampledNLL = sum / Double(sampledMasks)
+            }
+            // Only evaluations at the target keep ratios compete for the returned plan (a progressive schedule's
+            // early masks keep more and are not comparable).
+            let atTarget = rho == targets
+            var isBest = false
+            if atTarget, nll.isFinite, best == nil || nll < best!.meanNLL {
+                best = BestHeldout(iteration: iteration, step: state.step, meanNLL: nll, keepProbabilities: state.keepProbabilities)
+                isBest = true
+            }
+            let record = HeldoutLogRecord(iteration: iteration, step: state.step, keepRatio: rho.mlp, attentionKeepRatio: rho.attention,
+                                          meanNLL: nll, sampledMeanNLL: sampledNLL, sampledMasks: sampledMasks > 0 ? sampledMasks : nil,
+                                          best: isBest, perplexity: exp(nll), windows: data.heldout.count,
                                           keptParameters: Double(mask.keptParameters(in: config).prunable) / Double(max(denseParameters, 1)),
                                           seconds: Date().timeIntervalSince(t0))
             try log.append(record)
@@ -250,7 +323,8 @@ public final class PolicyGradientRun {
             iteration += 1
 
             let s = state.keepProbabilities
-            let hard = s.hardMask(keepRatio: report.keepRatio, scope: o.budgetScope, config: config, granularity: granularity)
+            let hard = s.hardMask(keepRatios: KeepRatios(attention: report.attentionKeepRatio, mlp: report.keepRatio),
+                                  scope: o.budgetScope, config: config, granularity: granularity)
             func stats(_ v: [[Double]]) -> (mean: Double, zero: Double, one: Double) {
                 var sum = 0.0, zeros = 0, ones = 0, n = 0
                 for x in v.joined() { sum += x; n += 1; if x == 0 { zeros += 1 }; if x == 1 { ones += 1 } }
@@ -269,7 +343,8 @@ public final class PolicyGradientRun {
                                       mlp: Double(hard.keptCount(.mlp)) / Double(max(totalM, 1))),
                 hardMaskKeptParameters: Double(hard.keptParameters(in: config).prunable) / Double(max(denseParameters, 1)),
                 gradientNorm: PerKind(attention: report.attentionGradientNorm, mlp: report.mlpGradientNorm),
-                stepSeconds: Date().timeIntervalSince(stepStart), gatherSeconds: gatherSeconds, forwardSeconds: forwardSeconds)
+                stepSeconds: Date().timeIntervalSince(stepStart), gatherSeconds: gatherSeconds, forwardSeconds: forwardSeconds,
+                attentionKeepRatio: report.attentionKeepRatio, epoch: order.epoch)
             try log.append(record)
             onEvent(.step(record, iterations: options.steps))
 
@@ -278,33 +353,53 @@ public final class PolicyGradientRun {
                 elapsedBefore += now.timeIntervalSince(segmentStart)
                 segmentStart = now
                 let c = RunCheckpoint(modelSHA256: sha, iteration: iteration, state: state, maskGenerator: maskRNG,
-                                      dataOrder: order, elapsedSeconds: elapsedBefore)
+                                      dataOrder: order, elapsedSeconds: elapsedBefore, best: best)
                 onEvent(.checkpoint(try store.write(c)))
             }
         }
         try heldout(iteration: options.steps)
 
-        let plan = try self.plan(for: state.keepProbabilities)
+        let finalPlan = try self.plan(for: state.keepProbabilities)
+        let returned = best ?? BestHeldout(iteration: options.steps, step: state.step, meanNLL: .nan,
+                                           keepProbabilities: state.keepProbabilities)
+        let plan = returned.iteration == options.steps ? finalPlan : try self.plan(for: returned.keepProbabilities)
+        let history = RunLog.read(directory.log)
+        let finalNLL = history.heldout.last?.meanNLL
+        let reason: String
+        if best == nil {
+            reason = "no held-out evaluation at the target keep ratios: the last iterate"
+        } else if returned.iteration == options.steps {
+            reason = String(format: "the last iterate has the lowest held-out NLL of the %d evaluations (%.4f)",
+                            history.heldout.count, returned.meanNLL)
+        } else if returned.iteration == 0 {
+            reason = String(format: "no evaluation beat the starting plan (held-out NLL %.4f; last iterate %.4f): the starting plan",
+                            returned.meanNLL, finalNLL ?? .nan)
+        } else {
+            reason = String(format: "iteration %d has the lowest held-out NLL (%.4f; last iterate %.4f)",
+                            returned.iteration, returned.meanNLL, finalNLL ?? .nan)
+        }
         try writeFile(try ScoresFile(modelSHA256: sha, step: state.step, keepProbabilities: state.keepProbabilities).jsonData(),
                       to: directory.scores)
+        try writeFile(try finalPlan.jsonData(), to: directory.finalPlan)
         try writeFile(try plan.jsonData(), to: directory.plan)
-        let history = RunLog.read(directory.log)
         let initialPlan = try? PrunePlan.decode(Data(contentsOf: directory.initialPlan))
         let svg = RunReportSVG.render(config: config, finalPlan: plan, initialPlan: initialPlan, steps: history.steps,
                                       heldout: history.heldout, title: "\((options.model.path as NSString).lastPathComponent): policy-gradient pruning, rate \(options.rate), seed \(options.seed)")
         try writeFile(Data(svg.utf8), to: directory.report)
-        return RunSummary(plan: plan, initialHeldoutNLL: history.heldout.first { $0.iteration == 0 }?.meanNLL,
-                          finalHeldoutNLL: history.heldout.last?.meanNLL, steps: state.step,
+        return RunSummary(plan: plan, finalPlan: finalPlan, returnedIteration: returned.iteration,
+                          returnedHeldoutNLL: best?.meanNLL, returnedReason: reason,
+                          initialHeldoutNLL: history.heldout.first { $0.iteration == 0 }?.meanNLL,
+                          finalHeldoutNLL: finalNLL, steps: state.step,
                           seconds: Date().timeIntervalSince(started))
     }
 
     /// The hard mask of `scores` at the target keep ratio as a plan.
     func plan(for scores: KeepProbabilities) throws -> PrunePlan {
         let o = options.optimizer
-        let mask = scores.hardMask(keepRatio: o.keepRatio.target, scope: o.budgetScope, config: model.config,
+        let mask = scores.hardMask(keepRatios: o.targetKeepRatios, scope: o.budgetScope, config: model.config,
                                    granularity: options.scoreGranularity)
         return try PrunePlan(mask: mask, config: model.config, method: "policy-gradient", options: options.planRecord,
-                             seed: options.seed, requestedRate: options.rate, modelSHA256: options.model.sha256,
+                             seed: options.seed, requestedRate: 1 - o.targetKeepRatios.joint(config: model.config), modelSHA256: options.model.sha256,
                              calibrationSHA256: options.calibration.idsSHA256, toolVersion: options.toolVersion)
     }
 

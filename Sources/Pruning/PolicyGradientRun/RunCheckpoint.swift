@@ -27,10 +27,13 @@ public struct RunCheckpoint: Codable, Sendable, Equatable {
     public var dataOrder: DataOrder
     /// Wall-clock seconds spent so far (informational; not part of the result).
     public var elapsedSeconds: Double
+    /// The best hard mask among the held-out evaluations before `iteration` (nil before the first one, and in
+    /// checkpoints of older versions): what the run returns unless a later evaluation beats it.
+    public var best: BestHeldout?
 
     /// A checkpoint of the current format version.
     public init(modelSHA256: String, iteration: Int, state: PolicyGradientState, maskGenerator: Xoshiro256,
-                dataOrder: DataOrder, elapsedSeconds: Double) {
+                dataOrder: DataOrder, elapsedSeconds: Double, best: BestHeldout? = nil) {
         formatVersion = Self.currentFormatVersion
         self.modelSHA256 = modelSHA256
         self.iteration = iteration
@@ -38,6 +41,28 @@ public struct RunCheckpoint: Codable, Sendable, Equatable {
         self.maskGenerator = maskGenerator
         self.dataOrder = dataOrder
         self.elapsedSeconds = elapsedSeconds
+        self.best = best
+    }
+}
+
+/// The keep probabilities whose hard mask scored the lowest held-out NLL so far (issue 11: a run never returns
+/// worse than it started, since step 0 is evaluated too).
+public struct BestHeldout: Codable, Sendable, Equatable {
+    /// Iteration of the evaluation (0 = the starting plan).
+    public var iteration: Int
+    /// Valid steps done at that evaluation.
+    public var step: Int
+    /// Held-out mean token NLL of its hard mask.
+    public var meanNLL: Double
+    /// The keep probabilities then.
+    public var keepProbabilities: KeepProbabilities
+
+    /// A best-so-far record.
+    public init(iteration: Int, step: Int, meanNLL: Double, keepProbabilities: KeepProbabilities) {
+        self.iteration = iteration
+        self.step = step
+        self.meanNLL = meanNLL
+        self.keepProbabilities = keepProbabilities
     }
 }
 

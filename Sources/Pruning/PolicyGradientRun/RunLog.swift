@@ -53,6 +53,10 @@ public struct StepLogRecord: Codable, Sendable, Equatable {
     public var gatherSeconds: Double
     /// Seconds spent in the K forward passes.
     public var forwardSeconds: Double
+    /// Keep ratio of the attention projection (absent in logs of older versions; `keepRatio` is the MLP's).
+    public var attentionKeepRatio: Double?
+    /// Epoch of the calibration stream this batch came from (1-based).
+    public var epoch: Int?
 
     enum CodingKeys: String, CodingKey {
         case event, iteration, step, skipped, baseline
@@ -61,6 +65,7 @@ public struct StepLogRecord: Codable, Sendable, Equatable {
         case fractionAtOne = "fraction_at_1", hardMaskKept = "hard_mask_kept"
         case hardMaskKeptParameters = "hard_mask_kept_parameters", gradientNorm = "gradient_norm"
         case stepSeconds = "step_seconds", gatherSeconds = "gather_seconds", forwardSeconds = "forward_seconds"
+        case attentionKeepRatio = "attention_keep_ratio", epoch
     }
 }
 
@@ -72,10 +77,20 @@ public struct HeldoutLogRecord: Codable, Sendable, Equatable {
     public var iteration: Int
     /// Valid steps done.
     public var step: Int
-    /// Keep ratio of the hard mask.
+    /// Keep ratio of the hard mask (MLP; attention in `attentionKeepRatio`).
     public var keepRatio: Double
-    /// Mean token NLL (nats) over all windows; perplexity = exp of it.
+    /// Keep ratio of the attention hard mask (absent in logs of older versions).
+    public var attentionKeepRatio: Double?
+    /// Mean token NLL (nats) over all windows of the hard mask (the plan the run would return); perplexity = exp
+    /// of it.
     public var meanNLL: Double
+    /// Mean token NLL over the same windows of masks sampled from the keep probabilities (what the estimator
+    /// optimises), averaged over `sampledMasks` draws from a stream of their own; nil when not measured.
+    public var sampledMeanNLL: Double?
+    /// Number of sampled masks behind `sampledMeanNLL`.
+    public var sampledMasks: Int?
+    /// True when this evaluation's hard mask is the best so far (the one the run would return now).
+    public var best: Bool?
     /// exp(mean NLL).
     public var perplexity: Double
     /// Windows and tokens predicted.
@@ -88,6 +103,7 @@ public struct HeldoutLogRecord: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case event, iteration, step, perplexity, windows, seconds
         case keepRatio = "keep_ratio", meanNLL = "mean_nll", keptParameters = "kept_parameters"
+        case attentionKeepRatio = "attention_keep_ratio", sampledMeanNLL = "sampled_mean_nll", sampledMasks = "sampled_masks", best
     }
 }
 

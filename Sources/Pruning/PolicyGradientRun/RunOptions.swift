@@ -84,11 +84,21 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     public var model: ModelRecord
     /// Seed of mask sampling, data order and random initialisation.
     public var seed: UInt64
-    /// Target pruning rate (1 − ρ_target).
+    /// Target pruning rate (1 − ρ_target) of the MLP structures, and of the attention structures unless
+    /// `attentionRate` is set.
     public var rate: Double
+    /// Target pruning rate of the attention structures when it differs from `rate` (`--attention-rate`; 0 keeps
+    /// attention whole and out of the sampling). nil: `rate`.
+    public var attentionRate: Double?
+    /// Masks sampled at each held-out evaluation to measure the sampled-mask loss beside the hard mask's (nil: 2;
+    /// 0: not measured). They come from a generator of their own, so they never change the training stream.
+    public var heldoutSampledMasks: Int?
     /// Structures scored: `channels` (KV groups + MLP channels), `heads` (KV groups only), `sublayers` (whole
     /// attention and MLP sublayers) or `layers` (whole decoder layers); see `PruningGranularity.scoreCount`.
     public var granularity: String
+
+    /// Target keep ratios per kind.
+    public var targetKeepRatios: KeepRatios { KeepRatios(attention: 1 - (attentionRate ?? rate), mlp: 1 - rate) }
 
     /// `granularity` as the enum (channels when the string is unknown; `validate` rejects unknown strings).
     public var scoreGranularity: PruningGranularity { PruningGranularity(rawValue: granularity) ?? .channels }
@@ -120,8 +130,11 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     public init(toolVersion: String, model: ModelRecord, seed: UInt64, rate: Double, granularity: String = "channels",
                 steps: Int, batchSize: Int, sequenceLength: Int, optimizer: PolicyGradientOptions,
                 initialization: Initialization, checkpointEvery: Int, evalEvery: Int, calibration: DataRecord,
-                heldout: DataRecord, threads: Int, blasThreads: Int) {
+                heldout: DataRecord, threads: Int, blasThreads: Int, attentionRate: Double? = nil,
+                heldoutSampledMasks: Int? = nil) {
         formatVersion = Self.currentFormatVersion
+        self.attentionRate = attentionRate
+        self.heldoutSampledMasks = heldoutSampledMasks
         self.toolVersion = toolVersion
         self.model = model
         self.seed = seed
@@ -148,7 +161,12 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
         guard formatVersion == Self.currentFormatVersion else {
             throw fail("format_version", formatVersion, "this tool reads version \(Self.currentFormatVersion)")
         }
-        guard rate > 0, rate < 1 else { throw fail("rate", rate, "the pruning rate must be in (0, 1)") }
+        guard rate >= 0, rate < 1 else { throw fail("rate", rate, "the pruning rate must be in [0, 1)") }
+        if let a = attentionRate, !(a >= 0 && a < 1) { throw fail("attention_rate", a, "the pruning rate must be in [0, 1)") }
+        guard rate > 0 || (attentionRate ?? 0) > 0 else {
+            throw fail("rate", rate, "nothing to prune: the MLP and the attention rate are both 0")
+        }
+        if let n = heldoutSampledMasks, n < 0 { throw fail("heldout_sampled_masks", n, "must be ≥ 0") }
         guard let g = PruningGranularity(rawValue: granularity) else {
             throw fail("granularity", granularity, "must be one of \(PruningGranularity.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -168,6 +186,9 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
         }
         guard abs(optimizer.keepRatio.target - (1 - rate)) < 1e-12 else {
             throw fail("keep_ratio.target", optimizer.keepRatio.target, "must equal 1 − rate")
+        }
+        guard abs(optimizer.targetKeepRatios.attention - targetKeepRatios.attention) < 1e-12 else {
+            throw fail("attention_keep_ratio.target", optimizer.targetKeepRatios.attention, "must equal 1 − attention rate")
         }
         try optimizer.validate()
     }
@@ -192,6 +213,7 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             "penalty_initial": .number(o.penalty.initial), "penalty_final": .number(o.penalty.final),
             "scope": .string(o.budgetScope.rawValue), "keep_ratio_start": .number(o.keepRatio.start),
             "keep_ratio_target": .number(o.keepRatio.target), "granularity": .string(granularity),
+            "attention_keep_ratio_target": .number(o.targetKeepRatios.attention), "mlp_keep_ratio_target": .number(o.targetKeepRatios.mlp),
             "init": .string(initialization.method), "init_mapping": .string(initialization.mapping),
             "init_keep_ratio": .number(initialization.keepRatio),
             "calibration": .string(calibration.recipe), "threads": .integer(threads),

@@ -27,8 +27,14 @@ public enum RunReportSVG {
                           frame: Frame(x: 60, y: y, width: width - 90, height: 200))
         y += 250
         let held = heldout.map { (Double($0.iteration), $0.meanNLL) }
-        body += lineChart(series: [("hard mask, C4 validation", "#363", held)],
-                          title: "held-out NLL of the hard mask (nats/token)", xLabel: "iteration", markers: true,
+        let sampled = heldout.compactMap { r in r.sampledMeanNLL.map { (Double(r.iteration), $0) } }
+        var heldSeries = [("hard mask (the plan returned)", "#363", held)]
+        if !sampled.isEmpty { heldSeries.append(("sampled masks (what the estimator optimises)", "#c80", sampled)) }
+        if let best = heldout.filter({ $0.best == true }).last {
+            heldSeries.append(("returned: best hard mask", "#c33", [(Double(best.iteration), best.meanNLL)]))
+        }
+        body += lineChart(series: heldSeries,
+                          title: "held-out NLL on C4 validation (nats/token): hard mask vs sampled masks", xLabel: "iteration", markers: true,
                           frame: Frame(x: 60, y: y, width: width - 90, height: 200))
         y += 250
         return """
