@@ -78,6 +78,24 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
         return copy
     }
 
+    /// Whether the hard mask at these keep ratios keeps more structures than the budget allows because of ties at
+    /// the threshold (spec §2.4 keeps every tie): e.g. when a too-large learning rate drives a whole kind to one
+    /// value, the hard mask keeps everything. Global and per-layer scopes count structures; joint is not checked.
+    public func hardMaskExceedsBudget(keepRatios: KeepRatios, scope: BudgetScope) -> Bool {
+        func exceeds(_ v: [Double], _ rho: Double) -> Bool {
+            let t = hardMaskThreshold(v, keepRatio: rho)
+            return v.filter { t.keeps($0) }.count > v.count - t.index
+        }
+        for kind in StructureKind.allCases {
+            switch scope {
+            case .global: if exceeds(Array(self[kind].joined()), keepRatios[kind]) { return true }
+            case .perLayer: if self[kind].contains(where: { exceeds($0, keepRatios[kind]) }) { return true }
+            case .joint: return false
+            }
+        }
+        return false
+    }
+
     /// The per-layer vectors of one kind.
     public subscript(kind: StructureKind) -> [[Double]] {
         get { kind == .attention ? attention : mlp }
@@ -187,19 +205,35 @@ public struct KeepProbabilities: Codable, Sendable, Equatable {
     }
 
     /// `hardMask(keepRatio:...)` with one keep ratio per kind (joint: `KeepRatios.joint(config:)`).
+    /// - Parameter exactBudget: keep ties at the threshold only while the count allows (in layer order, then index
+    ///   order), so the mask never keeps more than the budget; false (the default) keeps every tie, as the
+    ///   official code does (spec §2.4). Joint scope always keeps ties.
     public func hardMask(keepRatios: KeepRatios, scope: BudgetScope, config: ModelConfig,
-                         granularity: PruningGranularity = .channels) -> StructureMask {
+                         granularity: PruningGranularity = .channels, exactBudget: Bool = false) -> StructureMask {
         var keptGroups = attention.map { _ in [Int]() }
         var keptChannels = mlp.map { _ in [Int]() }
+        /// Kept ids per vector of `group` (vectors sharing one threshold): every s ≥ θ, or with `exactBudget` every
+        /// s > θ plus the first ties up to the count `total − index`.
+        func kept(_ group: [[Double]], _ rho: Double) -> [[Int]] {
+            let t = hardMaskThreshold(group.joined(), keepRatio: rho)
+            guard exactBudget else { return group.map { keptIds($0, threshold: t) } }
+            let total = group.reduce(0) { $0 + $1.count }
+            var ties = (total - t.index) - group.joined().filter { $0 > t.threshold }.count
+            return group.map { v in
+                v.indices.filter { i in
+                    if v[i] > t.threshold { return true }
+                    if v[i] == t.threshold && ties > 0 { ties -= 1; return true }
+                    return false
+                }
+            }
+        }
         switch scope {
         case .global:
-            let ta = hardMaskThreshold(attention.joined(), keepRatio: keepRatios.attention)
-            let tm = hardMaskThreshold(mlp.joined(), keepRatio: keepRatios.mlp)
-            keptGroups = attention.map { keptIds($0, threshold: ta) }
-            keptChannels = mlp.map { keptIds($0, threshold: tm) }
+            keptGroups = kept(attention, keepRatios.attention)
+            keptChannels = kept(mlp, keepRatios.mlp)
         case .perLayer:
-            keptGroups = attention.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatios.attention)) }
-            keptChannels = mlp.map { keptIds($0, threshold: hardMaskThreshold($0, keepRatio: keepRatios.mlp)) }
+            keptGroups = attention.map { kept([$0], keepRatios.attention)[0] }
+            keptChannels = mlp.map { kept([$0], keepRatios.mlp)[0] }
         case .joint:
             let keepRatio = keepRatios.joint(config: config)
             let weights = Self.jointWeights(config: config, layers: attention.count, granularity: granularity)

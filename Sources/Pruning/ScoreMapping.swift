@@ -11,11 +11,14 @@ public enum ScoreMapping: Codable, Sendable, Equatable {
     case hybrid
     /// `c` for structures in the init mask, `1 − c` for the rest (c = 1 freezes the scores at 0/1, spec §3.2).
     case constant(Double)
-    /// Not in the paper: centred on the layer's own metric plan. Standardise as `sigmap` does, then
-    /// `sigmoid((z − b) / τ)` with b halfway between the lowest kept and the highest pruned z of the per-layer init
-    /// mask. Every kept structure starts above 0.5 and every pruned one below, so any threshold between them (the
-    /// global hard mask included) reproduces the per-layer metric plan at step 0; τ (in standard deviations of
-    /// the layer's metric) sets how far from the boundary a structure must be to be sampled almost surely.
+    /// Not in the paper: centred on the layer's own metric plan. Each structure's position is its rank quantile
+    /// in the layer, `q = (rank + 0.5) / n` (ascending metric, ties sharing their mean rank), and its keep
+    /// probability `sigmoid((q − b) / τ)` with b halfway between the highest pruned and the lowest kept q of the
+    /// per-layer init mask. Every kept structure starts above 0.5 and every pruned one below, so any threshold
+    /// between them (the global hard mask included) reproduces the per-layer metric plan at step 0; τ, a fraction
+    /// of the layer's structures, sets the band around the boundary that sampling explores (about ±2.2 τ of the
+    /// layer lies in (0.1, 0.9)). Ranks, not standardised values: metrics such as Wanda-sp are heavy-tailed, so a
+    /// std-based scale would put most structures of a layer within a fraction of a std of the boundary.
     case planCentred(temperature: Double)
 
     /// Initial keep probabilities for one layer's vector of a kind. `initMask` (one entry per structure) is used
@@ -49,27 +52,32 @@ public func sigmap(_ x: [Double], mean mu: Double) -> [Double] {
     return shiftToMeanAndClip(y, mean: mu)
 }
 
-/// The `planCentred` mapping of one layer's vector: `sigmoid((z − b) / τ)` with z the standardised metric (unbiased
-/// std + 1e-8, as `sigmap`) and b the midpoint between the lowest kept and the highest pruned z of `initMask`.
-/// All kept gives 1s, none kept gives 0s (the ranking is then the plan itself); n = 0 gives `[]`.
+/// The `planCentred` mapping of one layer's vector: `sigmoid((q − b) / τ)` with q the rank quantile
+/// `(rank + 0.5) / n` (ascending metric, tied values share their mean rank) and b the midpoint between the highest
+/// pruned and the lowest kept q of `initMask`. All kept gives 1s, none kept gives 0s; n = 0 gives `[]`.
 public func planCentred(_ x: [Double], initMask: [Bool], temperature tau: Double) -> [Double] {
     precondition(x.count == initMask.count, "one init-mask entry per structure")
     let n = x.count
     if n == 0 { return [] }
     if initMask.allSatisfy({ $0 }) { return Array(repeating: 1, count: n) }
     if !initMask.contains(true) { return Array(repeating: 0, count: n) }
-    let m = mean(x)
-    var squares = 0.0
-    for v in x { squares += (v - m) * (v - m) }
-    let std = n > 1 ? (squares / Double(n - 1)).squareRoot() : 0
-    let z = x.map { ($0 - m) / (std + 1e-8) }
+    let order = x.indices.sorted { x[$0] < x[$1] || (x[$0] == x[$1] && $0 < $1) }
+    var q = [Double](repeating: 0, count: n)
+    var i = 0
+    while i < n {
+        var j = i
+        while j + 1 < n && x[order[j + 1]] == x[order[i]] { j += 1 }
+        let meanRank = Double(i + j) / 2
+        for k in i...j { q[order[k]] = (meanRank + 0.5) / Double(n) }
+        i = j + 1
+    }
     var lowestKept = Double.infinity, highestPruned = -Double.infinity
-    for (v, kept) in zip(z, initMask) {
+    for (v, kept) in zip(q, initMask) {
         if kept { lowestKept = min(lowestKept, v) } else { highestPruned = max(highestPruned, v) }
     }
     let boundary = (lowestKept + highestPruned) / 2
-    let t = max(tau, 1e-6)
-    return z.map { 1 / (1 + exp(-($0 - boundary) / t)) }
+    let t = max(tau, 1e-9)
+    return q.map { 1 / (1 + exp(-($0 - boundary) / t)) }
 }
 
 /// `norm` of spec §3.2: `(x − min) / (max − min + 1e-8)`, shift to mean μ, clip to [0,1]. n = 0 gives `[]`;

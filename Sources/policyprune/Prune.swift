@@ -100,8 +100,10 @@ struct Prune: ParsableCommand {
     @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap (channels, heads), block-influence, ppl-drop (layers). Default: wanda-sp; block-influence for layers; random for sublayers.")
     var `init`: InitMethod?
     @Option(help: "Start from a previous run's scores.json / initial-scores.json instead of --init.") var initScores: String?
-    @Option(help: "Metric-to-score mapping: sigmap (the paper's), norm, hybrid, const, plan (centred on each layer's metric plan: the step-0 hard mask is the per-layer metric plan; see --init-temperature).") var mapping: Mapping = .sigmap
-    @Option(help: "Temperature of the plan mapping, in standard deviations of a layer's metric (smaller: fewer structures sampled away).") var initTemperature: Double = 0.5
+    @Option(name: .customLong("mapping"), help: "Metric-to-score mapping: sigmap (the paper's, the default), norm, hybrid, const, plan (centred on each layer's metric plan: the step-0 hard mask is the per-layer metric plan; see --init-temperature). With --init-scores: re-map the saved scores (their order within each layer) instead of using them as they are.") var mappingOption: Mapping?
+    /// The mapping of a metric init.
+    var mapping: Mapping { mappingOption ?? .sigmap }
+    @Option(help: "Temperature of the plan mapping, as a fraction of a layer's structures (about ±2.2 τ of each layer is sampled with probability between 0.1 and 0.9).") var initTemperature: Double = 0.02
     @Option(help: "c of the const mapping (kept: c, others: 1 - c).") var initConstant: Double = 0.9
     @Option(help: "Mean of the initial scores / keep ratio of the init mask (default: the start keep ratio).") var initRate: Double?
     @Option(help: "Calibration windows for a metric init (spec: 128).") var initWindows = 128
@@ -281,10 +283,15 @@ struct Prune: ParsableCommand {
             if file.modelSHA256 != sha {
                 note("warning: \(initScores) was saved for model sha256 \(file.modelSHA256.prefix(16))…, this model is \(sha.prefix(16))…")
             }
-            let record = PolicyGradientRunOptions.Initialization(
-                method: "scores-file", mapping: "none", constant: initConstant, keepRatio: mu, scoresFile: initScores,
-                scoresFileSHA256: try ModelFingerprint.fileSHA256(initScores))
-            return (file.keepProbabilities, record)
+            var record = PolicyGradientRunOptions.Initialization(
+                method: "scores-file", mapping: mappingOption?.rawValue ?? "none", constant: initConstant, keepRatio: mu,
+                scoresFile: initScores, scoresFileSHA256: try ModelFingerprint.fileSHA256(initScores))
+            guard mappingOption != nil else { return (file.keepProbabilities, record) }
+            // The saved scores act as the metric: only their order within each layer matters to the rank-based plan
+            // mapping (and sigmap/norm see them as values).
+            if mapping == .plan { record.details["temperature"] = "\(initTemperature)" }
+            let k = file.keepProbabilities
+            return (granularity.initialScores(attention: k.attention, mlp: k.mlp, mapping: scoreMapping, keepRatios: muPerKind), record)
         }
         let method = self.`init` ?? InitMethod.defaultInit(for: granularity)
         var record = PolicyGradientRunOptions.Initialization(method: method.rawValue, mapping: mapping.rawValue,

@@ -43,7 +43,8 @@ final class PaperMethodWinsTests: XCTestCase {
         let run = scratch.appendingPathComponent("run")
         let prune = try Shared.run(["prune", "--model", model] + rates + [
             "--init", "wanda-sp", "--init-windows", "32", "--init-seq", "256", "--init-calibration-seed", "42",
-            "--mapping", "plan", "--steps", "300", "--batch", "8", "--k", "2", "--lr", "0.05", "--eval-every", "50",
+            "--mapping", "plan", "--init-temperature", "0.05", "--steps", "300", "--batch", "8", "--k", "2", "--lr", "0.5",
+            "--baseline", "step", "--eval-every", "50",
             "--eval-windows", "16", "--checkpoint-every", "100", "--seed", "1", "--run", run.path, "--shared", shared])
         XCTAssertEqual(prune.status, 0, prune.stderr)
         XCTAssertTrue(prune.stdout.contains("returned"), prune.stdout)

@@ -52,8 +52,8 @@ final class BudgetsAndStartTests: XCTestCase {
 
     /// The plan-centred mapping: every layer's kept structures start above 0.5 and its pruned ones below, so the
     /// per-layer hard mask of the scores is exactly the per-layer metric plan, and the global hard mask is that
-    /// plan minus the floor(N r) − Σ floor(n r) structures the global count removes on top (the kept ones nearest
-    /// their layer's boundary).
+    /// plan minus the floor(N r) − Σ floor(n r) structures the global count removes on top (kept ones at their
+    /// layer's boundary).
     func testPlanCentredStartReproducesThePerLayerMetricPlan() throws {
         let config = try TinyConfig.make()
         let m = randomMetric(config, seed: 11)
@@ -63,7 +63,9 @@ final class BudgetsAndStartTests: XCTestCase {
         for tau in [0.1, 0.5, 2.0] {
             let s = InitialScores.fromMetric(m.attention, m.mlp, mapping: .planCentred(temperature: tau), keepRatios: ratios)
             XCTAssertEqual(s.hardMask(keepRatios: ratios, scope: .perLayer, config: config), metricPlan, "τ = \(tau)")
-            let global = s.hardMask(keepRatios: ratios, scope: .global, config: config)
+            // Rank quantiles repeat across layers of equal width, so the global threshold meets ties: the run's
+            // hard mask cuts them to the budget (exactBudget).
+            let global = s.hardMask(keepRatios: ratios, scope: .global, config: config, exactBudget: true)
             for kind in StructureKind.allCases {
                 let n = config.structureCount(kind)
                 let perLayerRemoved = config.layers.indices.reduce(0) {
@@ -81,6 +83,35 @@ final class BudgetsAndStartTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Ties at the threshold: the spec's rule keeps them all (here: one value everywhere keeps everything);
+    /// `exactBudget` keeps them in layer order only up to the budget, so the count is exactly N − floor(N (1 − ρ))
+    /// in global and per-layer scope, and `hardMaskExceedsBudget` reports the tie.
+    func testExactBudgetCutsTiesToTheBudget() throws {
+        let config = try TinyConfig.make()
+        let flat = KeepProbabilities.uniform(config, value: 0.7)
+        let ratios = KeepRatios(attention: 0.5, mlp: 0.7)
+        XCTAssertTrue(flat.hardMaskExceedsBudget(keepRatios: ratios, scope: .global))
+        XCTAssertEqual(flat.hardMask(keepRatios: ratios, scope: .global, config: config).keptCount(.mlp), config.structureCount(.mlp))
+        for scope in [BudgetScope.global, .perLayer] {
+            let mask = flat.hardMask(keepRatios: ratios, scope: scope, config: config, exactBudget: true)
+            for kind in StructureKind.allCases {
+                let expected = scope == .global
+                    ? config.structureCount(kind) - hardMaskIndex(count: config.structureCount(kind), keepRatio: ratios[kind])
+                    : config.layers.indices.reduce(0) {
+                        let n = config.structureCount(kind, layer: $1)
+                        return $0 + n - hardMaskIndex(count: n, keepRatio: ratios[kind])
+                    }
+                XCTAssertEqual(mask.keptCount(kind), expected, "\(scope) \(kind)")
+            }
+        }
+        // Without ties exactBudget changes nothing.
+        let m = randomMetric(config, seed: 8)
+        let distinct = KeepProbabilities(attention: m.attention, mlp: m.mlp)
+        XCTAssertFalse(distinct.hardMaskExceedsBudget(keepRatios: ratios, scope: .global))
+        XCTAssertEqual(distinct.hardMask(keepRatios: ratios, scope: .global, config: config, exactBudget: true),
+                       distinct.hardMask(keepRatios: ratios, scope: .global, config: config))
     }
 
     /// A kind whose target keep ratio is 1 is set to exactly 1, never sampled away, and stays at exactly 1 through

@@ -267,7 +267,8 @@ public final class PolicyGradientRun {
         func heldout(iteration: Int) throws {
             let rho = iteration >= options.steps ? targets : o.keepRatios(atStep: state.step)
             let t0 = Date()
-            let mask = state.keepProbabilities.hardMask(keepRatios: rho, scope: o.budgetScope, config: config, granularity: granularity)
+            let mask = state.keepProbabilities.hardMask(keepRatios: rho, scope: o.budgetScope, config: config, granularity: granularity,
+                                                        exactBudget: true)
             let nll = try meanNLL(mask: mask, windows: data.heldout)
             // Sampled masks from a stream of their own (seeded by run seed and iteration), so measuring them never
             // changes the training stream.
@@ -284,6 +285,13 @@ public final class PolicyGradientRun {
             // Only evaluations at the target keep ratios compete for the returned plan (a progressive schedule's
             // early masks keep more and are not comparable).
             let atTarget = rho == targets
+            // Ties at the threshold are cut to the budget (exactBudget), in held-out evaluations and in the plans the
+            // run writes, so a run can never return a plan that keeps more than asked (e.g. when a too-large
+            // learning rate drives every score of a kind to one value) and equal scores across layers (the plan
+            // mapping's start) still give exactly the budget.
+            if state.keepProbabilities.hardMaskExceedsBudget(keepRatios: rho, scope: o.budgetScope) {
+                onEvent(.message("note: at iteration \(iteration) scores tie at the hard-mask threshold; ties are kept in layer order up to the budget"))
+            }
             var isBest = false
             if atTarget, nll.isFinite, best == nil || nll < best!.meanNLL {
                 best = BestHeldout(iteration: iteration, step: state.step, meanNLL: nll, keepProbabilities: state.keepProbabilities)
@@ -397,7 +405,7 @@ public final class PolicyGradientRun {
     func plan(for scores: KeepProbabilities) throws -> PrunePlan {
         let o = options.optimizer
         let mask = scores.hardMask(keepRatios: o.targetKeepRatios, scope: o.budgetScope, config: model.config,
-                                   granularity: options.scoreGranularity)
+                                   granularity: options.scoreGranularity, exactBudget: true)
         return try PrunePlan(mask: mask, config: model.config, method: "policy-gradient", options: options.planRecord,
                              seed: options.seed, requestedRate: 1 - o.targetKeepRatios.joint(config: model.config), modelSHA256: options.model.sha256,
                              calibrationSHA256: options.calibration.idsSHA256, toolVersion: options.toolVersion)
