@@ -405,37 +405,15 @@ final class FuzzTests: XCTestCase {
     /// --plan`. Every run must exit (0 or a non-zero status with a message), never by a signal or the deadline.
     func testBinaryCases() throws {
         let gguf = try storiesGGUF()
-        let blockCount = try XCTUnwrap(GGUFFields.walk(gguf).first { $0.name == "'llama.block_count' value" })
-        var cases: [(label: String, arguments: [String])] = []
-        for value: UInt64 in [0x7FFF_FFFF, 0xFFFF_FFFF] {
-            var data = gguf
-            for b in 0..<4 { data[blockCount.offset + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(b))) }
-            let path = scratch.appendingPathComponent("block-\(value).gguf").path
-            try data.write(to: URL(fileURLWithPath: path))
-            cases.append(("block_count \(value) info", ["info", "--model", path]))
-            cases.append(("block_count \(value) generate", ["generate", "--model", path, "--prompt", "Once", "--max-tokens", "4"]))
-        }
-        var mutator = Mutator(seed: FuzzSettings.seed &+ 8)
         let fields = GGUFFields.walk(gguf)
+        let blockCount = try XCTUnwrap(fields.first { $0.name == "'llama.block_count' value" })
         let l2c = try Shared.data(Self.stories)
         let l2cFolder = scratch.appendingPathComponent("bin-l2c")
         try FileManager.default.createDirectory(at: l2cFolder, withIntermediateDirectories: true)
         try Shared.data(Self.tok512).write(to: l2cFolder.appendingPathComponent("tok512.bin"))
-        for i in 0..<FuzzSettings.cases(12) {
-            var data = gguf
-            let label = mutator.edge(&data, mutator.pick(fields))
-            let path = scratch.appendingPathComponent("bin-\(i).gguf").path
-            try data.write(to: URL(fileURLWithPath: path))
-            cases.append(("gguf \(label)", [i % 2 == 0 ? "info" : "generate", "--model", path] + (i % 2 == 0 ? [] : ["--prompt", "Once", "--max-tokens", "4"])))
-            var model = l2c
-            let l2cLabel = mutator.edge(&model, HeaderField(offset: 4 * mutator.below(7), width: 4, name: "llama2.c header field"))
-            let l2cPath = l2cFolder.appendingPathComponent("model-\(i).bin").path
-            try model.write(to: URL(fileURLWithPath: l2cPath))
-            cases.append(("llama2c \(l2cLabel)", ["generate", "--model", l2cPath, "--prompt", "Once", "--max-tokens", "4"]))
-        }
         var tally = FuzzTally(format: "binary")
         let start = Date()
-        for (label, arguments) in cases {
+        func check(_ label: String, _ arguments: [String]) throws {
             let r = try Shared.run(arguments, timeout: caseDeadline)
             tally.cases += 1
             tally.slowest = max(tally.slowest, r.seconds)
@@ -451,12 +429,38 @@ final class FuzzTests: XCTestCase {
                 XCTAssertTrue(r.stderr.contains("llama.block_count"), "\(label): \(r.stderr)")
             }
         }
+        let generate = ["--prompt", "Once", "--max-tokens", "4"]
+        for value: UInt64 in [0x7FFF_FFFF, 0xFFFF_FFFF] {
+            var data = gguf
+            for b in 0..<4 { data[blockCount.offset + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(b))) }
+            let path = scratch.appendingPathComponent("block-\(value).gguf").path
+            try data.write(to: URL(fileURLWithPath: path))
+            try check("block_count \(value) info", ["info", "--model", path])
+            try check("block_count \(value) generate", ["generate", "--model", path] + generate)
+        }
+        var mutator = Mutator(seed: FuzzSettings.seed &+ 8)
+        let box = FuzzSettings.secondsPerFormat
+        for i in 0..<FuzzSettings.cases(12) {
+            if let box, Date().timeIntervalSince(start) > box { break }
+            var data = gguf
+            let label = i % 4 == 3 ? mutator.bytes(&data, headerBytes: 4096) : mutator.edge(&data, mutator.pick(fields))
+            let path = scratch.appendingPathComponent("bin-\(i % 2).gguf").path
+            try data.write(to: URL(fileURLWithPath: path))
+            try check("gguf \(label)", i % 2 == 0 ? ["info", "--model", path] : ["generate", "--model", path] + generate)
+            var model = l2c
+            let l2cLabel = i % 4 == 3 ? mutator.bytes(&model, headerBytes: 28)
+                : mutator.edge(&model, HeaderField(offset: 4 * mutator.below(7), width: 4, name: "llama2.c header field"))
+            let l2cPath = l2cFolder.appendingPathComponent("model.bin").path
+            try model.write(to: URL(fileURLWithPath: l2cPath))
+            try check("llama2c \(l2cLabel)", ["generate", "--model", l2cPath] + generate)
+        }
         tally.seconds = Date().timeIntervalSince(start)
         tally.peakRSSMiB = peakRSSMiB()
         print("fuzz binary: \(tally.cases) runs, \(tally.cleanErrors) clean errors, \(tally.successes) successes, \(tally.hangs) hangs, "
-              + "\(tally.crashes) crashes, slowest \(String(format: "%.2f", tally.slowest)) s")
-        if let path = FuzzSettings.report, let json = try? JSONEncoder().encode(tally), let h = FileHandle(forWritingAtPath: path) {
-            h.seekToEndOfFile(); h.write(json + Data("\n".utf8)); h.closeFile()
+              + "\(tally.crashes) crashes, slowest \(String(format: "%.2f", tally.seconds > 0 ? tally.slowest : 0)) s")
+        if let path = FuzzSettings.report, let json = try? JSONEncoder().encode(tally) {
+            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            if let h = FileHandle(forWritingAtPath: path) { h.seekToEndOfFile(); h.write(json + Data("\n".utf8)); h.closeFile() }
         }
     }
 }
