@@ -67,7 +67,12 @@ extension ModelConfig {
             guard !overflow, p <= maxElements else { throw bad(key, value, "implies a tensor larger than \(limit)") }
             return p
         }
-        var total = try product(vocabSize, hiddenSize, key: keys.vocab, value: vocabSize)
+        // The embedding: the width is named, since the vocabulary is usually pinned by the embedding tensor's rows.
+        let (embedding, embeddingOverflow) = vocabSize.multipliedReportingOverflow(by: hiddenSize)
+        guard !embeddingOverflow, embedding <= maxElements else {
+            throw bad(keys.hidden, hiddenSize, "with \(keys.vocab) \(vocabSize) implies an embedding larger than \(limit)")
+        }
+        var total = embedding
         func add(_ n: Int, key: String, value: Int) throws {
             let (t, overflow) = total.addingReportingOverflow(n)
             guard !overflow, t <= maxElements else { throw bad(key, value, "implies more weights than \(limit)") }

@@ -59,7 +59,8 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
         let impliedSize = header[5] > 0 ? sizeSharedChecked : sizeSeparateChecked
         guard impliedSize == file.count else {
             if file.count < impliedSize {
-                throw CheckpointError.truncated(file: path, what: "llama2.c weights for the header \(header)", needed: impliedSize, available: file.count)
+                let classifier = header[5] > 0 ? "classifier shared with the embedding" : "separate classifier wcls (vocab_size < 0)"
+                throw CheckpointError.truncated(file: path, what: "llama2.c weights for the header \(header), \(classifier)", needed: impliedSize, available: file.count)
             }
             let hint = file.count == (header[5] > 0 ? sizeSeparateChecked : sizeSharedChecked)
                 ? " (the size with\(header[5] > 0 ? "" : "out") wcls: is the vocab_size sign wrong?)" : ""
@@ -87,19 +88,7 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
         add("rms_final_weight", [dim])
         add("freq_cis_real", [seqLen, headSize / 2])
         add("freq_cis_imag", [seqLen, headSize / 2])
-        let sizeShared = offset
         add("wcls", [vocabSize, dim])
-        let sizeSeparate = offset
-        let expected = sharedClassifier ? sizeShared : sizeSeparate
-        if file.count < expected {
-            let classifier = sharedClassifier ? "classifier shared with the embedding" : "separate classifier wcls (vocab_size < 0)"
-            throw CheckpointError.truncated(file: path, what: "llama2.c weights for the header \(header), \(classifier)", needed: expected, available: file.count)
-        }
-        if file.count != expected {
-            let other = sharedClassifier ? sizeSeparate : sizeShared
-            let hint = file.count == other ? " (the size with\(sharedClassifier ? "" : "out") wcls: is the vocab_size sign wrong?)" : ""
-            throw CheckpointError.corrupt(file: path, reason: "size \(file.count) bytes, header implies \(expected)\(hint)")
-        }
         if sharedClassifier { layout.removeLast() }
         self.layout = layout
         var index: [String: Int] = [:]

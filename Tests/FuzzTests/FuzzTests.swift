@@ -71,6 +71,55 @@ final class FuzzTests: XCTestCase {
         }
     }
 
+    /// The other unchecked values the harness and review found, each now a typed error naming key, value, limit.
+    func testHeaderLimitRegressions() throws {
+        // config.json num_hidden_layers 2^31-1 (limit: tensors present) and hidden_size 2^62 (overflowing products).
+        let source = try Shared.url(Self.storiesHF)
+        let folder = scratch.appendingPathComponent("hf")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for name in ["model.safetensors", "tok512.bin"] {
+            try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: folder.appendingPathComponent(name))
+        }
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as? [String: Any])
+        for (key, value) in [("num_hidden_layers", Int(Int32.max)), ("hidden_size", 1 << 62), ("intermediate_size", Int.max),
+                             ("max_position_embeddings", -1)] {
+            var edited = config
+            edited[key] = value
+            if key == "hidden_size" { edited["head_dim"] = 8 }
+            try JSONSerialization.data(withJSONObject: edited).write(to: folder.appendingPathComponent("config.json"))
+            XCTAssertThrowsError(try CheckpointLoader.load(path: folder.path)) { error in
+                guard case CheckpointError.badValue(_, key, "\(value)", _) = error else { return XCTFail("\(key): wrong error \(error)") }
+            }
+        }
+        // llama2.c: every field at the 2^24 plausibility bound overflows the implied size; refused before the layout.
+        var l2c = try Shared.data(Self.stories)
+        for (i, v) in [(0, 1 << 24), (1, 1 << 24), (2, 1 << 24), (3, 1 << 22), (4, 1 << 22), (6, 1 << 24)] {
+            withUnsafeBytes(of: Int32(v).littleEndian) { l2c.replaceSubrange((4 * i)..<(4 * i + 4), with: $0) }
+        }
+        let l2cPath = try write(l2c, "huge.bin")
+        XCTAssertThrowsError(try Llama2cCheckpoint(path: l2cPath)) { error in
+            guard case CheckpointError.badValue(_, "n_layers", _, _) = error else { return XCTFail("wrong error \(error)") }
+        }
+        // tokenizer.json: a token id of 2^32-1 asked for a 32 GiB id table.
+        var tokenizer = try XCTUnwrap(try JSONSerialization.jsonObject(with: Self.smallTokenizerJSON()) as? [String: Any])
+        var model = try XCTUnwrap(tokenizer["model"] as? [String: Any])
+        var vocab = try XCTUnwrap(model["vocab"] as? [String: Int])
+        vocab["hostile"] = Int(UInt32.max)
+        model["vocab"] = vocab
+        tokenizer["model"] = model
+        let tokPath = try write(try JSONSerialization.data(withJSONObject: tokenizer), "tokenizer.json")
+        XCTAssertThrowsError(try TokenizerLoader.huggingFace(tokenizerJSON: tokPath)) { error in
+            guard case TokenizerError.badValue(_, _, "\(UInt32.max)", let reason) = error else { return XCTFail("wrong error \(error)") }
+            XCTAssertTrue(reason.contains("limit"), reason)
+        }
+    }
+
+    private func write(_ data: Data, _ name: String) throws -> String {
+        let url = scratch.appendingPathComponent(name)
+        try data.write(to: url)
+        return url.path
+    }
+
     /// Whole-model GGUF loads: edge values in every header field, flips in the header region, truncation.
     func testFuzzGGUFModel() throws {
         let seed = try storiesGGUF()
