@@ -120,6 +120,20 @@ final class FuzzTests: XCTestCase {
         return url.path
     }
 
+    /// Found by the campaign (seed 1616, case 1018): a plan.json whose dense_parameters.attention is 2^63-1 trapped
+    /// on overflow while the mismatch message summed the counts. Counts are now bounded when read.
+    func testPlanParameterCountRegression() throws {
+        let run = try makeRunFolder()
+        var plan = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("plan.json"))) as? [String: Any])
+        var dense = try XCTUnwrap(plan["dense_parameters"] as? [String: Any])
+        dense["attention"] = Int.max
+        plan["dense_parameters"] = dense
+        XCTAssertThrowsError(try PrunePlan.decode(try JSONSerialization.data(withJSONObject: plan))) { error in
+            XCTAssertEqual(error as? PruningError, .invalidValue(key: "dense_parameters.attention", value: "\(Int.max)",
+                                                                  reason: "a parameter count must be in 0...\(ParameterCount.maximumCount)"))
+        }
+    }
+
     /// Whole-model GGUF loads: edge values in every header field, flips in the header region, truncation.
     func testFuzzGGUFModel() throws {
         let seed = try storiesGGUF()
