@@ -31,6 +31,8 @@ struct FuzzTally: Codable {
     var slowest = 0.0
     var seconds = 0.0
     var peakRSSMiB = 0.0
+    /// Cases that raised the process's peak resident memory by more than 64 MiB (the first five), with the rise.
+    var memoryJumps: [String] = []
     /// Up to ten error kinds with counts (the first word of each description's kind), for the record.
     var errorKinds: [String: Int] = [:]
 }
@@ -93,6 +95,11 @@ struct FuzzCampaign {
         tally.cases += 1
         Self.watchdog.begin("\(tally.format) case \(tally.cases - 1) [seed \(FuzzSettings.seed)]: \(label)")
         let t0 = Date()
+        let rss0 = peakRSSMiB()
+        defer {
+            let rise = peakRSSMiB() - rss0
+            if rise > 64, tally.memoryJumps.count < 5 { tally.memoryJumps.append("+\(Int(rise)) MiB: \(label)") }
+        }
         do {
             try body()
             tally.successes += 1
@@ -127,7 +134,8 @@ struct FuzzCampaign {
             }
         }
         print("fuzz \(tally.format): \(tally.cases) cases, \(tally.cleanErrors) clean errors, \(tally.successes) successes, "
-              + "\(tally.hangs) hangs, slowest \(String(format: "%.3f", tally.slowest)) s, \(String(format: "%.1f", tally.seconds)) s")
+              + "\(tally.hangs) hangs, slowest \(String(format: "%.3f", tally.slowest)) s, \(String(format: "%.1f", tally.seconds)) s, peak RSS \(Int(tally.peakRSSMiB)) MiB")
+        for jump in tally.memoryJumps { print("fuzz \(tally.format) memory: \(jump)") }
         XCTAssertEqual(tally.hangs, 0, "\(tally.format): cases over \(caseDeadline) s", file: file, line: line)
     }
 }
