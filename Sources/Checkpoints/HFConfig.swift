@@ -189,7 +189,9 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         kvHeads: CodingKeys.kvHeads.rawValue, headDim: CodingKeys.headDim.rawValue, ffn: CodingKeys.intermediateSize.rawValue,
         vocab: CodingKeys.vocabSize.rawValue, context: CodingKeys.maxPositionEmbeddings.rawValue)
 
-    /// The architecture as `[LayerSpec]` (a layer with 0 heads has no attention; 0 channels, no MLP).
+    /// The architecture as `[LayerSpec]` (a layer with 0 heads has no attention; 0 channels, no MLP). It has one
+    /// entry per `num_hidden_layers`: check that against the tensors present (`ModelConfig.checkLayerCount`, as
+    /// `CheckpointLoader` does) before asking for it on an untrusted file.
     public var modelConfig: ModelConfig {
         let layers = (0..<layerCount).map { i -> LayerSpec in
             let q = attentionHeadsPerLayer?[i] ?? attentionHeads
