@@ -49,6 +49,8 @@ let package = Package(
         .testTarget(name: "MetricTests", dependencies: ["Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "ExportTests", dependencies: ["Checkpoints", "Transformer", "Pruning", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "ZeroShotModelTests", dependencies: ["Evaluation", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
+        // Issue 16: seeded mutation of every input format, in-process and through the built binary.
+        .testTarget(name: "FuzzTests", dependencies: ["Kernels", "Checkpoints", "Tokenization", "Transformer", "Corpora", "Pruning", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "PruneRunTests", dependencies: ["Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
     ]
 )

@@ -98,7 +98,6 @@ public enum CheckpointLoader {
         let configPath = inDir("config.json")
         guard FileManager.default.fileExists(atPath: configPath) else { throw CheckpointError.fileNotFound(file: configPath) }
         let hf = try HFConfig.load(path: configPath)
-        let config = hf.modelConfig
         let store: SafetensorsStore
         if FileManager.default.fileExists(atPath: inDir("model.safetensors.index.json")) {
             store = try SafetensorsStore(index: inDir("model.safetensors.index.json"))
@@ -107,6 +106,13 @@ public enum CheckpointLoader {
         } else {
             throw CheckpointError.fileNotFound(file: inDir("model.safetensors"))
         }
+        // config.json is checked against the tensors actually present before its counts size anything.
+        try ModelConfig.checkLayerCount(hf.layerCount, key: HFConfig.CodingKeys.layerCount.rawValue,
+                                        limit: max(store.weightMap.count, hf.perLayerEntryCount), file: configPath)
+        let config = hf.modelConfig
+        // Safetensors' narrowest dtype is one byte per element.
+        let dataBytes = store.shards.values.reduce(0) { $0 + $1.file.count }
+        try config.checkFits(file: configPath, maxElements: dataBytes, keys: HFConfig.configKeys)
         let weights = try WeightAssembly.assemble(store, config: config, names: HFConfig.names, order: .rotateHalf)
         let tokenizer: TokenizerSource
         if FileManager.default.fileExists(atPath: inDir("tokenizer.json")) {

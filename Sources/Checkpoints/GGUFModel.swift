@@ -39,6 +39,11 @@ extension GGUFFile {
         }
         let hidden = try required("\(arch).embedding_length")
         let layerCount = try required("\(arch).block_count")
+        // Checked before any per-layer array is sized by it: block_count 2^31-1 used to allocate 16 GiB here.
+        let perLayerEntries = ["attention.head_count", "attention.head_count_kv", "feed_forward_length"]
+            .compactMap { metadata["\(arch).\($0)"].flatMap { if case .array(let a) = $0 { return a.count } else { return nil } } }
+        try ModelConfig.checkLayerCount(layerCount, key: "\(arch).block_count",
+                                        limit: max(tensorInfos.count, perLayerEntries.max() ?? 0), file: path)
         guard let heads = try perLayer("\(arch).attention.head_count", layers: layerCount) else {
             throw CheckpointError.missingKey(file: path, key: "\(arch).attention.head_count")
         }
@@ -102,9 +107,20 @@ extension GGUFFile {
             throw CheckpointError.badValue(file: path, key: "\(arch).vocab_size", value: "\(v)", reason: "token_embd.weight has \(vocab) rows")
         }
         let hasBias = arch == "qwen2" || tensorInfos.contains { $0.name.hasSuffix(".attn_q.bias") }
-        return ModelConfig(architecture: arch, hiddenSize: hidden, vocabSize: vocab, layers: layers, normEpsilon: eps,
-                           ropeTheta: theta, tiedEmbeddings: tensorInfo(named: Self.names.head) == nil,
-                           attentionBias: hasBias, contextLength: context)
+        let config = ModelConfig(architecture: arch, hiddenSize: hidden, vocabSize: vocab, layers: layers, normEpsilon: eps,
+                                 ropeTheta: theta, tiedEmbeddings: tensorInfo(named: Self.names.head) == nil,
+                                 attentionBias: hasBias, contextLength: context)
+        // No ggml encoding stores an element in less than one bit, so the file bounds the element count.
+        let (maxElements, overflow) = file.count.multipliedReportingOverflow(by: 8)
+        try config.checkFits(file: path, maxElements: overflow ? .max : maxElements, keys: configKeys(arch))
+        return config
+    }
+
+    /// The GGUF keys behind each `ModelConfig` field for architecture `arch`.
+    func configKeys(_ arch: String) -> ConfigKeys {
+        ConfigKeys(layers: "\(arch).block_count", hidden: "\(arch).embedding_length", heads: "\(arch).attention.head_count",
+                   kvHeads: "\(arch).attention.head_count_kv", headDim: "\(arch).attention.key_length",
+                   ffn: "\(arch).feed_forward_length", vocab: "token_embd.weight rows", context: "\(arch).context_length")
     }
 
     /// The q/k row order of this file's architecture.

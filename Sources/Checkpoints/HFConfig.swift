@@ -152,7 +152,10 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         attentionHeadsPerLayer = try perLayer(.attentionHeadsPerLayer)
         kvHeadsPerLayer = try perLayer(.kvHeadsPerLayer)
         intermediateSizePerLayer = try perLayer(.intermediateSizePerLayer)
-        for i in 0..<layerCount {
+        // The model-wide pair was checked above; only per-layer lists (whose length is bounded by the JSON) need a
+        // loop, so a hostile num_hidden_layers alone never drives one.
+        let hasPerLayerHeads = attentionHeadsPerLayer != nil || kvHeadsPerLayer != nil
+        for i in 0..<(hasPerLayerHeads ? layerCount : 0) {
             let q = attentionHeadsPerLayer?[i] ?? attentionHeads, kv = kvHeadsPerLayer?[i] ?? kvHeads
             guard (q == 0 && kv == 0) || (kv > 0 && q % kv == 0) else {
                 throw bad(.kvHeadsPerLayer, kv, "layer \(i): \(q) query heads are not a multiple of \(kv) KV heads")
@@ -175,7 +178,20 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         }
     }
 
-    /// The architecture as `[LayerSpec]` (a layer with 0 heads has no attention; 0 channels, no MLP).
+    /// The longest per-layer list (0 without any): with `num_hidden_layers` it bounds the layer count.
+    var perLayerEntryCount: Int {
+        [attentionHeadsPerLayer, kvHeadsPerLayer, intermediateSizePerLayer].map { $0?.count ?? 0 }.max() ?? 0
+    }
+
+    /// The config.json keys behind each `ModelConfig` field.
+    static let configKeys = ConfigKeys(
+        layers: CodingKeys.layerCount.rawValue, hidden: CodingKeys.hiddenSize.rawValue, heads: CodingKeys.attentionHeads.rawValue,
+        kvHeads: CodingKeys.kvHeads.rawValue, headDim: CodingKeys.headDim.rawValue, ffn: CodingKeys.intermediateSize.rawValue,
+        vocab: CodingKeys.vocabSize.rawValue, context: CodingKeys.maxPositionEmbeddings.rawValue)
+
+    /// The architecture as `[LayerSpec]` (a layer with 0 heads has no attention; 0 channels, no MLP). It has one
+    /// entry per `num_hidden_layers`: check that against the tensors present (`ModelConfig.checkLayerCount`, as
+    /// `CheckpointLoader` does) before asking for it on an untrusted file.
     public var modelConfig: ModelConfig {
         let layers = (0..<layerCount).map { i -> LayerSpec in
             let q = attentionHeadsPerLayer?[i] ?? attentionHeads

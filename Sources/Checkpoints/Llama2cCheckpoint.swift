@@ -53,6 +53,19 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
         let headSize = dim / heads
         guard headSize % 2 == 0 else { throw bad(3, "head size \(headSize) is odd; RoPE needs pairs") }
         let kvDim = kvHeads * headSize
+        // The size the header implies, with overflow-checked arithmetic, before the layout below loops n_layers
+        // times: a header claiming 2^24 layers of width 2^24 is refused here, not after 150 million entries.
+        let (sizeSharedChecked, sizeSeparateChecked) = try Self.impliedSizes(header: header, kvDim: kvDim, path: path)
+        let impliedSize = header[5] > 0 ? sizeSharedChecked : sizeSeparateChecked
+        guard impliedSize == file.count else {
+            if file.count < impliedSize {
+                let classifier = header[5] > 0 ? "classifier shared with the embedding" : "separate classifier wcls (vocab_size < 0)"
+                throw CheckpointError.truncated(file: path, what: "llama2.c weights for the header \(header), \(classifier)", needed: impliedSize, available: file.count)
+            }
+            let hint = file.count == (header[5] > 0 ? sizeSeparateChecked : sizeSharedChecked)
+                ? " (the size with\(header[5] > 0 ? "" : "out") wcls: is the vocab_size sign wrong?)" : ""
+            throw CheckpointError.corrupt(file: path, reason: "size \(file.count) bytes, header implies \(impliedSize)\(hint)")
+        }
 
         var layout: [(name: String, offset: Int, shape: [Int])] = []
         var offset = 28
@@ -75,24 +88,47 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
         add("rms_final_weight", [dim])
         add("freq_cis_real", [seqLen, headSize / 2])
         add("freq_cis_imag", [seqLen, headSize / 2])
-        let sizeShared = offset
         add("wcls", [vocabSize, dim])
-        let sizeSeparate = offset
-        let expected = sharedClassifier ? sizeShared : sizeSeparate
-        if file.count < expected {
-            let classifier = sharedClassifier ? "classifier shared with the embedding" : "separate classifier wcls (vocab_size < 0)"
-            throw CheckpointError.truncated(file: path, what: "llama2.c weights for the header \(header), \(classifier)", needed: expected, available: file.count)
-        }
-        if file.count != expected {
-            let other = sharedClassifier ? sizeSeparate : sizeShared
-            let hint = file.count == other ? " (the size with\(sharedClassifier ? "" : "out") wcls: is the vocab_size sign wrong?)" : ""
-            throw CheckpointError.corrupt(file: path, reason: "size \(file.count) bytes, header implies \(expected)\(hint)")
-        }
         if sharedClassifier { layout.removeLast() }
         self.layout = layout
         var index: [String: Int] = [:]
         for (i, entry) in layout.enumerated() { index[entry.name] = i }
         self.index = index
+    }
+
+    /// Byte sizes of a checkpoint with `header` (without and with `wcls`), or `badValue` naming `n_layers` when
+    /// the arithmetic overflows (no file that large can exist).
+    static func impliedSizes(header: [Int], kvDim: Int, path: String) throws -> (shared: Int, separate: Int) {
+        let dim = header[0], hidden = header[1], layers = header[2], heads = header[3], vocab = abs(header[5]), seq = header[6]
+        let headSize = dim / heads
+        var total = 28, overflow = false
+        func add(_ factors: Int...) {
+            var p = 4
+            for f in factors {
+                let r = p.multipliedReportingOverflow(by: f)
+                overflow = overflow || r.overflow
+                p = r.partialValue
+            }
+            let r = total.addingReportingOverflow(p)
+            overflow = overflow || r.overflow
+            total = r.partialValue
+        }
+        add(vocab, dim)
+        add(layers, dim)                       // rms_att_weight
+        add(layers, dim, dim)                  // wq
+        add(layers, kvDim, dim); add(layers, kvDim, dim)  // wk, wv
+        add(layers, dim, dim)                  // wo
+        add(layers, dim)                       // rms_ffn_weight
+        add(layers, hidden, dim); add(layers, dim, hidden); add(layers, hidden, dim)  // w1, w2, w3
+        add(dim)                               // rms_final_weight
+        add(seq, headSize / 2); add(seq, headSize / 2)  // freq_cis_real, freq_cis_imag
+        let shared = total
+        add(vocab, dim)                        // wcls
+        guard !overflow else {
+            throw CheckpointError.badValue(file: path, key: "n_layers", value: "\(layers)",
+                                           reason: "the header \(header) implies more bytes than any file can hold")
+        }
+        return (shared, total)
     }
 
     /// The architecture: run.c's constants are RMSNorm eps 1e-5 and RoPE theta 10000.

@@ -45,6 +45,28 @@ public struct ParameterCount: Codable, Sendable, Equatable, Hashable {
         self.norms = norms
     }
 
+    enum CodingKeys: String, CodingKey { case attention, mlp, embeddings, head, norms }
+
+    /// The largest count a field may hold when read from a file: 2^53, the largest integer JSON numbers carry
+    /// exactly. Bounding each field keeps `prunable` and `total` from overflowing (a plan claiming 2^63-1
+    /// attention parameters trapped in `total`).
+    public static let maximumCount = 1 << 53
+
+    /// Reads a count record, rejecting negative or impossible values with the key named.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func count(_ key: CodingKeys) throws -> Int {
+            let v = try c.decode(Int.self, forKey: key)
+            guard v >= 0, v <= Self.maximumCount else {
+                let path = (c.codingPath.map(\.stringValue) + [key.rawValue]).joined(separator: ".")
+                throw PruningError.invalidValue(key: path, value: "\(v)", reason: "a parameter count must be in 0...\(Self.maximumCount)")
+            }
+            return v
+        }
+        self.init(attention: try count(.attention), mlp: try count(.mlp), embeddings: try count(.embeddings),
+                  head: try count(.head), norms: try count(.norms))
+    }
+
     /// The prunable part: attention + MLP projections (the denominator of the paper's pruning rate).
     public var prunable: Int { attention + mlp }
     /// Every parameter of the model.

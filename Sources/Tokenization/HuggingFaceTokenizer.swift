@@ -57,10 +57,20 @@ enum HuggingFaceTokenizer {
             var size = 0
             var entries: [(String, Int)] = []
             entries.reserveCapacity(vocab.count)
+            // The id table is sized by the largest id, so an id far beyond the entries present (2^32-1 asked for
+            // 32 GiB) is refused; 1,024 spare ids allow the odd gap a real tokenizer has.
+            let idLimit = vocab.count + addedJSON.count + 1024
+            func checkID(_ i: Int, _ field: String) throws {
+                guard i < idLimit else {
+                    throw TokenizerError.badValue(file: path, field: field, value: "\(i)",
+                                                  reason: "token id beyond the limit \(idLimit) (entries present plus 1,024)")
+                }
+            }
             for (text, v) in vocab {
                 guard let i = (v as? NSNumber)?.intValue, i >= 0 else {
                     throw TokenizerError.badValue(file: path, field: "model.vocab[\(text.debugDescription)]", value: "\(v)", reason: "not a token id")
                 }
+                try checkID(i, "model.vocab[\(text.debugDescription)]")
                 entries.append((text, i)); size = max(size, i + 1)
             }
             var added: [AddedToken] = []
@@ -69,6 +79,7 @@ enum HuggingFaceTokenizer {
                 guard let i = (a["id"] as? NSNumber)?.intValue, i >= 0, let content = a["content"] as? String else {
                     throw TokenizerError.badValue(file: path, field: "added_tokens[\(k)]", value: "\(a)", reason: "needs id and content")
                 }
+                try checkID(i, "added_tokens[\(k)].id")
                 size = max(size, i + 1)
                 let special = bool(a, "special", false)
                 if special { specials.append(i) }

@@ -153,6 +153,9 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
         self.blasThreads = blasThreads
     }
 
+    /// The largest K (masks per step) a run accepts; each is a forward pass per step, and real runs use a handful.
+    public static let maximumSamplesPerStep = 1024
+
     /// Rejects values outside their domain, naming the option.
     public func validate() throws {
         func fail(_ key: String, _ value: Any, _ reason: String) -> PruningError {
@@ -178,6 +181,10 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
         guard sequenceLength >= 2 else { throw fail("seq", sequenceLength, "must be at least 2 (nothing to predict)") }
         guard optimizer.samplesPerStep >= 2 else {
             throw fail("k", optimizer.samplesPerStep, "at least 2 masks per step are needed (the estimator divides by K − 1)")
+        }
+        // K forward passes per step: a hostile options.json with k = 2^31-1 made a resumed run spin for days.
+        guard optimizer.samplesPerStep <= Self.maximumSamplesPerStep else {
+            throw fail("k", optimizer.samplesPerStep, "at most \(Self.maximumSamplesPerStep) masks per step")
         }
         guard checkpointEvery >= 1 else { throw fail("checkpoint-every", checkpointEvery, "must be at least 1") }
         guard evalEvery >= 0 else { throw fail("eval-every", evalEvery, "must be ≥ 0") }
