@@ -1,0 +1,231 @@
+/// A weight matrix quantized symmetrically per output row to Int8: `w[r, c] ≈ scales[r] · values[r, c]`, with
+/// `scales[r] = max_c |w[r, c]| / 127`. Gathering rows or columns (a masked model) keeps each row's scale, so the
+/// dense weights are quantized once and every mask only copies bytes.
+public struct Int8Matrix: Sendable {
+    /// Output rows.
+    public let rows: Int
+    /// Input columns.
+    public let columns: Int
+    /// [rows, columns], row-major.
+    public let values: [Int8]
+    /// [rows]: the dequantization scale of each row.
+    public let scales: [Float]
+    /// [rows]: Σ_c values[r, c], which removes the activations' zero point from the integer product.
+    public let rowSums: [Int32]
+
+    /// Quantizes `weights` ([rows, columns], row-major) per row; an all-zero row gets scale 1 and zeros.
+    public init(quantizing weights: [Float], rows: Int, columns: Int) {
+        precondition(weights.count == rows * columns, "Int8Matrix: \(weights.count) values for \(rows) x \(columns)")
+        var q = [Int8](repeating: 0, count: rows * columns)
+        var s = [Float](repeating: 1, count: rows)
+        weights.withUnsafeBufferPointer { w in
+            q.withUnsafeMutableBufferPointer { qb in
+                s.withUnsafeMutableBufferPointer { sb in
+                    let wp = w.baseAddress!, qp = qb.baseAddress!, sp = sb.baseAddress!
+                    Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+                        for r in range {
+                            let row = wp + r * columns
+                            var largest: Float = 0
+                            for c in 0..<columns { largest = Swift.max(largest, Swift.abs(row[c])) }
+                            guard largest > 0 else { continue }
+                            sp[r] = largest / 127
+                            let inverse = 127 / largest
+                            let out = qp + r * columns
+                            // Round to nearest with the 1.5·2^23 trick: the low byte of the sum's bits is the integer.
+                            for c in 0..<columns {
+                                out[c] = Int8(truncatingIfNeeded: (row[c] * inverse + 12_582_912).bitPattern)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.init(rows: rows, columns: columns, values: q, scales: s)
+    }
+
+    /// Wraps already quantized rows; computes the row sums.
+    public init(rows: Int, columns: Int, values: [Int8], scales: [Float]) {
+        precondition(values.count == rows * columns && scales.count == rows, "Int8Matrix: inconsistent shapes")
+        self.rows = rows
+        self.columns = columns
+        self.values = values
+        self.scales = scales
+        var sums = [Int32](repeating: 0, count: rows)
+        values.withUnsafeBufferPointer { v in
+            for r in 0..<rows {
+                var total: Int32 = 0
+                let row = v.baseAddress! + r * columns
+                for c in 0..<columns { total &+= Int32(row[c]) }
+                sums[r] = total
+            }
+        }
+        rowSums = sums
+    }
+
+    /// A matrix with no rows.
+    public static func empty(columns: Int) -> Int8Matrix { Int8Matrix(rows: 0, columns: columns, values: [], scales: []) }
+
+    /// The rows of blocks `blocks` (each `blockSize` consecutive rows) of every piece, stacked in order; all pieces
+    /// have the same columns. Builds fused q/k/v (head blocks) and gate/up (channel rows) from the dense matrices.
+    public static func stackingRowBlocks(_ pieces: [(matrix: Int8Matrix, blocks: [Int], blockSize: Int)]) -> Int8Matrix {
+        let columns = pieces.first?.matrix.columns ?? 0
+        var values = [Int8]()
+        var scales = [Float]()
+        let total = pieces.reduce(0) { $0 + $1.blocks.count * $1.blockSize }
+        values.reserveCapacity(total * columns)
+        scales.reserveCapacity(total)
+        for (m, blocks, size) in pieces {
+            precondition(m.columns == columns, "stackingRowBlocks: column counts differ")
+            for b in blocks {
+                let rows = (b * size)..<((b + 1) * size)
+                values.append(contentsOf: m.values[(rows.lowerBound * columns)..<(rows.upperBound * columns)])
+                scales.append(contentsOf: m.scales[rows])
+            }
+        }
+        return Int8Matrix(rows: total, columns: columns, values: values, scales: scales)
+    }
+
+    /// Every row keeping only column blocks `blocks` (each `blockSize` consecutive columns), in order: o_proj's kept
+    /// heads, down_proj's kept channels. Row scales stay those of the dense rows.
+    public func keepingColumnBlocks(_ blocks: [Int], blockSize: Int) -> Int8Matrix {
+        let kept = blocks.count * blockSize
+        if kept == columns && blocks == Array(0..<blocks.count) { return self }
+        var out = [Int8](repeating: 0, count: rows * kept)
+        values.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<rows {
+                    let s = src.baseAddress! + r * columns
+                    let d = dst.baseAddress! + r * kept
+                    if blockSize == 1 {
+                        for (j, c) in blocks.enumerated() { d[j] = s[c] }
+                    } else {
+                        for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
+                    }
+                }
+            }
+        }
+        return Int8Matrix(rows: rows, columns: kept, values: out, scales: scales)
+    }
+}
+
+/// Scratch buffers of the int8 projections for inputs of up to `rows` × `inputs` and outputs of up to `outputs`.
+public struct Int8Scratch {
+    /// [rows, inputs]: the quantized activations.
+    var activations: [UInt8]
+    /// [rows, outputs]: the integer products.
+    var products: [Int32]
+    /// [rows]: each token's scale and zero point.
+    var scales: [Float]
+    var zeroPoints: [Int32]
+
+    /// Room for `rows` tokens of up to `inputs` input and `outputs` output features.
+    public init(rows: Int, inputs: Int, outputs: Int) {
+        activations = [UInt8](repeating: 0, count: rows * inputs)
+        products = [Int32](repeating: 0, count: rows * outputs)
+        scales = [Float](repeating: 0, count: rows)
+        zeroPoints = [Int32](repeating: 0, count: rows)
+    }
+}
+
+/// Int8 projections: activations quantized per token (asymmetric u8 with a zero point), weights per output row
+/// (symmetric s8), products summed in Int32 by oneDNN and dequantized to Float.
+public enum Int8Linear {
+    /// The activation code range: 0...255, or 0...127 on CPUs without VNNI, where oneDNN's u8 × s8 kernels add
+    /// pairs of products in 16 bits and 255 · 127 · 2 would saturate.
+    public static let activationLevels: Int32 = DNNL.cpuHasVNNI ? 255 : 127
+
+    /// `out[t, j] = Σ_c x[t, c] · w[j, c] (+ bias[j])`, or `+=` into `out` when `accumulate`; `x` is [rows, w.columns],
+    /// `out` [rows, w.rows] with row stride `ldOut` (default w.rows). Requires `DNNL.load()`.
+    public static func apply(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, bias: [Float]? = nil,
+                             out: UnsafeMutablePointer<Float>, ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch) {
+        let k = w.columns, n = w.rows
+        precondition(scratch.activations.count >= rows * k && scratch.products.count >= rows * n && scratch.scales.count >= rows,
+                     "Int8Linear: scratch too small")
+        if rows == 0 || n == 0 { return }
+        let ldo = ldOut ?? n
+        scratch.activations.withUnsafeMutableBufferPointer { qa in
+            scratch.products.withUnsafeMutableBufferPointer { pr in
+                scratch.scales.withUnsafeMutableBufferPointer { ts in
+                    scratch.zeroPoints.withUnsafeMutableBufferPointer { tz in
+                        quantizeRows(x, rows: rows, width: k, out: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!)
+                        w.values.withUnsafeBufferPointer { wv in
+                            DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
+                        }
+                        w.scales.withUnsafeBufferPointer { ws in
+                            w.rowSums.withUnsafeBufferPointer { rs in
+                                dequantize(pr.baseAddress!, rows: rows, width: n, tokenScales: ts.baseAddress!, zeroPoints: tz.baseAddress!,
+                                           rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: bias,
+                                           out: out, ldOut: ldo, accumulate: accumulate)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Quantizes each row of `x` ([rows, width]) to u8 with its own scale and zero point over [min(x, 0), max(x, 0)]:
+    /// `scale = (max − min) / levels`, `zero = round(−min / scale)`, `q = clamp(round(x / scale) + zero, 0, levels)`.
+    public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, out: UnsafeMutablePointer<UInt8>,
+                                    scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>) {
+        typealias V = Ops.V
+        let levels = Float(activationLevels)
+        Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+            for r in range {
+                let row = x + r * width
+                var lo = V(repeating: 0), hi = V(repeating: 0)
+                var c = 0
+                while c + 16 <= width {
+                    let v = UnsafeRawPointer(row + c).loadUnaligned(as: V.self)
+                    lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
+                    hi = Ops.maximum(hi, v)
+                    c += 16
+                }
+                var low = lo.min(), high = hi.max()
+                while c < width { low = Swift.min(low, row[c]); high = Swift.max(high, row[c]); c += 1 }
+                let range = high - low
+                let scale = range > 0 ? range / levels : 1
+                let inverse = 1 / scale
+                let zero = Swift.min(levels, Swift.max(0, (-low * inverse).rounded()))
+                scales[r] = scale
+                zeroPoints[r] = Int32(zero)
+                let o = out + r * width
+                // x / scale + zero lies in [0, levels] up to rounding; clamp, then round with the 1.5·2^23 trick.
+                for j in 0..<width {
+                    var v = row[j] * inverse + zero
+                    v = v < 0 ? 0 : v
+                    v = v > levels ? levels : v
+                    o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)
+                }
+            }
+        }
+    }
+
+    /// `out[t, j] (+)= tokenScales[t] · rowScales[j] · (products[t, j] − zeroPoints[t] · rowSums[j]) (+ bias[j])`.
+    public static func dequantize(_ products: UnsafePointer<Int32>, rows: Int, width: Int,
+                                  tokenScales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+                                  rowScales: UnsafePointer<Float>, rowSums: UnsafePointer<Int32>, bias: [Float]?,
+                                  out: UnsafeMutablePointer<Float>, ldOut: Int, accumulate: Bool) {
+        func run(_ b: UnsafePointer<Float>?) {
+            Parallel.forEachChunk(rows, minimumPerChunk: 32) { range in
+                for t in range {
+                    let p = products + t * width
+                    let o = out + t * ldOut
+                    let s = tokenScales[t], z = zeroPoints[t]
+                    switch (accumulate, b) {
+                    case (true, nil): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
+                    case (true, let b?): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
+                    case (false, nil): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
+                    case (false, let b?): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
+                    }
+                }
+            }
+        }
+        if let bias {
+            precondition(bias.count >= width, "dequantize: bias shorter than the output")
+            bias.withUnsafeBufferPointer { run($0.baseAddress) }
+        } else {
+            run(nil)
+        }
+    }
+}
