@@ -1,6 +1,10 @@
-/// A weight matrix quantized symmetrically per output row to Int8: `w[r, c] ≈ scales[r] · values[r, c]`, with
-/// `scales[r] = max_c |w[r, c]| / 127`. Gathering rows or columns (a masked model) keeps each row's scale, so the
-/// dense weights are quantized once and every mask only copies bytes.
+/// A weight matrix quantized symmetrically per output row to Int8: `w[r, c] · smoothing⁻¹[c] ≈ scales[r] · values[r, c]`,
+/// with `scales[r] = max_c |w[r, c] / smoothing[c]| / 127`. Gathering rows or columns (a masked model) keeps each
+/// row's scale, so the dense weights are quantized once and every mask only copies bytes.
+///
+/// `smoothing` (SmoothQuant, Xiao et al. 2023) moves per-channel activation outliers into the weights: the
+/// activations are multiplied by `smoothing[c]` before they are quantized and the weight columns were divided by
+/// it, so the product is unchanged while the activations' range shrinks.
 public struct Int8Matrix: Sendable {
     /// Output rows.
     public let rows: Int
@@ -12,40 +16,54 @@ public struct Int8Matrix: Sendable {
     public let scales: [Float]
     /// [rows]: Σ_c values[r, c], which removes the activations' zero point from the integer product.
     public let rowSums: [Int32]
+    /// [columns] or nil: the factor each input channel is multiplied by before it is quantized.
+    public let smoothing: [Float]?
 
-    /// Quantizes `weights` ([rows, columns], row-major) per row; an all-zero row gets scale 1 and zeros.
-    public init(quantizing weights: [Float], rows: Int, columns: Int) {
+    /// Quantizes `weights` ([rows, columns], row-major) per row, columns divided by `smoothing` ([columns]) when
+    /// given; an all-zero row gets scale 1 and zeros.
+    public init(quantizing weights: [Float], rows: Int, columns: Int, smoothing: [Float]? = nil) {
         precondition(weights.count == rows * columns, "Int8Matrix: \(weights.count) values for \(rows) x \(columns)")
+        precondition(smoothing == nil || smoothing!.count == columns, "Int8Matrix: smoothing needs one factor per column")
+        let divisors = smoothing ?? [Float](repeating: 1, count: columns)
         var q = [Int8](repeating: 0, count: rows * columns)
         var s = [Float](repeating: 1, count: rows)
         weights.withUnsafeBufferPointer { w in
             q.withUnsafeMutableBufferPointer { qb in
                 s.withUnsafeMutableBufferPointer { sb in
                     let wp = w.baseAddress!, qp = qb.baseAddress!, sp = sb.baseAddress!
+                    divisors.withUnsafeBufferPointer { dv in
+                    let dp = dv.baseAddress!
                     Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+                        var smoothed = [Float](repeating: 0, count: columns)
                         for r in range {
                             let row = wp + r * columns
                             var largest: Float = 0
-                            for c in 0..<columns { largest = Swift.max(largest, Swift.abs(row[c])) }
+                            for c in 0..<columns {
+                                smoothed[c] = row[c] / dp[c]
+                                largest = Swift.max(largest, Swift.abs(smoothed[c]))
+                            }
                             guard largest > 0 else { continue }
                             sp[r] = largest / 127
                             let inverse = 127 / largest
                             let out = qp + r * columns
                             // Round to nearest with the 1.5·2^23 trick: the low byte of the sum's bits is the integer.
                             for c in 0..<columns {
-                                out[c] = Int8(truncatingIfNeeded: (row[c] * inverse + 12_582_912).bitPattern)
+                                out[c] = Int8(truncatingIfNeeded: (smoothed[c] * inverse + 12_582_912).bitPattern)
                             }
                         }
+                    }
                     }
                 }
             }
         }
-        self.init(rows: rows, columns: columns, values: q, scales: s)
+        self.init(rows: rows, columns: columns, values: q, scales: s, smoothing: smoothing)
     }
 
     /// Wraps already quantized rows; computes the row sums.
-    public init(rows: Int, columns: Int, values: [Int8], scales: [Float]) {
+    public init(rows: Int, columns: Int, values: [Int8], scales: [Float], smoothing: [Float]? = nil) {
         precondition(values.count == rows * columns && scales.count == rows, "Int8Matrix: inconsistent shapes")
+        precondition(smoothing == nil || smoothing!.count == columns, "Int8Matrix: smoothing needs one factor per column")
+        self.smoothing = smoothing
         self.rows = rows
         self.columns = columns
         self.values = values
@@ -66,23 +84,25 @@ public struct Int8Matrix: Sendable {
     public static func empty(columns: Int) -> Int8Matrix { Int8Matrix(rows: 0, columns: columns, values: [], scales: []) }
 
     /// The rows of blocks `blocks` (each `blockSize` consecutive rows) of every piece, stacked in order; all pieces
-    /// have the same columns. Builds fused q/k/v (head blocks) and gate/up (channel rows) from the dense matrices.
+    /// have the same columns and smoothing. Builds fused q/k/v (head blocks) and gate/up (channel rows) from the
+    /// dense matrices.
     public static func stackingRowBlocks(_ pieces: [(matrix: Int8Matrix, blocks: [Int], blockSize: Int)]) -> Int8Matrix {
         let columns = pieces.first?.matrix.columns ?? 0
+        let smoothing = pieces.first?.matrix.smoothing
         var values = [Int8]()
         var scales = [Float]()
         let total = pieces.reduce(0) { $0 + $1.blocks.count * $1.blockSize }
         values.reserveCapacity(total * columns)
         scales.reserveCapacity(total)
         for (m, blocks, size) in pieces {
-            precondition(m.columns == columns, "stackingRowBlocks: column counts differ")
+            precondition(m.columns == columns && m.smoothing == smoothing, "stackingRowBlocks: columns or smoothing differ")
             for b in blocks {
                 let rows = (b * size)..<((b + 1) * size)
                 values.append(contentsOf: m.values[(rows.lowerBound * columns)..<(rows.upperBound * columns)])
                 scales.append(contentsOf: m.scales[rows])
             }
         }
-        return Int8Matrix(rows: total, columns: columns, values: values, scales: scales)
+        return Int8Matrix(rows: total, columns: columns, values: values, scales: scales, smoothing: smoothing)
     }
 
     /// Every row keeping only column blocks `blocks` (each `blockSize` consecutive columns), in order: o_proj's kept
@@ -104,7 +124,8 @@ public struct Int8Matrix: Sendable {
                 }
             }
         }
-        return Int8Matrix(rows: rows, columns: kept, values: out, scales: scales)
+        let keptSmoothing = smoothing.map { f in blocks.flatMap { f[($0 * blockSize)..<(($0 + 1) * blockSize)] } }
+        return Int8Matrix(rows: rows, columns: kept, values: out, scales: scales, smoothing: keptSmoothing)
     }
 }
 
@@ -147,7 +168,14 @@ public enum Int8Linear {
             scratch.products.withUnsafeMutableBufferPointer { pr in
                 scratch.scales.withUnsafeMutableBufferPointer { ts in
                     scratch.zeroPoints.withUnsafeMutableBufferPointer { tz in
-                        quantizeRows(x, rows: rows, width: k, out: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!)
+                        if let smoothing = w.smoothing {
+                            smoothing.withUnsafeBufferPointer { f in
+                                quantizeRows(x, rows: rows, width: k, smoothing: f.baseAddress!, out: qa.baseAddress!,
+                                             scales: ts.baseAddress!, zeroPoints: tz.baseAddress!)
+                            }
+                        } else {
+                            quantizeRows(x, rows: rows, width: k, out: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!)
+                        }
                         w.values.withUnsafeBufferPointer { wv in
                             DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
                         }
@@ -164,10 +192,30 @@ public enum Int8Linear {
         }
     }
 
-    /// Quantizes each row of `x` ([rows, width]) to u8 with its own scale and zero point over [min(x, 0), max(x, 0)]:
-    /// `scale = (max − min) / levels`, `zero = round(−min / scale)`, `q = clamp(round(x / scale) + zero, 0, levels)`.
-    public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, out: UnsafeMutablePointer<UInt8>,
+    /// Quantizes each row of `x` ([rows, width]; times `smoothing` ([width]) per column when given) to u8 with its own
+    /// scale and zero point over [min(x, 0), max(x, 0)]: `scale = (max − min) / levels`, `zero = round(−min / scale)`,
+    /// `q = clamp(round(x / scale) + zero, 0, levels)`.
+    public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>? = nil,
+                                    out: UnsafeMutablePointer<UInt8>,
                                     scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>) {
+        if let smoothing {
+            quantizeRows(x, rows: rows, width: width, smoothing: smoothing, out: out, scales: scales, zeroPoints: zeroPoints,
+                         load: { row, c in UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self) * UnsafeRawPointer(smoothing + c).loadUnaligned(as: Ops.V.self) },
+                         scalar: { row, c in row[c] * smoothing[c] })
+        } else {
+            quantizeRows(x, rows: rows, width: width, smoothing: nil, out: out, scales: scales, zeroPoints: zeroPoints,
+                         load: { row, c in UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self) },
+                         scalar: { row, c in row[c] })
+        }
+    }
+
+    /// The loop of `quantizeRows`, specialised (inlined) for plain and smoothed inputs: `load` reads 16 inputs from
+    /// column c of a row, `scalar` one.
+    @inline(__always)
+    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>?,
+                                     out: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>,
+                                     zeroPoints: UnsafeMutablePointer<Int32>,
+                                     load: (UnsafePointer<Float>, Int) -> Ops.V, scalar: (UnsafePointer<Float>, Int) -> Float) {
         typealias V = Ops.V
         let levels = Float(activationLevels)
         Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
@@ -176,13 +224,13 @@ public enum Int8Linear {
                 var lo = V(repeating: 0), hi = V(repeating: 0)
                 var c = 0
                 while c + 16 <= width {
-                    let v = UnsafeRawPointer(row + c).loadUnaligned(as: V.self)
+                    let v = load(row, c)
                     lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
                     hi = Ops.maximum(hi, v)
                     c += 16
                 }
                 var low = lo.min(), high = hi.max()
-                while c < width { low = Swift.min(low, row[c]); high = Swift.max(high, row[c]); c += 1 }
+                while c < width { low = Swift.min(low, scalar(row, c)); high = Swift.max(high, scalar(row, c)); c += 1 }
                 let range = high - low
                 let scale = range > 0 ? range / levels : 1
                 let inverse = 1 / scale
@@ -192,7 +240,7 @@ public enum Int8Linear {
                 let o = out + r * width
                 // x / scale + zero lies in [0, levels] up to rounding; clamp, then round with the 1.5·2^23 trick.
                 for j in 0..<width {
-                    var v = row[j] * inverse + zero
+                    var v = scalar(row, j) * inverse + zero
                     v = v < 0 ? 0 : v
                     v = v > levels ? levels : v
                     o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)

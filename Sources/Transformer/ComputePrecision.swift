@@ -26,14 +26,23 @@ struct QuantizedLayerWeights: Sendable {
     /// [hidden, ffn]
     let down: Int8Matrix
 
-    init(spec: LayerSpec, weights w: LayerWeights, hidden: Int) {
-        wq = Int8Matrix(quantizing: w.wq, rows: spec.queryDim, columns: hidden)
-        wk = Int8Matrix(quantizing: w.wk, rows: spec.kvDim, columns: hidden)
-        wv = Int8Matrix(quantizing: w.wv, rows: spec.kvDim, columns: hidden)
-        wo = Int8Matrix(quantizing: w.wo, rows: hidden, columns: spec.queryDim)
-        gate = Int8Matrix(quantizing: w.gate, rows: spec.ffnDim, columns: hidden)
-        up = Int8Matrix(quantizing: w.up, rows: spec.ffnDim, columns: hidden)
-        down = Int8Matrix(quantizing: w.down, rows: hidden, columns: spec.ffnDim)
+    /// Quantizes one layer; with `calibration` (this layer's activation maxima) each projection is smoothed first.
+    init(spec: LayerSpec, weights w: LayerWeights, hidden: Int, calibration: Int8Calibration?, layer: Int) {
+        var qkvSmoothing: [Float]?, oSmoothing: [Float]?, gateUpSmoothing: [Float]?, downSmoothing: [Float]?
+        if let calibration {
+            let a = calibration.layers[layer]
+            qkvSmoothing = calibration.multipliers(activation: a.qkvInput, weight: columnMaxima([w.wq, w.wk, w.wv], columns: hidden))
+            oSmoothing = calibration.multipliers(activation: a.oInput, weight: columnMaxima([w.wo], columns: spec.queryDim))
+            gateUpSmoothing = calibration.multipliers(activation: a.gateUpInput, weight: columnMaxima([w.gate, w.up], columns: hidden))
+            downSmoothing = calibration.multipliers(activation: a.downInput, weight: columnMaxima([w.down], columns: spec.ffnDim))
+        }
+        wq = Int8Matrix(quantizing: w.wq, rows: spec.queryDim, columns: hidden, smoothing: qkvSmoothing)
+        wk = Int8Matrix(quantizing: w.wk, rows: spec.kvDim, columns: hidden, smoothing: qkvSmoothing)
+        wv = Int8Matrix(quantizing: w.wv, rows: spec.kvDim, columns: hidden, smoothing: qkvSmoothing)
+        wo = Int8Matrix(quantizing: w.wo, rows: hidden, columns: spec.queryDim, smoothing: oSmoothing)
+        gate = Int8Matrix(quantizing: w.gate, rows: spec.ffnDim, columns: hidden, smoothing: gateUpSmoothing)
+        up = Int8Matrix(quantizing: w.up, rows: spec.ffnDim, columns: hidden, smoothing: gateUpSmoothing)
+        down = Int8Matrix(quantizing: w.down, rows: hidden, columns: spec.ffnDim, smoothing: downSmoothing)
     }
 }
 

@@ -8,6 +8,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case raggedBatch(expected: Int, found: Int)
     case emptyInput
     case contextOverflow(requested: Int, capacity: Int)
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -15,6 +16,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .raggedBatch(let e, let f): return "all sequences of a batch must have the same length (\(e) vs \(f))"
         case .emptyInput: return "no tokens to run"
         case .contextOverflow(let r, let c): return "sequence of \(r) positions exceeds the KV cache capacity \(c)"
+        case .invalidArgument(let why): return why
         }
     }
 }
@@ -33,6 +35,7 @@ public final class LanguageModel: @unchecked Sendable {
     private let int8Lock = NSLock()
     private var int8Layers: [QuantizedLayerWeights]?
     private var int8Dense: PreparedModel?
+    private var int8Smoothing: Int8Calibration?
 
     /// Builds the model; `weights` must match `config` (checked, naming the tensor).
     public init(config: ModelConfig, weights: ModelWeights, file: String = "<memory>") throws {
@@ -75,12 +78,40 @@ public final class LanguageModel: @unchecked Sendable {
         }
     }
 
+    /// The calibration smoothing the int8 projections (nil: plain per-token activation quantization).
+    public var int8Calibration: Int8Calibration? {
+        int8Lock.lock(); defer { int8Lock.unlock() }
+        return int8Smoothing
+    }
+
+    /// Smooths the int8 projections with `calibration` (from `measureInt8Calibration`; nil: none). Drops the int8
+    /// weights quantized so far: models prepared earlier keep theirs, later ones use the new smoothing.
+    public func useInt8Calibration(_ calibration: Int8Calibration?) throws {
+        if let calibration {
+            let fits = calibration.layers.count == config.layers.count && zip(calibration.layers, config.layers).allSatisfy { c, spec in
+                c.qkvInput.count == config.hiddenSize && c.gateUpInput.count == config.hiddenSize
+                    && c.oInput.count == spec.queryDim && c.downInput.count == spec.ffnDim
+            }
+            guard fits else { throw ModelError.invalidArgument("int8 calibration does not match the model's layer shapes") }
+        }
+        int8Lock.lock(); defer { int8Lock.unlock() }
+        int8Smoothing = calibration
+        int8Layers = nil
+        int8Dense = nil
+    }
+
+    /// Measures the calibration on `windows` and uses it: `useInt8Calibration(measureInt8Calibration(on:alpha:))`.
+    public func calibrateInt8(on windows: [[Int]], alpha: Float = 0.5) throws {
+        try useInt8Calibration(try measureInt8Calibration(on: windows, alpha: alpha))
+    }
+
     /// The dense layers quantized per output row; call with `int8Lock` held.
     private func quantizedLayers() -> [QuantizedLayerWeights] {
         if let int8Layers { return int8Layers }
         var built = [QuantizedLayerWeights?](repeating: nil, count: config.layers.count)
         for i in config.layers.indices {   // each matrix is quantized in parallel over its rows
-            built[i] = QuantizedLayerWeights(spec: config.layers[i], weights: weights.layers[i], hidden: config.hiddenSize)
+            built[i] = QuantizedLayerWeights(spec: config.layers[i], weights: weights.layers[i], hidden: config.hiddenSize,
+                                             calibration: int8Smoothing, layer: i)
         }
         let layers = built.map { $0! }
         int8Layers = layers

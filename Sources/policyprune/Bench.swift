@@ -23,6 +23,9 @@ struct Bench: ParsableCommand {
     var compute: ComputePrecision = .f32
     @Option(help: "With --compute int8: also compare int8 and f32 NLL on the first N WikiText-2 windows of --seq tokens (0 = skip).")
     var nllWindows = 0
+    @Option(help: "With --compute int8: smooth the int8 projections (SmoothQuant) with activation maxima from the first N C4 validation windows (0 = no smoothing).")
+    var int8Calibration = 0
+    @Option(help: "SmoothQuant migration strength for --int8-calibration.") var int8Alpha: Float = 0.5
     @Flag(help: "Also time the tokenizer on the WikiText-2 test text (needs the shared data).") var tokenizer = false
     @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Flag(help: "Print the measurements as JSON on stdout instead of tables.") var json = false
@@ -31,7 +34,8 @@ struct Bench: ParsableCommand {
         guard batch >= 1, seq >= 2, repeats >= 1 else { throw ValidationError("--batch, --repeats must be ≥ 1 and --seq ≥ 2") }
         guard keep >= 0 && keep <= 1 else { throw ValidationError("--keep must be in [0, 1], got \(keep)") }
         guard nllWindows >= 0 else { throw ValidationError("--nll-windows must be ≥ 0, got \(nllWindows)") }
-        if nllWindows > 0 && compute != .int8 { throw ValidationError("--nll-windows compares int8 with f32: add --compute int8") }
+        if (nllWindows > 0 || int8Calibration > 0) && compute != .int8 { throw ValidationError("--nll-windows and --int8-calibration need --compute int8") }
+        guard int8Calibration >= 0, int8Alpha >= 0, int8Alpha <= 1 else { throw ValidationError("--int8-calibration must be ≥ 0 and --int8-alpha in [0, 1]") }
     }
 
     /// One GEMM shape of the forward, timed with each available kernel.
@@ -80,6 +84,9 @@ struct Bench: ParsableCommand {
         var forward: [ForwardRow]
         var nll: [NLLRow]
         var denseGFLOPPerPass: Double
+        /// int8 smoothing: calibration windows (C4 validation) and α, nil when none.
+        var int8CalibrationWindows: Int?
+        var int8Alpha: Float?
     }
 
     func run() throws {
@@ -89,6 +96,13 @@ struct Bench: ParsableCommand {
         note("loaded \(loaded.checkpoint.path) in \(String(format: "%.2f", loaded.seconds)) s")
         let int8 = compute == .int8
         if int8 { try DNNL.load() }   // typed error naming libdnnl when it is missing
+        if int8 && int8Calibration > 0 {
+            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+            let tokens = tok.encode(try Dataset.c4.text(dataRoot: root), addSpecialTokens: true)
+            let windows = try EvalWindows(tokens: tokens, context: seq, limit: int8Calibration, source: "c4").windows
+            try lm.calibrateInt8(on: windows, alpha: int8Alpha)
+        }
         let dnnl = DNNL.isAvailable
         var report = Report(model: model.model, batch: batch, seq: seq, repeats: repeats, keep: keep,
                             openblas: BLAS.libraryPath, openblasCore: BLAS.coreName, threads: Parallel.threads,
@@ -205,6 +219,7 @@ struct Bench: ParsableCommand {
                                          meanRelativeWindowDifference: rel.reduce(0, +) / Double(max(1, rel.count))))
             }
         }
+        if int8 && int8Calibration > 0 { report.int8CalibrationWindows = int8Calibration; report.int8Alpha = int8Alpha }
         if json { try printJSON(report); return }
         printTables(report, sgemmRate: sgemmRate, denseFlops: dense.flops)
     }
