@@ -162,12 +162,14 @@ static void dnnl_load_once(void) {
     // on right after every oneDNN call; passive waiting (unless the user chose otherwise) keeps them out of the way.
     const char *wait = getenv("OMP_WAIT_POLICY");
     if (wait == NULL || wait[0] == '\0') setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    // POLICYPRUNE_DNNL, when set, is the only candidate: a wrong path is an error, never a silent fallback.
     const char *override_path = getenv("POLICYPRUNE_DNNL");
+    int exclusive = override_path != NULL && override_path[0] != '\0';
     const char *candidates[] = {override_path, "libdnnl.so.2", "/usr/lib/x86_64-linux-gnu/libdnnl.so.2",
                                 "/usr/lib/aarch64-linux-gnu/libdnnl.so.2", "libdnnl.so", "libdnnl.2.dylib",
                                 "/opt/homebrew/opt/onednn/lib/libdnnl.dylib"};
     size_t used = 0;
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+    for (size_t i = 0; i < (exclusive ? 1 : sizeof candidates / sizeof candidates[0]); i++) {
         if (candidates[i] == NULL || candidates[i][0] == '\0') continue;
         void *handle = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
         if (handle == NULL) {

@@ -138,6 +138,11 @@ public struct Int8Scratch {
     /// [rows]: each token's scale and zero point.
     var scales: [Float]
     var zeroPoints: [Int32]
+    /// [rows, Int8Linear.maximumOutliers]: each token's outlier columns and the part of their value beyond the
+    /// quantization range; [rows]: how many.
+    var outlierColumns: [Int32]
+    var outlierExcess: [Float]
+    var outlierCounts: [Int32]
 
     /// Room for `rows` tokens of up to `inputs` input and `outputs` output features.
     public init(rows: Int, inputs: Int, outputs: Int) {
@@ -145,15 +150,28 @@ public struct Int8Scratch {
         products = [Int32](repeating: 0, count: rows * outputs)
         scales = [Float](repeating: 0, count: rows)
         zeroPoints = [Int32](repeating: 0, count: rows)
+        outlierColumns = [Int32](repeating: 0, count: rows * Int8Linear.maximumOutliers)
+        outlierExcess = [Float](repeating: 0, count: rows * Int8Linear.maximumOutliers)
+        outlierCounts = [Int32](repeating: 0, count: rows)
     }
 }
 
 /// Int8 projections: activations quantized per token (asymmetric u8 with a zero point), weights per output row
 /// (symmetric s8), products summed in Int32 by oneDNN and dequantized to Float.
+///
+/// A token's few outlier activations (|x| above `outlierThreshold` × the token's RMS; SwiGLU outputs reach
+/// hundreds of times the RMS on some tokens) would otherwise stretch its grid until the other channels get a
+/// handful of levels. They are clipped to the threshold before quantization and their excess is added back in
+/// Float32 against the int8 weight columns (LLM.int8()'s decomposition, per token): a few multiply-adds per
+/// outlier and output.
 public enum Int8Linear {
     /// The activation code range: 0...255, or 0...127 on CPUs without VNNI, where oneDNN's u8 × s8 kernels add
     /// pairs of products in 16 bits and 255 · 127 · 2 would saturate.
     public static let activationLevels: Int32 = DNNL.cpuHasVNNI ? 255 : 127
+    /// Activations beyond this many times their token's RMS are outliers.
+    public static let outlierThreshold: Float = 6
+    /// At most this many outliers per token: when more exceed the threshold, it is doubled for that token.
+    public static let maximumOutliers = 16
 
     /// `out[t, j] = Σ_c x[t, c] · w[j, c] (+ bias[j])`, or `+=` into `out` when `accumulate`; `x` is [rows, w.columns],
     /// `out` [rows, w.rows] with row stride `ldOut` (default w.rows). Requires `DNNL.load()`.
@@ -165,80 +183,124 @@ public enum Int8Linear {
         if rows == 0 || n == 0 { return }
         let ldo = ldOut ?? n
         scratch.activations.withUnsafeMutableBufferPointer { qa in
-            scratch.products.withUnsafeMutableBufferPointer { pr in
-                scratch.scales.withUnsafeMutableBufferPointer { ts in
-                    scratch.zeroPoints.withUnsafeMutableBufferPointer { tz in
-                        if let smoothing = w.smoothing {
-                            smoothing.withUnsafeBufferPointer { f in
-                                quantizeRows(x, rows: rows, width: k, smoothing: f.baseAddress!, out: qa.baseAddress!,
-                                             scales: ts.baseAddress!, zeroPoints: tz.baseAddress!)
-                            }
-                        } else {
-                            quantizeRows(x, rows: rows, width: k, out: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!)
-                        }
-                        w.values.withUnsafeBufferPointer { wv in
-                            DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
-                        }
-                        w.scales.withUnsafeBufferPointer { ws in
-                            w.rowSums.withUnsafeBufferPointer { rs in
-                                dequantize(pr.baseAddress!, rows: rows, width: n, tokenScales: ts.baseAddress!, zeroPoints: tz.baseAddress!,
-                                           rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: bias,
-                                           out: out, ldOut: ldo, accumulate: accumulate)
-                            }
-                        }
+        scratch.products.withUnsafeMutableBufferPointer { pr in
+        scratch.scales.withUnsafeMutableBufferPointer { ts in
+        scratch.zeroPoints.withUnsafeMutableBufferPointer { tz in
+        scratch.outlierColumns.withUnsafeMutableBufferPointer { oc in
+        scratch.outlierExcess.withUnsafeMutableBufferPointer { oe in
+        scratch.outlierCounts.withUnsafeMutableBufferPointer { on in
+            let tokens = QuantizedTokens(values: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!,
+                                         outlierColumns: oc.baseAddress!, outlierExcess: oe.baseAddress!, outlierCounts: on.baseAddress!)
+            if let smoothing = w.smoothing {
+                smoothing.withUnsafeBufferPointer { f in quantizeRows(x, rows: rows, width: k, smoothing: f.baseAddress!, into: tokens) }
+            } else {
+                quantizeRows(x, rows: rows, width: k, smoothing: nil, into: tokens)
+            }
+            w.values.withUnsafeBufferPointer { wv in
+                DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
+                w.scales.withUnsafeBufferPointer { ws in
+                    w.rowSums.withUnsafeBufferPointer { rs in
+                        dequantize(pr.baseAddress!, rows: rows, width: n, tokens: tokens, weightValues: wv.baseAddress!, columns: k,
+                                   rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: bias,
+                                   out: out, ldOut: ldo, accumulate: accumulate)
                     }
                 }
             }
+        } } } } } } }
+    }
+
+    /// Quantized activations of `rows` tokens: codes [rows, width], per-token scale and zero point, and outliers
+    /// ([rows, maximumOutliers] columns and excess, [rows] counts).
+    public struct QuantizedTokens {
+        public let values: UnsafeMutablePointer<UInt8>
+        public let scales: UnsafeMutablePointer<Float>
+        public let zeroPoints: UnsafeMutablePointer<Int32>
+        public let outlierColumns: UnsafeMutablePointer<Int32>
+        public let outlierExcess: UnsafeMutablePointer<Float>
+        public let outlierCounts: UnsafeMutablePointer<Int32>
+
+        public init(values: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>,
+                    outlierColumns: UnsafeMutablePointer<Int32>, outlierExcess: UnsafeMutablePointer<Float>,
+                    outlierCounts: UnsafeMutablePointer<Int32>) {
+            self.values = values; self.scales = scales; self.zeroPoints = zeroPoints
+            self.outlierColumns = outlierColumns; self.outlierExcess = outlierExcess; self.outlierCounts = outlierCounts
         }
     }
 
     /// Quantizes each row of `x` ([rows, width]; times `smoothing` ([width]) per column when given) to u8 with its own
-    /// scale and zero point over [min(x, 0), max(x, 0)]: `scale = (max − min) / levels`, `zero = round(−min / scale)`,
-    /// `q = clamp(round(x / scale) + zero, 0, levels)`.
-    public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>? = nil,
-                                    out: UnsafeMutablePointer<UInt8>,
-                                    scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>) {
+    /// scale and zero point over [lo, hi] = [min(x, 0), max(x, 0)] clipped to ± `outlierThreshold` · RMS(x):
+    /// `scale = (hi − lo) / levels`, `zero = round(−lo / scale)`, `q = clamp(round(x / scale) + zero, 0, levels)`;
+    /// what clipping cut off is recorded as outliers.
+    public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>?,
+                                    into tokens: QuantizedTokens) {
         if let smoothing {
-            quantizeRows(x, rows: rows, width: width, smoothing: smoothing, out: out, scales: scales, zeroPoints: zeroPoints,
+            quantizeRows(x, rows: rows, width: width, into: tokens,
                          load: { row, c in UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self) * UnsafeRawPointer(smoothing + c).loadUnaligned(as: Ops.V.self) },
                          scalar: { row, c in row[c] * smoothing[c] })
         } else {
-            quantizeRows(x, rows: rows, width: width, smoothing: nil, out: out, scales: scales, zeroPoints: zeroPoints,
+            quantizeRows(x, rows: rows, width: width, into: tokens,
                          load: { row, c in UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self) },
                          scalar: { row, c in row[c] })
         }
     }
 
-    /// The loop of `quantizeRows`, specialised (inlined) for plain and smoothed inputs: `load` reads 16 inputs from
-    /// column c of a row, `scalar` one.
+    /// The loop of `quantizeRows`, inlined for plain and smoothed inputs: `load` reads 16 inputs from column c of a
+    /// row, `scalar` one.
     @inline(__always)
-    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>?,
-                                     out: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>,
-                                     zeroPoints: UnsafeMutablePointer<Int32>,
+    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, into tokens: QuantizedTokens,
                                      load: (UnsafePointer<Float>, Int) -> Ops.V, scalar: (UnsafePointer<Float>, Int) -> Float) {
         typealias V = Ops.V
         let levels = Float(activationLevels)
         Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
             for r in range {
                 let row = x + r * width
-                var lo = V(repeating: 0), hi = V(repeating: 0)
+                var lo = V(repeating: 0), hi = V(repeating: 0), squares = V(repeating: 0)
                 var c = 0
                 while c + 16 <= width {
                     let v = load(row, c)
                     lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
                     hi = Ops.maximum(hi, v)
+                    squares += v * v
                     c += 16
                 }
-                var low = lo.min(), high = hi.max()
-                while c < width { low = Swift.min(low, scalar(row, c)); high = Swift.max(high, scalar(row, c)); c += 1 }
-                let range = high - low
-                let scale = range > 0 ? range / levels : 1
+                var low = lo.min(), high = hi.max(), sumSquares = squares.sum()
+                while c < width {
+                    let v = scalar(row, c)
+                    low = Swift.min(low, v); high = Swift.max(high, v); sumSquares += v * v
+                    c += 1
+                }
+                var limit = outlierThreshold * (sumSquares / Float(width)).squareRoot()
+                var outliers: Int32 = 0
+                var scale: Float = 1, zero: Float = 0
+                while true {
+                    let clippedLow = Swift.max(low, -limit), clippedHigh = Swift.min(high, limit)
+                    let span = clippedHigh - clippedLow
+                    scale = span > 0 ? span / levels : 1
+                    zero = Swift.min(levels, Swift.max(0, (-clippedLow / scale).rounded()))
+                    outliers = 0
+                    if low >= -limit && high <= limit { break }
+                    // The representable range after rounding the zero point; anything beyond is an outlier's excess.
+                    let lowest = -zero * scale, highest = (levels - zero) * scale
+                    var fits = true
+                    for j in 0..<width {
+                        let v = scalar(row, j)
+                        if v < lowest || v > highest {
+                            if Int(outliers) == maximumOutliers { fits = false; break }
+                            let slot = r * maximumOutliers + Int(outliers)
+                            tokens.outlierColumns[slot] = Int32(j)
+                            tokens.outlierExcess[slot] = v - (v < lowest ? lowest : highest)
+                            outliers += 1
+                        }
+                    }
+                    if fits { break }
+                    limit *= 2
+                }
+                tokens.outlierCounts[r] = outliers
+                tokens.scales[r] = scale
+                tokens.zeroPoints[r] = Int32(zero)
                 let inverse = 1 / scale
-                let zero = Swift.min(levels, Swift.max(0, (-low * inverse).rounded()))
-                scales[r] = scale
-                zeroPoints[r] = Int32(zero)
-                let o = out + r * width
-                // x / scale + zero lies in [0, levels] up to rounding; clamp, then round with the 1.5·2^23 trick.
+                let o = tokens.values + r * width
+                // x / scale + zero, clamped to [0, levels], rounded with the 1.5·2^23 trick.
                 for j in 0..<width {
                     var v = scalar(row, j) * inverse + zero
                     v = v < 0 ? 0 : v
@@ -249,9 +311,10 @@ public enum Int8Linear {
         }
     }
 
-    /// `out[t, j] (+)= tokenScales[t] · rowScales[j] · (products[t, j] − zeroPoints[t] · rowSums[j]) (+ bias[j])`.
-    public static func dequantize(_ products: UnsafePointer<Int32>, rows: Int, width: Int,
-                                  tokenScales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+    /// `out[t, j] (+)= tokenScale[t] · rowScales[j] · (products[t, j] − zeroPoint[t] · rowSums[j]) (+ bias[j])`, plus
+    /// each outlier's excess times the weight column it multiplies (`weightValues` [width, columns] · `rowScales`).
+    public static func dequantize(_ products: UnsafePointer<Int32>, rows: Int, width: Int, tokens: QuantizedTokens,
+                                  weightValues: UnsafePointer<Int8>, columns: Int,
                                   rowScales: UnsafePointer<Float>, rowSums: UnsafePointer<Int32>, bias: [Float]?,
                                   out: UnsafeMutablePointer<Float>, ldOut: Int, accumulate: Bool) {
         func run(_ b: UnsafePointer<Float>?) {
@@ -259,12 +322,19 @@ public enum Int8Linear {
                 for t in range {
                     let p = products + t * width
                     let o = out + t * ldOut
-                    let s = tokenScales[t], z = zeroPoints[t]
+                    let s = tokens.scales[t], z = tokens.zeroPoints[t]
                     switch (accumulate, b) {
                     case (true, nil): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
                     case (true, let b?): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
                     case (false, nil): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
                     case (false, let b?): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
+                    }
+                    for i in 0..<Int(tokens.outlierCounts[t]) {
+                        let slot = t * maximumOutliers + i
+                        let c = Int(tokens.outlierColumns[slot])
+                        let e = tokens.outlierExcess[slot]
+                        let column = weightValues + c
+                        for j in 0..<width { o[j] += e * rowScales[j] * Float(column[j * columns]) }
                     }
                 }
             }
