@@ -165,32 +165,30 @@ struct Bench: ParsableCommand {
         let sgemmRate = gemmFlops / gemmSeconds
         report.sgemmFLOPWeightedGFLOPS = sgemmRate / 1e9
 
-        /// Best of `repeats` after one warm-up.
-        func best(_ body: () throws -> Void) rethrows -> Double {
-            try body()
-            var best = Double.infinity
-            for _ in 0..<repeats {
-                let t0 = Date()
-                try body()
-                best = min(best, Date().timeIntervalSince(t0))
-            }
-            return best
-        }
-        func timeForward(_ prepared: PreparedModel) throws -> Double { try best { _ = try prepared.tokenNLL(windows) } }
-        /// The decoder stack alone (embeddings, layers, final norm): what a mask acts on.
-        func timeStack(_ prepared: PreparedModel) throws -> Double { try best { try prepared.observe(windows, observer: NoObserver()) } }
+        /// f32 and int8 timed alternately (best of `repeats` each after one warm-up), so a change in the machine's
+        /// load during the run hits both.
         func measure(_ name: String, mask: StructureMask?, stack: Bool, dense: ForwardRow?) throws -> ForwardRow {
             let f32 = try lm.prepared(mask: mask)
+            let q = int8 ? try lm.prepared(mask: mask, precision: .int8) : nil
             let flops = f32.flops(batch: batch, sequence: seq, includeHead: !stack)
-            let time = stack ? timeStack : timeForward
-            let f32Seconds = try time(f32)
+            func once(_ m: PreparedModel) throws -> Double {
+                let t0 = Date()
+                if stack { try m.observe(windows, observer: NoObserver()) } else { _ = try m.tokenNLL(windows) }
+                return Date().timeIntervalSince(t0)
+            }
+            _ = try once(f32)
+            if let q { _ = try once(q) }
+            var f32Seconds = Double.infinity, int8Seconds = Double.infinity
+            for _ in 0..<repeats {
+                f32Seconds = min(f32Seconds, try once(f32))
+                if let q { int8Seconds = min(int8Seconds, try once(q)) }
+            }
             var row = ForwardRow(name: name, flops: flops, f32Seconds: f32Seconds, f32TokensPerSecond: Double(n) / f32Seconds,
                                  f32TimeVsDense: f32Seconds / (dense?.f32Seconds ?? f32Seconds))
-            if int8 {
-                let q = try time(try lm.prepared(mask: mask, precision: .int8))
-                row.int8Seconds = q
-                row.int8TokensPerSecond = Double(n) / q
-                row.int8SpeedUp = f32Seconds / q
+            if q != nil {
+                row.int8Seconds = int8Seconds
+                row.int8TokensPerSecond = Double(n) / int8Seconds
+                row.int8SpeedUp = f32Seconds / int8Seconds
             }
             return row
         }
