@@ -234,21 +234,16 @@ public enum Int8Linear {
     public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>?,
                                     into tokens: QuantizedTokens) {
         if let smoothing {
-            quantizeRows(x, rows: rows, width: width, into: tokens,
-                         load: { row, c in UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self) * UnsafeRawPointer(smoothing + c).loadUnaligned(as: Ops.V.self) },
-                         scalar: { row, c in row[c] * smoothing[c] })
+            quantizeRows(x, rows: rows, width: width, factors: smoothing, into: tokens)
         } else {
-            quantizeRows(x, rows: rows, width: width, into: tokens,
-                         load: { row, c in UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self) },
-                         scalar: { row, c in row[c] })
+            // One loop for both cases: times 1 costs a multiply per element, a closure call per element costs far more.
+            let ones = [Float](repeating: 1, count: width)
+            ones.withUnsafeBufferPointer { quantizeRows(x, rows: rows, width: width, factors: $0.baseAddress!, into: tokens) }
         }
     }
 
-    /// The loop of `quantizeRows`, inlined for plain and smoothed inputs: `load` reads 16 inputs from column c of a
-    /// row, `scalar` one.
-    @inline(__always)
-    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, into tokens: QuantizedTokens,
-                                     load: (UnsafePointer<Float>, Int) -> Ops.V, scalar: (UnsafePointer<Float>, Int) -> Float) {
+    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, factors: UnsafePointer<Float>,
+                                     into tokens: QuantizedTokens) {
         typealias V = Ops.V
         let levels = Float(activationLevels)
         Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
@@ -257,7 +252,7 @@ public enum Int8Linear {
                 var lo = V(repeating: 0), hi = V(repeating: 0), squares = V(repeating: 0)
                 var c = 0
                 while c + 16 <= width {
-                    let v = load(row, c)
+                    let v = UnsafeRawPointer(row + c).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + c).loadUnaligned(as: V.self)
                     lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
                     hi = Ops.maximum(hi, v)
                     squares += v * v
@@ -265,7 +260,7 @@ public enum Int8Linear {
                 }
                 var low = lo.min(), high = hi.max(), sumSquares = squares.sum()
                 while c < width {
-                    let v = scalar(row, c)
+                    let v = row[c] * factors[c]
                     low = Swift.min(low, v); high = Swift.max(high, v); sumSquares += v * v
                     c += 1
                 }
@@ -283,7 +278,7 @@ public enum Int8Linear {
                     let lowest = -zero * scale, highest = (levels - zero) * scale
                     var fits = true
                     for j in 0..<width {
-                        let v = scalar(row, j)
+                        let v = row[j] * factors[j]
                         if v < lowest || v > highest {
                             if Int(outliers) == maximumOutliers { fits = false; break }
                             let slot = r * maximumOutliers + Int(outliers)
@@ -302,7 +297,7 @@ public enum Int8Linear {
                 let o = tokens.values + r * width
                 // x / scale + zero, clamped to [0, levels], rounded with the 1.5·2^23 trick.
                 for j in 0..<width {
-                    var v = scalar(row, j) * inverse + zero
+                    var v = row[j] * factors[j] * inverse + zero
                     v = v < 0 ? 0 : v
                     v = v > levels ? levels : v
                     o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)
@@ -329,13 +324,6 @@ public enum Int8Linear {
                     case (false, nil): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
                     case (false, let b?): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
                     }
-                    for i in 0..<Int(tokens.outlierCounts[t]) {
-                        let slot = t * maximumOutliers + i
-                        let c = Int(tokens.outlierColumns[slot])
-                        let e = tokens.outlierExcess[slot]
-                        let column = weightValues + c
-                        for j in 0..<width { o[j] += e * rowScales[j] * Float(column[j * columns]) }
-                    }
                 }
             }
         }
@@ -344,6 +332,41 @@ public enum Int8Linear {
             bias.withUnsafeBufferPointer { run($0.baseAddress) }
         } else {
             run(nil)
+        }
+        addOutliers(rows: rows, width: width, tokens: tokens, weightValues: weightValues, columns: columns, rowScales: rowScales,
+                    out: out, ldOut: ldOut)
+    }
+
+    /// `out += E · Wᵤᵀ`: the outliers' excess E ([rows, u] over the u columns where any token has one; massive
+    /// activations sit in a few channels) times those weight columns dequantized (Wᵤ [width, u]), as one small sgemm.
+    static func addOutliers(rows: Int, width: Int, tokens: QuantizedTokens, weightValues: UnsafePointer<Int8>, columns: Int,
+                            rowScales: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldOut: Int) {
+        var slotOfColumn = [Int32](repeating: -1, count: columns)
+        var used = [Int]()
+        for t in 0..<rows {
+            for i in 0..<Int(tokens.outlierCounts[t]) {
+                let c = Int(tokens.outlierColumns[t * maximumOutliers + i])
+                if slotOfColumn[c] < 0 { slotOfColumn[c] = Int32(used.count); used.append(c) }
+            }
+        }
+        let u = used.count
+        if u == 0 { return }
+        var excess = [Float](repeating: 0, count: rows * u)          // [rows, u]
+        for t in 0..<rows {
+            for i in 0..<Int(tokens.outlierCounts[t]) {
+                let slot = t * maximumOutliers + i
+                excess[t * u + Int(slotOfColumn[Int(tokens.outlierColumns[slot])])] += tokens.outlierExcess[slot]
+            }
+        }
+        var weights = [Float](repeating: 0, count: width * u)        // [width, u]
+        for j in 0..<width {
+            let row = weightValues + j * columns
+            for (i, c) in used.enumerated() { weights[j * u + i] = rowScales[j] * Float(row[c]) }
+        }
+        excess.withUnsafeBufferPointer { e in
+            weights.withUnsafeBufferPointer { w in
+                DNNL.sgemm(m: rows, n: width, k: u, a: e.baseAddress!, b: w.baseAddress!, transposeB: true, c: out, ldc: ldOut, beta: 1)
+            }
         }
     }
 }
