@@ -6,8 +6,6 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
     case blasUnavailable(String)
     /// oneDNN (needed only for int8 compute) could not be loaded.
     case dnnlUnavailable(String)
-    /// A oneDNN call returned a non-success status.
-    case dnnlFailed(call: String, status: Int)
     public var description: String {
         switch self {
         case .blasUnavailable(let why):
@@ -15,8 +13,6 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
         case .dnnlUnavailable(let why):
             return "int8 compute needs oneDNN (libdnnl.so.2), which could not be loaded: install it with "
                 + "`apt-get install libdnnl-dev` (or set POLICYPRUNE_DNNL to the library's path), or use --compute f32. Tried: \(why)"
-        case .dnnlFailed(let call, let status):
-            return "oneDNN \(call) failed with status \(status)"
         }
     }
 }
