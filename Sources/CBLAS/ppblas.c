@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cpuid.h>
+#include <stdint.h>
+#include <stdatomic.h>
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
                          float *, int);
@@ -123,4 +125,122 @@ int pp_blas_get_threads(void) {
 void pp_sgemm(int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
               int ldb, float beta, float *c, int ldc) {
     p_sgemm(PP_CBLAS_ROW_MAJOR, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// oneDNN (libdnnl.so.2), optional: the int8 GEMM (u8 x s8 -> s32, VNNI) and its sgemm. Loaded on first use; without
+// it everything runs on OpenBLAS and only int8 compute is unavailable.
+//
+// Debian's oneDNN 2.6 uses OpenMP (libgomp). OpenMP's thread count is a per-thread setting, so the wrappers set it
+// on the calling thread before every call (one store, negligible next to a GEMM) to the count PolicyPrune chose.
+
+typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                             int64_t, float, float *, int64_t);
+typedef int (*dnnl_gemm_u8s8s32_fn)(char, char, char, int64_t, int64_t, int64_t, float, const uint8_t *, int64_t,
+                                    uint8_t, const int8_t *, int64_t, int8_t, float, int32_t *, int64_t,
+                                    const int32_t *);
+typedef struct {
+    int major, minor, patch;
+    const char *hash;
+    unsigned cpu_runtime, gpu_runtime;
+} dnnl_version_record;
+typedef const dnnl_version_record *(*dnnl_version_fn)(void);
+typedef void (*omp_set_num_threads_fn)(int);
+
+static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
+static int dnnl_status = -1;
+static char dnnl_error_text[1024] = "";
+static char dnnl_path[512] = "";
+static char dnnl_version_text[64] = "";
+static dnnl_sgemm_fn p_dnnl_sgemm = NULL;
+static dnnl_gemm_u8s8s32_fn p_dnnl_u8s8s32 = NULL;
+static omp_set_num_threads_fn p_omp_set_threads = NULL;
+static atomic_int dnnl_threads = 0;
+
+static void dnnl_load_once(void) {
+    // Idle OpenMP workers spin by default, which steals the cores OpenBLAS's own threads and the Swift kernels run
+    // on right after every oneDNN call; passive waiting (unless the user chose otherwise) keeps them out of the way.
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    if (wait == NULL || wait[0] == '\0') setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    // POLICYPRUNE_DNNL, when set, is the only candidate: a wrong path is an error, never a silent fallback.
+    const char *override_path = getenv("POLICYPRUNE_DNNL");
+    int exclusive = override_path != NULL && override_path[0] != '\0';
+    const char *candidates[] = {override_path, "libdnnl.so.2", "/usr/lib/x86_64-linux-gnu/libdnnl.so.2",
+                                "/usr/lib/aarch64-linux-gnu/libdnnl.so.2", "libdnnl.so", "libdnnl.2.dylib",
+                                "/opt/homebrew/opt/onednn/lib/libdnnl.dylib"};
+    size_t used = 0;
+    for (size_t i = 0; i < (exclusive ? 1 : sizeof candidates / sizeof candidates[0]); i++) {
+        if (candidates[i] == NULL || candidates[i][0] == '\0') continue;
+        void *handle = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
+        if (handle == NULL) {
+            const char *why = dlerror();
+            int n = snprintf(dnnl_error_text + used, sizeof dnnl_error_text - used, "%s%s", used ? "; " : "",
+                             why ? why : candidates[i]);
+            if (n > 0 && (size_t)n < sizeof dnnl_error_text - used) used += (size_t)n;
+            continue;
+        }
+        p_dnnl_sgemm = (dnnl_sgemm_fn)dlsym(handle, "dnnl_sgemm");
+        p_dnnl_u8s8s32 = (dnnl_gemm_u8s8s32_fn)dlsym(handle, "dnnl_gemm_u8s8s32");
+        // dlsym on a handle also searches its dependencies: finds libgomp's entry point when oneDNN uses OpenMP.
+        p_omp_set_threads = (omp_set_num_threads_fn)dlsym(handle, "omp_set_num_threads");
+        dnnl_version_fn version = (dnnl_version_fn)dlsym(handle, "dnnl_version");
+        if (p_dnnl_sgemm == NULL || p_dnnl_u8s8s32 == NULL) {
+            snprintf(dnnl_error_text, sizeof dnnl_error_text, "%s has no dnnl_sgemm / dnnl_gemm_u8s8s32", candidates[i]);
+            dlclose(handle);
+            continue;
+        }
+        if (version != NULL) {
+            const dnnl_version_record *v = version();
+            if (v) snprintf(dnnl_version_text, sizeof dnnl_version_text, "%d.%d.%d", v->major, v->minor, v->patch);
+        }
+        Dl_info info;
+        if (dladdr((void *)p_dnnl_u8s8s32, &info) && info.dli_fname)
+            snprintf(dnnl_path, sizeof dnnl_path, "%s", info.dli_fname);
+        else
+            snprintf(dnnl_path, sizeof dnnl_path, "%s", candidates[i]);
+        dnnl_error_text[0] = '\0';
+        dnnl_status = 0;
+        return;
+    }
+    if (used == 0) snprintf(dnnl_error_text, sizeof dnnl_error_text, "no oneDNN library candidate could be opened");
+}
+
+int pp_dnnl_load(void) {
+    pthread_once(&dnnl_once, dnnl_load_once);
+    return dnnl_status;
+}
+
+const char *pp_dnnl_error(void) { return dnnl_error_text; }
+const char *pp_dnnl_library_path(void) { return dnnl_path; }
+const char *pp_dnnl_version(void) { return dnnl_version_text; }
+int pp_dnnl_uses_openmp(void) { return p_omp_set_threads != NULL; }
+
+void pp_dnnl_set_threads(int n) { atomic_store(&dnnl_threads, n > 0 ? n : 0); }
+int pp_dnnl_get_threads(void) { return atomic_load(&dnnl_threads); }
+
+static inline void apply_threads(void) {
+    int n = atomic_load(&dnnl_threads);
+    if (n > 0 && p_omp_set_threads) p_omp_set_threads(n);
+}
+
+int pp_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    apply_threads();
+    return p_dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int pp_dnnl_gemm_u8s8s32(int transB, int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b,
+                         int64_t ldb, int32_t *c, int64_t ldc) {
+    apply_threads();
+    const int32_t zero = 0;
+    return p_dnnl_u8s8s32('N', transB ? 'T' : 'N', 'F', m, n, k, 1.0f, a, lda, 0, b, ldb, 0, 0.0f, c, ldc, &zero);
+}
+
+int pp_cpu_has_vnni(void) {
+#if defined(__x86_64__)
+    unsigned int a, b, c, d;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 11) & 1)) return 1;  // AVX512_VNNI
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1)) return 1;   // AVX_VNNI
+#endif
+    return 0;
 }

@@ -120,12 +120,16 @@ public struct BinaryRun {
 }
 
 extension Shared {
-    /// Runs the built `policyprune` with `arguments` and collects its exit status and output. stderr is drained on
-    /// another thread while stdout is read, so a large output on either pipe cannot block the child.
-    public static func run(_ arguments: [String]) throws -> BinaryRun {
+    /// Runs the built `policyprune` with `arguments` (and `environment` added to this process's) and collects its
+    /// exit status and output. stderr is drained on another thread while stdout is read, so a large output on either
+    /// pipe cannot block the child.
+    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> BinaryRun {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

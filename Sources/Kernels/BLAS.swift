@@ -1,12 +1,18 @@
 import CBLAS
 
 /// Errors from the BLAS boundary.
-public enum KernelError: Error, CustomStringConvertible {
+public enum KernelError: Error, CustomStringConvertible, Equatable {
+    /// OpenBLAS (required) could not be loaded.
     case blasUnavailable(String)
+    /// oneDNN (needed only for int8 compute) could not be loaded.
+    case dnnlUnavailable(String)
     public var description: String {
         switch self {
         case .blasUnavailable(let why):
             return "OpenBLAS could not be loaded (install libopenblas0 / libopenblas-dev, or set POLICYPRUNE_OPENBLAS): \(why)"
+        case .dnnlUnavailable(let why):
+            return "int8 compute needs oneDNN (libdnnl.so.2), which could not be loaded: install it with "
+                + "`apt-get install libdnnl-dev` (or set POLICYPRUNE_DNNL to the library's path), or use --compute f32. Tried: \(why)"
         }
     }
 }

@@ -50,6 +50,9 @@ extension PreparedModel {
         var attended = [Float](repeating: 0, count: n * maxQ)      // [n, queryDim]
         var gateUp = [Float](repeating: 0, count: n * 2 * maxFF)   // [n, 2·ffn]
         var activated = [Float](repeating: 0, count: n * maxFF)    // [n, ffn]
+        // int8 projections: quantized activations [n, widest input] and Int32 products [n, widest output].
+        var int8Scratch = Int8Scratch(rows: precision == .int8 ? n : 0, inputs: max(d, maxQ, maxFF),
+                                      outputs: max(maxQKV, d, 2 * maxFF))
         let maxPosition = (positions.max() ?? 0) + 1
         var ropeTables = [Int: RotaryTable]()
         for hd in Set(layers.filter(\.attention).map(\.headDim)) {
@@ -72,10 +75,14 @@ extension PreparedModel {
                                             layer.attentionNorm.withUnsafeBufferPointer { w in
                                                 Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
                                             }
-                                            layer.wqkv.withUnsafeBufferPointer { w in
-                                                BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
+                                            if let q = layer.int8 {
+                                                Int8Linear.apply(np, rows: n, weights: q.qkv, bias: layer.bqkv, out: qp, accumulate: false, scratch: &int8Scratch)
+                                            } else {
+                                                layer.wqkv.withUnsafeBufferPointer { w in
+                                                    BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
+                                                }
                                             }
-                                            if let bias = layer.bqkv {
+                                            if layer.int8 == nil, let bias = layer.bqkv {
                                                 bias.withUnsafeBufferPointer { bb in
                                                     for r in 0..<n { Ops.add(bb.baseAddress!, into: qp + r * layer.qkvDim, count: layer.qkvDim) }
                                                 }
@@ -88,9 +95,13 @@ extension PreparedModel {
                                             }
                                             attend(layer, li, qp, ap)
                                             observer?.observe(layer: li, point: .outputProjectionInput, values: ap, rows: n, width: layer.queryDim)
-                                            layer.wo.withUnsafeBufferPointer { w in
-                                                BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
-                                                          c: xp, beta: 1)
+                                            if let q = layer.int8 {
+                                                Int8Linear.apply(ap, rows: n, weights: q.o, out: xp, accumulate: true, scratch: &int8Scratch)
+                                            } else {
+                                                layer.wo.withUnsafeBufferPointer { w in
+                                                    BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
+                                                              c: xp, beta: 1)
+                                                }
                                             }
                                         }
                                         observer?.observe(layer: li, point: .mlpInput, values: xp, rows: n, width: d)
@@ -98,14 +109,22 @@ extension PreparedModel {
                                             layer.mlpNorm.withUnsafeBufferPointer { w in
                                                 Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
                                             }
-                                            layer.wGateUp.withUnsafeBufferPointer { w in
-                                                BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
+                                            if let q = layer.int8 {
+                                                Int8Linear.apply(np, rows: n, weights: q.gateUp, out: gp, accumulate: false, scratch: &int8Scratch)
+                                            } else {
+                                                layer.wGateUp.withUnsafeBufferPointer { w in
+                                                    BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
+                                                }
                                             }
                                             Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
                                             observer?.observe(layer: li, point: .downProjectionInput, values: actp, rows: n, width: layer.ffnDim)
-                                            layer.wDown.withUnsafeBufferPointer { w in
-                                                BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
-                                                          c: xp, beta: 1)
+                                            if let q = layer.int8 {
+                                                Int8Linear.apply(actp, rows: n, weights: q.down, out: xp, accumulate: true, scratch: &int8Scratch)
+                                            } else {
+                                                layer.wDown.withUnsafeBufferPointer { w in
+                                                    BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
+                                                              c: xp, beta: 1)
+                                                }
                                             }
                                         }
                                         observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)

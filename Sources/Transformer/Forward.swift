@@ -91,7 +91,7 @@ extension PreparedModel {
                         let total = batch * length
                         while row0 < total {
                             let rows = min(blockRows, total - row0)
-                            BLAS.gemm(m: rows, n: vocab, k: d, a: h.baseAddress! + row0 * d,
+                            sgemm(m: rows, n: vocab, k: d, a: h.baseAddress! + row0 * d,
                                       b: w.baseAddress!, transposeB: true, c: lg.baseAddress!)
                             let lgBase = lg.baseAddress!
                             let outBase = out.baseAddress!
@@ -160,7 +160,7 @@ extension PreparedModel {
         hidden.withUnsafeBufferPointer { h in
             head.withUnsafeBufferPointer { w in
                 out.withUnsafeMutableBufferPointer { o in
-                    BLAS.gemm(m: rows, n: config.vocabSize, k: config.hiddenSize, a: h.baseAddress!,
+                    sgemm(m: rows, n: config.vocabSize, k: config.hiddenSize, a: h.baseAddress!,
                               b: w.baseAddress!, transposeB: true, c: o.baseAddress!)
                 }
             }
@@ -199,7 +199,7 @@ extension PreparedModel {
                 for h in 0..<layer.queryHeads {
                     let grp = h / g
                     let q = qkv + b * length * stride + h * hd
-                    BLAS.gemm(m: length, n: keysTotal, k: hd, a: q, lda: stride, b: kBase + grp * hd, ldb: kStride,
+                    sgemm(m: length, n: keysTotal, k: hd, a: q, lda: stride, b: kBase + grp * hd, ldb: kStride,
                               transposeB: true, c: s, alpha: scale)
                     Parallel.forEachChunk(length, minimumPerChunk: 32) { range in
                         for t in range {
@@ -209,7 +209,7 @@ extension PreparedModel {
                             if visible < keysTotal { (row + visible).update(repeating: 0, count: keysTotal - visible) }
                         }
                     }
-                    BLAS.gemm(m: length, n: hd, k: keysTotal, a: s, b: vBase + grp * hd, ldb: vStride, transposeB: false,
+                    sgemm(m: length, n: hd, k: keysTotal, a: s, b: vBase + grp * hd, ldb: vStride, transposeB: false,
                               c: out + b * length * layer.queryDim + h * hd, ldc: layer.queryDim)
                 }
             }
@@ -233,6 +233,25 @@ extension PreparedModel {
             }
         }
     }
+}
+
+extension PreparedModel {
+    /// The Float32 GEMM of this model's attention and head (`BLAS.gemm`'s contract): OpenBLAS for f32 models, oneDNN's
+    /// sgemm for int8 ones, so that an int8 forward runs on one thread pool (OpenBLAS's idle workers spin for a while
+    /// after each call, next to the OpenMP team of the int8 GEMM that follows).
+    @inline(__always)
+    func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int? = nil, b: UnsafePointer<Float>, ldb: Int? = nil,
+               transposeB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int? = nil, alpha: Float = 1, beta: Float = 0) {
+        if precision == .int8 && Self.int8UsesDNNLSgemm {
+            DNNL.sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc, alpha: alpha, beta: beta)
+        } else {
+            BLAS.gemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc, alpha: alpha, beta: beta)
+        }
+    }
+
+    /// Whether int8 models run their Float32 GEMMs on oneDNN (default) or OpenBLAS (`POLICYPRUNE_INT8_SGEMM=openblas`,
+    /// for comparison: BENCHMARKS.md "int8 forwards").
+    static let int8UsesDNNLSgemm: Bool = ProcessInfo.processInfo.environment["POLICYPRUNE_INT8_SGEMM"] != "openblas"
 }
 
 extension Array {

@@ -1,4 +1,5 @@
 import Checkpoints
+import Foundation
 import Kernels
 
 /// Errors of the forward pass that a user can cause.
@@ -7,6 +8,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case raggedBatch(expected: Int, found: Int)
     case emptyInput
     case contextOverflow(requested: Int, capacity: Int)
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .raggedBatch(let e, let f): return "all sequences of a batch must have the same length (\(e) vs \(f))"
         case .emptyInput: return "no tokens to run"
         case .contextOverflow(let r, let c): return "sequence of \(r) positions exceeds the KV cache capacity \(c)"
+        case .invalidArgument(let why): return why
         }
     }
 }
@@ -28,6 +31,11 @@ public final class LanguageModel: @unchecked Sendable {
     public let weights: ModelWeights
     /// The dense (unmasked) model, ready to run.
     public let dense: PreparedModel
+    /// Guards the int8 weights and the dense int8 model, built on first use.
+    private let int8Lock = NSLock()
+    private var int8Layers: [QuantizedLayerWeights]?
+    private var int8Dense: PreparedModel?
+    private var int8Smoothing: Int8Calibration?
 
     /// Builds the model; `weights` must match `config` (checked, naming the tensor).
     public init(config: ModelConfig, weights: ModelWeights, file: String = "<memory>") throws {
@@ -44,12 +52,79 @@ public final class LanguageModel: @unchecked Sendable {
         try mask.validate(against: config)
         return PreparedModel(config: config, weights: weights, mask: mask)
     }
+
+    /// The model with `mask` applied (nil: dense), its projections computed in `precision`. For `.int8` the dense
+    /// weights are quantized once per model (on first use, thread-safe, about 0.1 GB for SmolLM2) and each call
+    /// only gathers the kept int8 rows and columns; the dense int8 model is cached like `dense`. Throws
+    /// `KernelError.dnnlUnavailable` when int8 is requested without oneDNN, and `MaskError` for a bad mask.
+    public func prepared(mask: StructureMask?, precision: ComputePrecision) throws -> PreparedModel {
+        switch precision {
+        case .f32:
+            return try prepared(mask: mask)
+        case .int8:
+            try DNNL.load()
+            if let mask { try mask.validate(against: config) }
+            int8Lock.lock()
+            let layers = quantizedLayers()
+            guard mask == nil else {
+                int8Lock.unlock()   // masked models are gathered concurrently
+                return PreparedModel(config: config, weights: weights, mask: mask, quantized: layers)
+            }
+            defer { int8Lock.unlock() }
+            if let int8Dense { return int8Dense }
+            let model = PreparedModel(config: config, weights: weights, mask: nil, quantized: layers)
+            int8Dense = model
+            return model
+        }
+    }
+
+    /// The calibration smoothing the int8 projections (nil: plain per-token activation quantization).
+    public var int8Calibration: Int8Calibration? {
+        int8Lock.lock(); defer { int8Lock.unlock() }
+        return int8Smoothing
+    }
+
+    /// Smooths the int8 projections with `calibration` (from `measureInt8Calibration`; nil: none). Drops the int8
+    /// weights quantized so far: models prepared earlier keep theirs, later ones use the new smoothing.
+    public func useInt8Calibration(_ calibration: Int8Calibration?) throws {
+        if let calibration {
+            let fits = calibration.layers.count == config.layers.count && zip(calibration.layers, config.layers).allSatisfy { c, spec in
+                c.qkvInput.count == config.hiddenSize && c.gateUpInput.count == config.hiddenSize
+                    && c.oInput.count == spec.queryDim && c.downInput.count == spec.ffnDim
+            }
+            guard fits else { throw ModelError.invalidArgument("int8 calibration does not match the model's layer shapes") }
+        }
+        int8Lock.lock(); defer { int8Lock.unlock() }
+        int8Smoothing = calibration
+        int8Layers = nil
+        int8Dense = nil
+    }
+
+    /// Measures the calibration on `windows` and uses it: `useInt8Calibration(measureInt8Calibration(on:alpha:))`.
+    public func calibrateInt8(on windows: [[Int]], alpha: Float = 0.5) throws {
+        try useInt8Calibration(try measureInt8Calibration(on: windows, alpha: alpha))
+    }
+
+    /// The dense layers quantized per output row; call with `int8Lock` held.
+    private func quantizedLayers() -> [QuantizedLayerWeights] {
+        if let int8Layers { return int8Layers }
+        var built = [QuantizedLayerWeights?](repeating: nil, count: config.layers.count)
+        for i in config.layers.indices {   // each matrix is quantized in parallel over its rows
+            built[i] = QuantizedLayerWeights(spec: config.layers[i], weights: weights.layers[i], hidden: config.hiddenSize,
+                                             calibration: int8Smoothing, layer: i)
+        }
+        let layers = built.map { $0! }
+        int8Layers = layers
+        return layers
+    }
 }
 
 /// A model ready to run: its layers fused and (if masked) gathered. Cheap to share across threads.
 public struct PreparedModel: @unchecked Sendable {
     /// The unmasked architecture this model came from.
     public let config: ModelConfig
+    /// The arithmetic of the projections.
+    public let precision: ComputePrecision
     let layers: [PreparedLayer]
     /// [vocab, hidden]
     let embedding: [Float]
@@ -58,14 +133,15 @@ public struct PreparedModel: @unchecked Sendable {
     /// [hidden]
     let finalNorm: [Float]
 
-    init(config: ModelConfig, weights: ModelWeights, mask: StructureMask?) {
+    init(config: ModelConfig, weights: ModelWeights, mask: StructureMask?, quantized: [QuantizedLayerWeights]? = nil) {
         self.config = config
+        precision = quantized == nil ? .f32 : .int8
         var prepared = [PreparedLayer?](repeating: nil, count: config.layers.count)
         prepared.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
             Parallel.forEach(config.layers.count) { i in
                 (base + i).initialize(to: PreparedLayer(spec: config.layers[i], weights: weights.layers[i],
-                                                        hidden: config.hiddenSize, mask: mask?.layers[i]))
+                                                        quantized: quantized?[i], hidden: config.hiddenSize, mask: mask?.layers[i]))
             }
         }
         layers = prepared.map { $0! }

@@ -1,8 +1,10 @@
 import Checkpoints
+import Kernels
 
 /// One decoder layer's weights laid out for the forward pass: q/k/v fused into one matrix and gate/up into
 /// another, so each sublayer needs two GEMMs. A masked layer is prepared by gathering only the kept rows and
-/// columns (design.md decision 3), so it costs in proportion to what is kept.
+/// columns (design.md decision 3), so it costs in proportion to what is kept. An int8 layer gathers the same rows
+/// and columns from the once-quantized dense weights (`int8`) and leaves the Float32 matrices empty.
 struct PreparedLayer: Sendable {
     /// Query heads, KV heads and channels that are actually computed.
     let queryHeads: Int
@@ -26,13 +28,16 @@ struct PreparedLayer: Sendable {
     let wGateUp: [Float]
     /// [hidden, ffnDim]
     let wDown: [Float]
+    /// The projections in int8 (then `wqkv`, `wo`, `wGateUp` and `wDown` are empty), or nil for Float32.
+    let int8: Int8Projections?
 
     var queryDim: Int { queryHeads * headDim }
     var kvDim: Int { kvHeads * headDim }
     var qkvDim: Int { queryDim + 2 * kvDim }
 
-    /// Prepares a layer keeping `keptGroups` KV groups and `keptChannels` channels of `weights` (shaped by `spec`).
-    init(spec: LayerSpec, weights w: LayerWeights, hidden: Int, mask: StructureMask.Layer?) {
+    /// Prepares a layer keeping the KV groups and channels `mask` keeps of `weights` (shaped by `spec`); with
+    /// `quantized` (the same layer's dense weights in int8) the projections are gathered in int8 instead.
+    init(spec: LayerSpec, weights w: LayerWeights, quantized: QuantizedLayerWeights? = nil, hidden: Int, mask: StructureMask.Layer?) {
         let hd = spec.headDim
         let g = spec.groupSize
         let groups = mask?.keptKVGroups ?? Array(0..<spec.kvHeads)
@@ -44,20 +49,15 @@ struct PreparedLayer: Sendable {
         mlp = mlpOn
         attentionNorm = w.attentionNorm
         mlpNorm = w.mlpNorm
+        var qkvInt8 = Int8Matrix.empty(columns: hidden)
+        var oInt8 = Int8Matrix.empty(columns: 0)
+        var gateUpInt8 = Int8Matrix.empty(columns: hidden)
+        var downInt8 = Int8Matrix.empty(columns: 0)
 
         if attentionOn {
             let heads = groups.flatMap { grp in (0..<g).map { grp * g + $0 } }
             queryHeads = heads.count
             kvHeads = groups.count
-            var qkv = [Float]()
-            qkv.reserveCapacity((heads.count + 2 * groups.count) * hd * hidden)
-            func appendRows(_ m: [Float], blocks: [Int]) {
-                for b in blocks { qkv.append(contentsOf: m[(b * hd * hidden)..<((b + 1) * hd * hidden)]) }
-            }
-            appendRows(w.wq, blocks: heads)
-            appendRows(w.wk, blocks: groups)
-            appendRows(w.wv, blocks: groups)
-            wqkv = qkv
             if let bq = w.bq, let bk = w.bk, let bv = w.bv {
                 var b = [Float]()
                 for h in heads { b.append(contentsOf: bq[(h * hd)..<((h + 1) * hd)]) }
@@ -67,58 +67,65 @@ struct PreparedLayer: Sendable {
             } else {
                 bqkv = nil
             }
-            // o_proj keeps the columns of the kept heads.
-            let qd = spec.queryDim
-            let keptQ = heads.count * hd
-            var o = [Float](repeating: 0, count: hidden * keptQ)
-            w.wo.withUnsafeBufferPointer { src in
-                o.withUnsafeMutableBufferPointer { dst in
-                    for r in 0..<hidden {
-                        for (j, h) in heads.enumerated() {
-                            let s = src.baseAddress! + r * qd + h * hd
-                            let d = dst.baseAddress! + r * keptQ + j * hd
-                            d.update(from: s, count: hd)
-                        }
-                    }
-                }
+            if let q = quantized {
+                qkvInt8 = Int8Matrix.stackingRowBlocks([(q.wq, heads, hd), (q.wk, groups, hd), (q.wv, groups, hd)])
+                oInt8 = q.wo.keepingColumnBlocks(heads, blockSize: hd)
+                wqkv = []; wo = []
+            } else {
+                wqkv = Self.rowBlocks([(w.wq, heads), (w.wk, groups), (w.wv, groups)], blockRows: hd, columns: hidden)
+                wo = Self.columnBlocks(w.wo, rows: hidden, columns: spec.queryDim, blocks: heads, blockSize: hd)
             }
-            wo = o
         } else {
             queryHeads = 0; kvHeads = 0; wqkv = []; bqkv = nil; wo = []
         }
 
         if mlpOn {
             ffnDim = channels.count
-            let dense = channels.count == spec.ffnDim
-            var gu = [Float]()
-            gu.reserveCapacity(2 * channels.count * hidden)
-            if dense {
-                gu.append(contentsOf: w.gate)
-                gu.append(contentsOf: w.up)
-            } else {
-                for c in channels { gu.append(contentsOf: w.gate[(c * hidden)..<((c + 1) * hidden)]) }
-                for c in channels { gu.append(contentsOf: w.up[(c * hidden)..<((c + 1) * hidden)]) }
-            }
-            wGateUp = gu
-            if dense {
+            if let q = quantized {
+                gateUpInt8 = Int8Matrix.stackingRowBlocks([(q.gate, channels, 1), (q.up, channels, 1)])
+                downInt8 = q.down.keepingColumnBlocks(channels, blockSize: 1)
+                wGateUp = []; wDown = []
+            } else if channels.count == spec.ffnDim {
+                wGateUp = w.gate + w.up
                 wDown = w.down
             } else {
-                let ff = spec.ffnDim
-                let kept = channels.count
-                var d = [Float](repeating: 0, count: hidden * kept)
-                w.down.withUnsafeBufferPointer { src in
-                    d.withUnsafeMutableBufferPointer { dst in
-                        for r in 0..<hidden {
-                            let s = src.baseAddress! + r * ff
-                            let o = dst.baseAddress! + r * kept
-                            for (j, c) in channels.enumerated() { o[j] = s[c] }
-                        }
-                    }
-                }
-                wDown = d
+                wGateUp = Self.rowBlocks([(w.gate, channels), (w.up, channels)], blockRows: 1, columns: hidden)
+                wDown = Self.columnBlocks(w.down, rows: hidden, columns: spec.ffnDim, blocks: channels, blockSize: 1)
             }
         } else {
             ffnDim = 0; wGateUp = []; wDown = []
         }
+        int8 = quantized == nil ? nil : Int8Projections(qkv: qkvInt8, o: oInt8, gateUp: gateUpInt8, down: downInt8)
+    }
+
+    /// The row blocks `blocks` (each `blockRows` rows of `columns`) of every matrix, stacked in order.
+    private static func rowBlocks(_ pieces: [([Float], [Int])], blockRows: Int, columns: Int) -> [Float] {
+        let block = blockRows * columns
+        var out = [Float]()
+        out.reserveCapacity(pieces.reduce(0) { $0 + $1.1.count * block })
+        for (m, blocks) in pieces {
+            for b in blocks { out.append(contentsOf: m[(b * block)..<((b + 1) * block)]) }
+        }
+        return out
+    }
+
+    /// Every row of `m` ([rows, columns]) keeping only column blocks `blocks` (each `blockSize` wide), in order.
+    private static func columnBlocks(_ m: [Float], rows: Int, columns: Int, blocks: [Int], blockSize: Int) -> [Float] {
+        let kept = blocks.count * blockSize
+        var out = [Float](repeating: 0, count: rows * kept)
+        m.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<rows {
+                    let s = src.baseAddress! + r * columns
+                    let d = dst.baseAddress! + r * kept
+                    if blockSize == 1 {
+                        for (j, c) in blocks.enumerated() { d[j] = s[c] }
+                    } else {
+                        for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
+                    }
+                }
+            }
+        }
+        return out
     }
 }

@@ -3,13 +3,15 @@ import Checkpoints
 import Corpora
 import Foundation
 import Kernels
+import Tokenization
 import Transformer
 
-/// `policyprune bench`: forward-pass throughput next to the machine's own sgemm rate on the same shapes,
-/// measured in the same run, so the ratio is meaningful on any machine.
+/// `policyprune bench`: forward-pass throughput next to the machine's own GEMM rates on the same shapes, and (with
+/// `--compute int8`) the int8 forward beside the Float32 one, all measured in the same run so every ratio is
+/// meaningful on any machine.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmark the forward pass against OpenBLAS sgemm on the same shapes (prints a ratio table).")
+        abstract: "Benchmark the forward pass against sgemm on the same shapes, and int8 against f32 (prints ratio tables).")
 
     @OptionGroup var model: ModelOptions
     @Option(help: "Sequences per batch.") var batch = 8
@@ -17,23 +19,108 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed repetitions (the best is reported).") var repeats = 3
     @Option(help: "Also time a masked forward keeping this fraction of KV groups and MLP channels per layer (0 = skip).")
     var keep: Double = 0.5
+    @Option(help: "Projection arithmetic to time beside f32: f32 (only f32) or int8 (f32 and int8 in the same run; needs oneDNN).")
+    var compute: ComputePrecision = .f32
+    @Option(help: "With --compute int8: also compare int8 and f32 NLL on the first N WikiText-2 windows of --seq tokens (0 = skip).")
+    var nllWindows = 0
+    @Option(help: "With --compute int8: smooth the int8 projections (SmoothQuant) with activation maxima from the first N C4 validation windows (0 = no smoothing).")
+    var int8Calibration = 0
+    @Option(help: "SmoothQuant migration strength for --int8-calibration.") var int8Alpha: Float = 0.5
     @Flag(help: "Also time the tokenizer on the WikiText-2 test text (needs the shared data).") var tokenizer = false
     @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
+    @Flag(help: "Print the measurements as JSON on stdout instead of tables.") var json = false
+
+    func validate() throws {
+        guard batch >= 1, seq >= 2, repeats >= 1 else { throw ValidationError("--batch, --repeats must be ≥ 1 and --seq ≥ 2") }
+        guard keep >= 0 && keep <= 1 else { throw ValidationError("--keep must be in [0, 1], got \(keep)") }
+        guard nllWindows >= 0 else { throw ValidationError("--nll-windows must be ≥ 0, got \(nllWindows)") }
+        if (nllWindows > 0 || int8Calibration > 0) && compute != .int8 { throw ValidationError("--nll-windows and --int8-calibration need --compute int8") }
+        guard int8Calibration >= 0, int8Alpha >= 0, int8Alpha <= 1 else { throw ValidationError("--int8-calibration must be ≥ 0 and --int8-alpha in [0, 1]") }
+    }
+
+    /// One GEMM shape of the forward, timed with each available kernel.
+    struct GEMMRow: Codable {
+        var shape: String, m: Int, n: Int, k: Int
+        /// Occurrences per forward pass.
+        var count: Int
+        var openblasSgemmGFLOPS: Double
+        var dnnlSgemmGFLOPS: Double?
+        var dnnlU8S8S32GOPS: Double?
+    }
+
+    /// One forward variant: seconds (best of `repeats`) per precision.
+    struct ForwardRow: Codable {
+        var name: String
+        var flops: Double
+        var f32Seconds: Double
+        var int8Seconds: Double?
+        var f32TokensPerSecond: Double
+        var int8TokensPerSecond: Double?
+        /// f32 time / int8 time, measured in this run.
+        var int8SpeedUp: Double?
+        /// This variant's f32 time over the dense f32 time of the same kind (whole pass or stack).
+        var f32TimeVsDense: Double
+    }
+
+    /// int8 vs f32 NLL on real windows.
+    struct NLLRow: Codable {
+        var name: String
+        var windows: Int
+        var f32MeanNLL: Double
+        var int8MeanNLL: Double
+        /// max over windows of |int8 − f32| / f32 (per-window mean NLL).
+        var maxRelativeWindowDifference: Double
+        var meanRelativeWindowDifference: Double
+    }
+
+    struct Report: Codable {
+        var model: String
+        var batch: Int, seq: Int, repeats: Int, keep: Double
+        var openblas: String, openblasCore: String, threads: Int
+        var dnnl: String?
+        var loadAverage: String
+        var gemm: [GEMMRow]
+        var sgemmFLOPWeightedGFLOPS: Double
+        var forward: [ForwardRow]
+        var nll: [NLLRow]
+        var denseGFLOPPerPass: Double
+        /// int8 smoothing: calibration windows (C4 validation) and α, nil when none.
+        var int8CalibrationWindows: Int?
+        var int8Alpha: Float?
+    }
 
     func run() throws {
         let loaded = try model.load()
         let lm = loaded.model
         let cfg = lm.config
         note("loaded \(loaded.checkpoint.path) in \(String(format: "%.2f", loaded.seconds)) s")
-        print("OpenBLAS: \(BLAS.libraryPath)")
-        print("OpenBLAS core: \(BLAS.coreName) (core type chosen by policyprune: \(BLAS.chosenCoreType ?? "none, OPENBLAS_CORETYPE set by environment"))")
-        print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads)")
+        let int8 = compute == .int8
+        if int8 { try DNNL.load() }   // typed error naming libdnnl when it is missing
+        if int8 && int8Calibration > 0 {
+            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+            let tokens = tok.encode(try Dataset.c4.text(dataRoot: root), addSpecialTokens: true)
+            let windows = try EvalWindows(tokens: tokens, context: seq, limit: int8Calibration, source: "c4").windows
+            try lm.calibrateInt8(on: windows, alpha: int8Alpha)
+        }
+        let dnnl = DNNL.isAvailable
+        var report = Report(model: model.model, batch: batch, seq: seq, repeats: repeats, keep: keep,
+                            openblas: BLAS.libraryPath, openblasCore: BLAS.coreName, threads: Parallel.threads,
+                            dnnl: dnnl ? "\(DNNL.libraryPath) \(DNNL.version) (\(DNNL.usesOpenMP ? "OpenMP" : "own") threads: \(DNNL.threads), VNNI: \(DNNL.cpuHasVNNI ? "yes" : "no"))" : nil,
+                            loadAverage: Self.loadAverage(), gemm: [], sgemmFLOPWeightedGFLOPS: 0, forward: [], nll: [],
+                            denseGFLOPPerPass: lm.dense.flops(batch: batch, sequence: seq) / 1e9)
+        if !json {
+            print("OpenBLAS: \(BLAS.libraryPath)")
+            print("OpenBLAS core: \(BLAS.coreName) (core type chosen by policyprune: \(BLAS.chosenCoreType ?? "none, OPENBLAS_CORETYPE set by environment"))")
+            print("oneDNN: \(report.dnnl ?? "not available (apt-get install libdnnl-dev)")")
+            print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads); load average at start: \(report.loadAverage)")
+        }
         if tokenizer { try benchTokenizer(loaded.checkpoint) }
         let n = batch * seq
         var rng = Xoshiro256(seed: 1)
         let windows = (0..<batch).map { _ in (0..<seq).map { _ in Int(rng.next() % UInt64(cfg.vocabSize)) } }
 
-        // sgemm on the forward's own shapes, weighted by how often each occurs.
+        // GEMMs on the forward's own shapes, weighted by how often each occurs.
         let l0 = cfg.layers[0]
         let d = cfg.hiddenSize
         let shapes: [(String, Int, Int, Int, Int)] = [
@@ -43,82 +130,166 @@ struct Bench: ParsableCommand {
             ("down", n, d, l0.ffnDim, cfg.layers.count),
             ("head (256-row blocks)", 256, cfg.vocabSize, d, n / 256),
         ]
-        print("")
-        print(pad("shape", 22) + pad("m x n x k", 22) + pad("GFLOP/s", 10))
         var gemmFlops = 0.0, gemmSeconds = 0.0
         for (name, m, nn, k, count) in shapes {
+            let flops = 2.0 * Double(m * nn * k)
+            let reps = max(3, min(200, Int(2e10 / flops)))
             let a = [Float](repeating: 0.01, count: m * k)
             let b = [Float](repeating: 0.02, count: nn * k)
             var c = [Float](repeating: 0, count: m * nn)
-            let once: () -> Void = {
+            func rate(_ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
                 a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-                    BLAS.gemm(m: m, n: nn, k: k, a: ap.baseAddress!, b: bp.baseAddress!, transposeB: true, c: cp.baseAddress!)
+                    kernel(ap.baseAddress!, bp.baseAddress!, cp.baseAddress!)
+                    let t0 = Date()
+                    for _ in 0..<reps { kernel(ap.baseAddress!, bp.baseAddress!, cp.baseAddress!) }
+                    return flops * Double(reps) / Date().timeIntervalSince(t0)
                 } } }
             }
-            once()
-            let reps = max(3, min(200, Int(2e10 / Double(2 * m * nn * k))))
-            let t0 = Date()
-            for _ in 0..<reps { once() }
-            let sec = Date().timeIntervalSince(t0) / Double(reps)
-            let flops = 2.0 * Double(m * nn * k)
-            print(pad(name, 22) + pad("\(m) x \(nn) x \(k)", 22) + pad(String(format: "%.1f", flops / sec / 1e9), 10))
+            let openblas = rate { BLAS.gemm(m: m, n: nn, k: k, a: $0, b: $1, transposeB: true, c: $2) }
+            var row = GEMMRow(shape: name, m: m, n: nn, k: k, count: count, openblasSgemmGFLOPS: openblas / 1e9)
+            if dnnl {
+                row.dnnlSgemmGFLOPS = rate { DNNL.sgemm(m: m, n: nn, k: k, a: $0, b: $1, transposeB: true, c: $2) } / 1e9
+                let qa = [UInt8](repeating: 3, count: m * k), qb = [Int8](repeating: -2, count: nn * k)
+                var qc = [Int32](repeating: 0, count: m * nn)
+                row.dnnlU8S8S32GOPS = qa.withUnsafeBufferPointer { ap in qb.withUnsafeBufferPointer { bp in qc.withUnsafeMutableBufferPointer { cp in
+                    DNNL.gemmU8S8S32(m: m, n: nn, k: k, a: ap.baseAddress!, b: bp.baseAddress!, c: cp.baseAddress!)
+                    let t0 = Date()
+                    for _ in 0..<reps { DNNL.gemmU8S8S32(m: m, n: nn, k: k, a: ap.baseAddress!, b: bp.baseAddress!, c: cp.baseAddress!) }
+                    return flops * Double(reps) / Date().timeIntervalSince(t0) / 1e9
+                } } }
+            }
+            report.gemm.append(row)
             gemmFlops += flops * Double(count)
-            gemmSeconds += sec * Double(count)
+            gemmSeconds += flops / openblas * Double(count)
         }
         let sgemmRate = gemmFlops / gemmSeconds
-        print(String(format: "sgemm on the forward's shapes (FLOP-weighted): %.1f GFLOP/s", sgemmRate / 1e9))
+        report.sgemmFLOPWeightedGFLOPS = sgemmRate / 1e9
 
-        /// Best of `repeats` after one warm-up.
-        func best(_ body: () throws -> Void) rethrows -> Double {
-            try body()
-            var best = Double.infinity
-            for _ in 0..<repeats {
+        /// f32 and int8 timed alternately (best of `repeats` each after one warm-up), so a change in the machine's
+        /// load during the run hits both.
+        func measure(_ name: String, mask: StructureMask?, stack: Bool, dense: ForwardRow?) throws -> ForwardRow {
+            let f32 = try lm.prepared(mask: mask)
+            let q = int8 ? try lm.prepared(mask: mask, precision: .int8) : nil
+            let flops = f32.flops(batch: batch, sequence: seq, includeHead: !stack)
+            func once(_ m: PreparedModel) throws -> Double {
                 let t0 = Date()
-                try body()
-                best = min(best, Date().timeIntervalSince(t0))
+                if stack { try m.observe(windows, observer: NoObserver()) } else { _ = try m.tokenNLL(windows) }
+                return Date().timeIntervalSince(t0)
             }
-            return best
+            _ = try once(f32)
+            if let q { _ = try once(q) }
+            var f32Seconds = Double.infinity, int8Seconds = Double.infinity
+            for _ in 0..<repeats {
+                f32Seconds = min(f32Seconds, try once(f32))
+                if let q { int8Seconds = min(int8Seconds, try once(q)) }
+            }
+            var row = ForwardRow(name: name, flops: flops, f32Seconds: f32Seconds, f32TokensPerSecond: Double(n) / f32Seconds,
+                                 f32TimeVsDense: f32Seconds / (dense?.f32Seconds ?? f32Seconds))
+            if q != nil {
+                row.int8Seconds = int8Seconds
+                row.int8TokensPerSecond = Double(n) / int8Seconds
+                row.int8SpeedUp = f32Seconds / int8Seconds
+            }
+            return row
         }
-        func timeForward(_ prepared: PreparedModel) throws -> Double { try best { _ = try prepared.tokenNLL(windows) } }
-        /// The decoder stack alone (embeddings, layers, final norm): what a mask acts on.
-        func timeStack(_ prepared: PreparedModel) throws -> Double { try best { try prepared.observe(windows, observer: NoObserver()) } }
+        let mask = keep > 0 && keep < 1 ? Self.keepMask(cfg, keep: keep) : nil
+        let maskLabel = String(format: "masked, %.0f%% of groups/channels kept", keep * 100)
+        let dense = try measure("dense", mask: nil, stack: false, dense: nil)
+        report.forward.append(dense)
+        if let mask {
+            report.forward.append(try measure(maskLabel, mask: mask, stack: false, dense: dense))
+            // The same two models without the output head, which no mask prunes and which stays Float32.
+            let denseStack = try measure("dense, decoder stack only", mask: nil, stack: true, dense: nil)
+            report.forward.append(denseStack)
+            report.forward.append(try measure(maskLabel.replacingOccurrences(of: "masked", with: "masked stack"), mask: mask, stack: true, dense: denseStack))
+        }
+        if int8 && nllWindows > 0 {
+            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+            let tokens = tok.encode(try Dataset.wikitext2.text(dataRoot: root), addSpecialTokens: true)
+            let eval = try EvalWindows(tokens: tokens, context: seq, limit: nllWindows, source: "wikitext2").windows
+            for (name, m) in [("dense", nil), (maskLabel, mask)] as [(String, StructureMask?)] where name == "dense" || m != nil {
+                let f32 = try Self.windowMeans(try lm.prepared(mask: m), eval, batch: batch)
+                let q = try Self.windowMeans(try lm.prepared(mask: m, precision: .int8), eval, batch: batch)
+                let rel = zip(f32, q).map { abs($1 - $0) / $0 }
+                report.nll.append(NLLRow(name: name, windows: eval.count, f32MeanNLL: f32.reduce(0, +) / Double(f32.count),
+                                         int8MeanNLL: q.reduce(0, +) / Double(q.count), maxRelativeWindowDifference: rel.max() ?? 0,
+                                         meanRelativeWindowDifference: rel.reduce(0, +) / Double(max(1, rel.count))))
+            }
+        }
+        if int8 && int8Calibration > 0 { report.int8CalibrationWindows = int8Calibration; report.int8Alpha = int8Alpha }
+        if json { try printJSON(report); return }
+        printTables(report, sgemmRate: sgemmRate, denseFlops: dense.flops)
+    }
+
+    private func printTables(_ report: Report, sgemmRate: Double, denseFlops: Double) {
         print("")
-        print(pad("forward (\(batch) x \(seq) tokens)", 40) + pad("seconds", 10) + pad("tokens/s", 10) + pad("GFLOP/s", 10) + pad("vs sgemm", 10)
-              + pad("FLOPs vs dense", 16) + pad("time vs dense", 14))
-        let denseFlops = lm.dense.flops(batch: batch, sequence: seq)
-        let denseStackFlops = lm.dense.flops(batch: batch, sequence: seq, includeHead: false)
-        let denseTime = try timeForward(lm.dense)
-        func row(_ name: String, _ flops: Double, _ sec: Double, denseFlops: Double, denseTime: Double) {
-            print(pad(name, 40) + pad(String(format: "%.3f", sec), 10) + pad(String(format: "%.0f", Double(n) / sec), 10)
-                  + pad(String(format: "%.1f", flops / sec / 1e9), 10) + pad(String(format: "%.2f", flops / sec / sgemmRate), 10)
-                  + pad(String(format: "%.3f", flops / denseFlops), 16) + pad(String(format: "%.3f", sec / denseTime), 14))
+        print(pad("shape", 22) + pad("m x n x k", 22) + pad("OpenBLAS sgemm GFLOP/s", 24)
+              + (report.dnnl != nil ? pad("dnnl_sgemm GFLOP/s", 20) + pad("dnnl u8s8s32 GOP/s", 20) : ""))
+        for g in report.gemm {
+            print(pad(g.shape, 22) + pad("\(g.m) x \(g.n) x \(g.k)", 22) + pad(String(format: "%.1f", g.openblasSgemmGFLOPS), 24)
+                  + (g.dnnlSgemmGFLOPS.map { pad(String(format: "%.1f", $0), 20) } ?? "")
+                  + (g.dnnlU8S8S32GOPS.map { pad(String(format: "%.1f", $0), 20) } ?? ""))
         }
-        row("dense", denseFlops, denseTime, denseFlops: denseFlops, denseTime: denseTime)
-        if keep > 0 && keep < 1 {
-            // Keep exactly `keep` of all KV groups (layers alternate between floor and ceil when a layer's share is
-            // fractional, e.g. 1 or 2 of SmolLM2's 3) and of every layer's channels, so the kept fraction of the
-            // attention+MLP parameters is `keep`, not rounded up per layer.
-            let totalGroups = cfg.layers.reduce(0) { $0 + $1.kvHeads }
-            var extra = Int((Double(totalGroups) * keep).rounded()) - cfg.layers.reduce(0) { $0 + Int(Double($1.kvHeads) * keep) }
-            let mask = StructureMask(layers: cfg.layers.map { spec in
-                var groups = Int(Double(spec.kvHeads) * keep)
-                if extra > 0 && groups < spec.kvHeads { groups += 1; extra -= 1 }
-                return StructureMask.Layer(keptKVGroups: Array(0..<groups), keptChannels: Array(0..<Int(Double(spec.ffnDim) * keep)))
-            })
-            let masked = try lm.prepared(mask: mask)
-            let label = String(format: "masked, %.0f%% of groups/channels kept", keep * 100)
-            row(label, masked.flops(batch: batch, sequence: seq), try timeForward(masked), denseFlops: denseFlops, denseTime: denseTime)
-            // The same two models without the output head, which no mask prunes (it is 20 % of SmolLM2's FLOPs, so
-            // the whole pass cannot drop below head share + keep · rest).
-            let denseStack = try timeStack(lm.dense)
-            row("dense, decoder stack only", denseStackFlops, denseStack, denseFlops: denseStackFlops, denseTime: denseStack)
-            row(label.replacingOccurrences(of: "masked", with: "masked stack"), masked.flops(batch: batch, sequence: seq, includeHead: false),
-                try timeStack(masked), denseFlops: denseStackFlops, denseTime: denseStack)
-            let headShare = (denseFlops - denseStackFlops) / denseFlops
-            print(String(format: "\nthe head is %.1f%% of the dense FLOPs: at %.0f%% kept the whole pass cannot cost less than %.3f of the dense FLOPs",
-                         headShare * 100, keep * 100, masked.flops(batch: batch, sequence: seq) / denseFlops))
+        print(String(format: "OpenBLAS sgemm on the forward's shapes (FLOP-weighted): %.1f GFLOP/s", sgemmRate / 1e9))
+        print("")
+        print(pad("f32 forward (\(batch) x \(seq) tokens)", 44) + pad("seconds", 10) + pad("tokens/s", 10) + pad("GFLOP/s", 10)
+              + pad("vs sgemm", 10) + pad("time vs dense", 14))
+        for r in report.forward {
+            print(pad(r.name, 44) + pad(String(format: "%.3f", r.f32Seconds), 10) + pad(String(format: "%.0f", r.f32TokensPerSecond), 10)
+                  + pad(String(format: "%.1f", r.flops / r.f32Seconds / 1e9), 10) + pad(String(format: "%.2f", r.flops / r.f32Seconds / sgemmRate), 10)
+                  + pad(String(format: "%.3f", r.f32TimeVsDense), 14))
         }
-        print(String(format: "\ndense forward FLOPs per pass: %.1f GFLOP", denseFlops / 1e9))
+        if compute == .int8 {
+            print("")
+            print(pad("int8 vs f32 (same run)", 44) + pad("f32 s", 9) + pad("int8 s", 9) + pad("f32 tok/s", 11) + pad("int8 tok/s", 11)
+                  + pad("int8 speed-up", 14))
+            for r in report.forward {
+                print(pad(r.name, 44) + pad(String(format: "%.3f", r.f32Seconds), 9) + pad(String(format: "%.3f", r.int8Seconds ?? .nan), 9)
+                      + pad(String(format: "%.0f", r.f32TokensPerSecond), 11) + pad(String(format: "%.0f", r.int8TokensPerSecond ?? .nan), 11)
+                      + pad(String(format: "%.2fx", r.int8SpeedUp ?? .nan), 14))
+            }
+        }
+        if !report.nll.isEmpty {
+            print("")
+            print(pad("NLL, first WikiText-2 windows", 44) + pad("windows", 9) + pad("f32 mean", 10) + pad("int8 mean", 10)
+                  + pad("max |rel diff| per window", 27) + pad("mean |rel diff|", 16))
+            for r in report.nll {
+                print(pad(r.name, 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10) + pad(String(format: "%.4f", r.int8MeanNLL), 10)
+                      + pad(String(format: "%.3f%%", 100 * r.maxRelativeWindowDifference), 27) + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16))
+            }
+        }
+        print(String(format: "\ndense forward FLOPs per pass: %.1f GFLOP; load average at the end: %@", denseFlops / 1e9, Self.loadAverage()))
+    }
+
+    /// Keeps exactly `keep` of all KV groups (layers alternate between floor and ceil when a layer's share is
+    /// fractional, e.g. 1 or 2 of SmolLM2's 3) and of every layer's channels, so the kept fraction of the
+    /// attention+MLP parameters is `keep`, not rounded up per layer.
+    static func keepMask(_ cfg: ModelConfig, keep: Double) -> StructureMask {
+        let totalGroups = cfg.layers.reduce(0) { $0 + $1.kvHeads }
+        var extra = Int((Double(totalGroups) * keep).rounded()) - cfg.layers.reduce(0) { $0 + Int(Double($1.kvHeads) * keep) }
+        return StructureMask(layers: cfg.layers.map { spec in
+            var groups = Int(Double(spec.kvHeads) * keep)
+            if extra > 0 && groups < spec.kvHeads { groups += 1; extra -= 1 }
+            return StructureMask.Layer(keptKVGroups: Array(0..<groups), keptChannels: Array(0..<Int(Double(spec.ffnDim) * keep)))
+        })
+    }
+
+    /// Each window's mean NLL, `batch` windows per forward.
+    static func windowMeans(_ model: PreparedModel, _ windows: [[Int]], batch: Int) throws -> [Double] {
+        var means = [Double]()
+        for start in stride(from: 0, to: windows.count, by: batch) {
+            for row in try model.tokenNLL(Array(windows[start..<min(windows.count, start + batch)])) {
+                means.append(row.reduce(0, +) / Double(row.count))
+            }
+        }
+        return means
+    }
+
+    /// The 1-, 5- and 15-minute load averages (/proc/loadavg), so a reader can judge how quiet the machine was.
+    static func loadAverage() -> String {
+        guard let s = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
+        return s.split(separator: " ").prefix(3).joined(separator: " ")
     }
 
     /// Tokenises the whole WikiText-2 test text (rows joined with "\n\n", as for perplexity), best of `repeats`.
@@ -134,6 +305,7 @@ struct Bench: ParsableCommand {
             count = tok.encode(text, addSpecialTokens: true).count
             best = min(best, Date().timeIntervalSince(t0))
         }
+        if json { return }
         print("")
         print(String(format: "tokenizer: WikiText-2 test, %d bytes -> %d tokens in %.3f s (best of %d): %.2f MB/s, %.0f tokens/s",
                      bytes, count, best, max(1, repeats), Double(bytes) / best / 1e6, Double(count) / best))

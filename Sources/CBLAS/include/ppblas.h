@@ -1,4 +1,4 @@
-// The one C boundary of PolicyPrune: OpenBLAS, loaded at run time.
+// The one C boundary of PolicyPrune: OpenBLAS (required) and oneDNN (optional), both loaded at run time.
 //
 // Debian's OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs (e.g. AMD Zen 4) and silently falls back to
 // SSE3 kernels, about five times slower. OPENBLAS_CORETYPE fixes that, but OpenBLAS reads it only once, when the
@@ -6,6 +6,8 @@
 // environment already sets OPENBLAS_CORETYPE), sets it, and only then dlopen()s the library.
 #ifndef PPBLAS_H
 #define PPBLAS_H
+
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,6 +34,33 @@ int pp_blas_get_threads(void);
 /// Row-major single-precision GEMM: C = alpha * op(A) op(B) + beta * C. Requires pp_blas_load() == 0.
 void pp_sgemm(int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
+
+// oneDNN (libdnnl.so.2), optional and loaded on first use (POLICYPRUNE_DNNL overrides the path). Its GEMMs are
+// row-major. Without it everything runs on OpenBLAS; only int8 compute needs it.
+
+/// Loads oneDNN once (thread-safe). 0 on success, -1 when no library could be opened (see pp_dnnl_error()).
+int pp_dnnl_load(void);
+/// Why loading failed (empty when it did not).
+const char *pp_dnnl_error(void);
+/// The path of the loaded library.
+const char *pp_dnnl_library_path(void);
+/// "major.minor.patch" of the loaded library, or "".
+const char *pp_dnnl_version(void);
+/// 1 when oneDNN's threads are OpenMP threads whose count the wrappers control.
+int pp_dnnl_uses_openmp(void);
+/// oneDNN thread count applied before every call (0: the OpenMP default).
+void pp_dnnl_set_threads(int n);
+int pp_dnnl_get_threads(void);
+/// Row-major C[m, n] = alpha * op(A) op(B) + beta * C (dnnl_sgemm). Returns the dnnl status (0 = success).
+/// Requires pp_dnnl_load() == 0.
+int pp_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/// Row-major C[m, n] (int32) = A[m, k] (uint8) * op(B) (int8; B is [n, k] when transB), no offsets, beta 0
+/// (dnnl_gemm_u8s8s32). Returns the dnnl status. Requires pp_dnnl_load() == 0.
+int pp_dnnl_gemm_u8s8s32(int transB, int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b,
+                         int64_t ldb, int32_t *c, int64_t ldc);
+/// 1 when the CPU has VNNI (AVX512_VNNI or AVX_VNNI): u8 x s8 products are then summed without 16-bit saturation.
+int pp_cpu_has_vnni(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,372 @@
+/// A weight matrix quantized symmetrically per output row to Int8: `w[r, c] · smoothing⁻¹[c] ≈ scales[r] · values[r, c]`,
+/// with `scales[r] = max_c |w[r, c] / smoothing[c]| / 127`. Gathering rows or columns (a masked model) keeps each
+/// row's scale, so the dense weights are quantized once and every mask only copies bytes.
+///
+/// `smoothing` (SmoothQuant, Xiao et al. 2023) moves per-channel activation outliers into the weights: the
+/// activations are multiplied by `smoothing[c]` before they are quantized and the weight columns were divided by
+/// it, so the product is unchanged while the activations' range shrinks.
+public struct Int8Matrix: Sendable {
+    /// Output rows.
+    public let rows: Int
+    /// Input columns.
+    public let columns: Int
+    /// [rows, columns], row-major.
+    public let values: [Int8]
+    /// [rows]: the dequantization scale of each row.
+    public let scales: [Float]
+    /// [rows]: Σ_c values[r, c], which removes the activations' zero point from the integer product.
+    public let rowSums: [Int32]
+    /// [columns] or nil: the factor each input channel is multiplied by before it is quantized.
+    public let smoothing: [Float]?
+
+    /// Quantizes `weights` ([rows, columns], row-major) per row, columns divided by `smoothing` ([columns]) when
+    /// given; an all-zero row gets scale 1 and zeros.
+    public init(quantizing weights: [Float], rows: Int, columns: Int, smoothing: [Float]? = nil) {
+        precondition(weights.count == rows * columns, "Int8Matrix: \(weights.count) values for \(rows) x \(columns)")
+        precondition(smoothing == nil || smoothing!.count == columns, "Int8Matrix: smoothing needs one factor per column")
+        let divisors = smoothing ?? [Float](repeating: 1, count: columns)
+        var q = [Int8](repeating: 0, count: rows * columns)
+        var s = [Float](repeating: 1, count: rows)
+        weights.withUnsafeBufferPointer { w in
+            q.withUnsafeMutableBufferPointer { qb in
+                s.withUnsafeMutableBufferPointer { sb in
+                    let wp = w.baseAddress!, qp = qb.baseAddress!, sp = sb.baseAddress!
+                    divisors.withUnsafeBufferPointer { dv in
+                    let dp = dv.baseAddress!
+                    Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+                        var smoothed = [Float](repeating: 0, count: columns)
+                        for r in range {
+                            let row = wp + r * columns
+                            var largest: Float = 0
+                            for c in 0..<columns {
+                                smoothed[c] = row[c] / dp[c]
+                                largest = Swift.max(largest, Swift.abs(smoothed[c]))
+                            }
+                            guard largest > 0 else { continue }
+                            sp[r] = largest / 127
+                            let inverse = 127 / largest
+                            let out = qp + r * columns
+                            // Round to nearest with the 1.5·2^23 trick: the low byte of the sum's bits is the integer.
+                            for c in 0..<columns {
+                                out[c] = Int8(truncatingIfNeeded: (smoothed[c] * inverse + 12_582_912).bitPattern)
+                            }
+                        }
+                    }
+                    }
+                }
+            }
+        }
+        self.init(rows: rows, columns: columns, values: q, scales: s, smoothing: smoothing)
+    }
+
+    /// Wraps already quantized rows; computes the row sums.
+    public init(rows: Int, columns: Int, values: [Int8], scales: [Float], smoothing: [Float]? = nil) {
+        precondition(values.count == rows * columns && scales.count == rows, "Int8Matrix: inconsistent shapes")
+        precondition(smoothing == nil || smoothing!.count == columns, "Int8Matrix: smoothing needs one factor per column")
+        self.smoothing = smoothing
+        self.rows = rows
+        self.columns = columns
+        self.values = values
+        self.scales = scales
+        var sums = [Int32](repeating: 0, count: rows)
+        values.withUnsafeBufferPointer { v in
+            for r in 0..<rows {
+                var total: Int32 = 0
+                let row = v.baseAddress! + r * columns
+                for c in 0..<columns { total &+= Int32(row[c]) }
+                sums[r] = total
+            }
+        }
+        rowSums = sums
+    }
+
+    /// A matrix with no rows.
+    public static func empty(columns: Int) -> Int8Matrix { Int8Matrix(rows: 0, columns: columns, values: [], scales: []) }
+
+    /// The rows of blocks `blocks` (each `blockSize` consecutive rows) of every piece, stacked in order; all pieces
+    /// have the same columns and smoothing. Builds fused q/k/v (head blocks) and gate/up (channel rows) from the
+    /// dense matrices.
+    public static func stackingRowBlocks(_ pieces: [(matrix: Int8Matrix, blocks: [Int], blockSize: Int)]) -> Int8Matrix {
+        let columns = pieces.first?.matrix.columns ?? 0
+        let smoothing = pieces.first?.matrix.smoothing
+        var values = [Int8]()
+        var scales = [Float]()
+        let total = pieces.reduce(0) { $0 + $1.blocks.count * $1.blockSize }
+        values.reserveCapacity(total * columns)
+        scales.reserveCapacity(total)
+        for (m, blocks, size) in pieces {
+            precondition(m.columns == columns && m.smoothing == smoothing, "stackingRowBlocks: columns or smoothing differ")
+            for b in blocks {
+                let rows = (b * size)..<((b + 1) * size)
+                values.append(contentsOf: m.values[(rows.lowerBound * columns)..<(rows.upperBound * columns)])
+                scales.append(contentsOf: m.scales[rows])
+            }
+        }
+        return Int8Matrix(rows: total, columns: columns, values: values, scales: scales, smoothing: smoothing)
+    }
+
+    /// Every row keeping only column blocks `blocks` (each `blockSize` consecutive columns), in order: o_proj's kept
+    /// heads, down_proj's kept channels. Row scales stay those of the dense rows.
+    public func keepingColumnBlocks(_ blocks: [Int], blockSize: Int) -> Int8Matrix {
+        let kept = blocks.count * blockSize
+        if kept == columns && blocks == Array(0..<blocks.count) { return self }
+        var out = [Int8](repeating: 0, count: rows * kept)
+        values.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<rows {
+                    let s = src.baseAddress! + r * columns
+                    let d = dst.baseAddress! + r * kept
+                    if blockSize == 1 {
+                        for (j, c) in blocks.enumerated() { d[j] = s[c] }
+                    } else {
+                        for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
+                    }
+                }
+            }
+        }
+        let keptSmoothing = smoothing.map { f in blocks.flatMap { f[($0 * blockSize)..<(($0 + 1) * blockSize)] } }
+        return Int8Matrix(rows: rows, columns: kept, values: out, scales: scales, smoothing: keptSmoothing)
+    }
+}
+
+/// Scratch buffers of the int8 projections for inputs of up to `rows` × `inputs` and outputs of up to `outputs`.
+public struct Int8Scratch {
+    /// [rows, inputs]: the quantized activations.
+    var activations: [UInt8]
+    /// [rows, outputs]: the integer products.
+    var products: [Int32]
+    /// [rows]: each token's scale and zero point.
+    var scales: [Float]
+    var zeroPoints: [Int32]
+    /// [rows, Int8Linear.maximumOutliers]: each token's outlier columns and the part of their value beyond the
+    /// quantization range; [rows]: how many.
+    var outlierColumns: [Int32]
+    var outlierExcess: [Float]
+    var outlierCounts: [Int32]
+
+    /// Room for `rows` tokens of up to `inputs` input and `outputs` output features.
+    public init(rows: Int, inputs: Int, outputs: Int) {
+        activations = [UInt8](repeating: 0, count: rows * inputs)
+        products = [Int32](repeating: 0, count: rows * outputs)
+        scales = [Float](repeating: 0, count: rows)
+        zeroPoints = [Int32](repeating: 0, count: rows)
+        outlierColumns = [Int32](repeating: 0, count: rows * Int8Linear.maximumOutliers)
+        outlierExcess = [Float](repeating: 0, count: rows * Int8Linear.maximumOutliers)
+        outlierCounts = [Int32](repeating: 0, count: rows)
+    }
+}
+
+/// Int8 projections: activations quantized per token (asymmetric u8 with a zero point), weights per output row
+/// (symmetric s8), products summed in Int32 by oneDNN and dequantized to Float.
+///
+/// A token's few outlier activations (|x| above `outlierThreshold` × the token's RMS; SwiGLU outputs reach
+/// hundreds of times the RMS on some tokens) would otherwise stretch its grid until the other channels get a
+/// handful of levels. They are clipped to the threshold before quantization and their excess is added back in
+/// Float32 against the int8 weight columns (LLM.int8()'s decomposition, per token): a few multiply-adds per
+/// outlier and output.
+public enum Int8Linear {
+    /// The activation code range: 0...255, or 0...127 on CPUs without VNNI, where oneDNN's u8 × s8 kernels add
+    /// pairs of products in 16 bits and 255 · 127 · 2 would saturate.
+    public static let activationLevels: Int32 = DNNL.cpuHasVNNI ? 255 : 127
+    /// Activations beyond this many times their token's RMS are outliers.
+    public static let outlierThreshold: Float = 6
+    /// At most this many outliers per token: when more exceed the threshold, it is doubled for that token.
+    public static let maximumOutliers = 16
+
+    /// `out[t, j] = Σ_c x[t, c] · w[j, c] (+ bias[j])`, or `+=` into `out` when `accumulate`; `x` is [rows, w.columns],
+    /// `out` [rows, w.rows] with row stride `ldOut` (default w.rows). Requires `DNNL.load()`.
+    public static func apply(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, bias: [Float]? = nil,
+                             out: UnsafeMutablePointer<Float>, ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch) {
+        let k = w.columns, n = w.rows
+        precondition(scratch.activations.count >= rows * k && scratch.products.count >= rows * n && scratch.scales.count >= rows,
+                     "Int8Linear: scratch too small")
+        if rows == 0 || n == 0 { return }
+        let ldo = ldOut ?? n
+        scratch.activations.withUnsafeMutableBufferPointer { qa in
+        scratch.products.withUnsafeMutableBufferPointer { pr in
+        scratch.scales.withUnsafeMutableBufferPointer { ts in
+        scratch.zeroPoints.withUnsafeMutableBufferPointer { tz in
+        scratch.outlierColumns.withUnsafeMutableBufferPointer { oc in
+        scratch.outlierExcess.withUnsafeMutableBufferPointer { oe in
+        scratch.outlierCounts.withUnsafeMutableBufferPointer { on in
+            let tokens = QuantizedTokens(values: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!,
+                                         outlierColumns: oc.baseAddress!, outlierExcess: oe.baseAddress!, outlierCounts: on.baseAddress!)
+            if let smoothing = w.smoothing {
+                smoothing.withUnsafeBufferPointer { f in quantizeRows(x, rows: rows, width: k, smoothing: f.baseAddress!, into: tokens) }
+            } else {
+                quantizeRows(x, rows: rows, width: k, smoothing: nil, into: tokens)
+            }
+            w.values.withUnsafeBufferPointer { wv in
+                DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
+                w.scales.withUnsafeBufferPointer { ws in
+                    w.rowSums.withUnsafeBufferPointer { rs in
+                        dequantize(pr.baseAddress!, rows: rows, width: n, tokens: tokens, weightValues: wv.baseAddress!, columns: k,
+                                   rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: bias,
+                                   out: out, ldOut: ldo, accumulate: accumulate)
+                    }
+                }
+            }
+        } } } } } } }
+    }
+
+    /// Quantized activations of `rows` tokens: codes [rows, width], per-token scale and zero point, and outliers
+    /// ([rows, maximumOutliers] columns and excess, [rows] counts).
+    public struct QuantizedTokens {
+        public let values: UnsafeMutablePointer<UInt8>
+        public let scales: UnsafeMutablePointer<Float>
+        public let zeroPoints: UnsafeMutablePointer<Int32>
+        public let outlierColumns: UnsafeMutablePointer<Int32>
+        public let outlierExcess: UnsafeMutablePointer<Float>
+        public let outlierCounts: UnsafeMutablePointer<Int32>
+
+        public init(values: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>, zeroPoints: UnsafeMutablePointer<Int32>,
+                    outlierColumns: UnsafeMutablePointer<Int32>, outlierExcess: UnsafeMutablePointer<Float>,
+                    outlierCounts: UnsafeMutablePointer<Int32>) {
+            self.values = values; self.scales = scales; self.zeroPoints = zeroPoints
+            self.outlierColumns = outlierColumns; self.outlierExcess = outlierExcess; self.outlierCounts = outlierCounts
+        }
+    }
+
+    /// Quantizes each row of `x` ([rows, width]; times `smoothing` ([width]) per column when given) to u8 with its own
+    /// scale and zero point over [lo, hi] = [min(x, 0), max(x, 0)] clipped to ± `outlierThreshold` · RMS(x):
+    /// `scale = (hi − lo) / levels`, `zero = round(−lo / scale)`, `q = clamp(round(x / scale) + zero, 0, levels)`;
+    /// what clipping cut off is recorded as outliers.
+    public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>?,
+                                    into tokens: QuantizedTokens) {
+        if let smoothing {
+            quantizeRows(x, rows: rows, width: width, factors: smoothing, into: tokens)
+        } else {
+            // One loop for both cases: times 1 costs a multiply per element, a closure call per element costs far more.
+            let ones = [Float](repeating: 1, count: width)
+            ones.withUnsafeBufferPointer { quantizeRows(x, rows: rows, width: width, factors: $0.baseAddress!, into: tokens) }
+        }
+    }
+
+    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, factors: UnsafePointer<Float>,
+                                     into tokens: QuantizedTokens) {
+        typealias V = Ops.V
+        let levels = Float(activationLevels)
+        Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+            for r in range {
+                let row = x + r * width
+                var lo = V(repeating: 0), hi = V(repeating: 0), squares = V(repeating: 0)
+                var c = 0
+                while c + 16 <= width {
+                    let v = UnsafeRawPointer(row + c).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + c).loadUnaligned(as: V.self)
+                    lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
+                    hi = Ops.maximum(hi, v)
+                    squares += v * v
+                    c += 16
+                }
+                var low = lo.min(), high = hi.max(), sumSquares = squares.sum()
+                while c < width {
+                    let v = row[c] * factors[c]
+                    low = Swift.min(low, v); high = Swift.max(high, v); sumSquares += v * v
+                    c += 1
+                }
+                var limit = outlierThreshold * (sumSquares / Float(width)).squareRoot()
+                var outliers: Int32 = 0
+                var scale: Float = 1, zero: Float = 0
+                while true {
+                    let clippedLow = Swift.max(low, -limit), clippedHigh = Swift.min(high, limit)
+                    let span = clippedHigh - clippedLow
+                    scale = span > 0 ? span / levels : 1
+                    zero = Swift.min(levels, Swift.max(0, (-clippedLow / scale).rounded()))
+                    outliers = 0
+                    if low >= -limit && high <= limit { break }
+                    // The representable range after rounding the zero point; anything beyond is an outlier's excess.
+                    let lowest = -zero * scale, highest = (levels - zero) * scale
+                    var fits = true
+                    for j in 0..<width {
+                        let v = row[j] * factors[j]
+                        if v < lowest || v > highest {
+                            if Int(outliers) == maximumOutliers { fits = false; break }
+                            let slot = r * maximumOutliers + Int(outliers)
+                            tokens.outlierColumns[slot] = Int32(j)
+                            tokens.outlierExcess[slot] = v - (v < lowest ? lowest : highest)
+                            outliers += 1
+                        }
+                    }
+                    if fits { break }
+                    limit *= 2
+                }
+                tokens.outlierCounts[r] = outliers
+                tokens.scales[r] = scale
+                tokens.zeroPoints[r] = Int32(zero)
+                let inverse = 1 / scale
+                let o = tokens.values + r * width
+                // x / scale + zero, clamped to [0, levels], rounded with the 1.5·2^23 trick.
+                for j in 0..<width {
+                    var v = row[j] * factors[j] * inverse + zero
+                    v = v < 0 ? 0 : v
+                    v = v > levels ? levels : v
+                    o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)
+                }
+            }
+        }
+    }
+
+    /// `out[t, j] (+)= tokenScale[t] · rowScales[j] · (products[t, j] − zeroPoint[t] · rowSums[j]) (+ bias[j])`, plus
+    /// each outlier's excess times the weight column it multiplies (`weightValues` [width, columns] · `rowScales`).
+    public static func dequantize(_ products: UnsafePointer<Int32>, rows: Int, width: Int, tokens: QuantizedTokens,
+                                  weightValues: UnsafePointer<Int8>, columns: Int,
+                                  rowScales: UnsafePointer<Float>, rowSums: UnsafePointer<Int32>, bias: [Float]?,
+                                  out: UnsafeMutablePointer<Float>, ldOut: Int, accumulate: Bool) {
+        func run(_ b: UnsafePointer<Float>?) {
+            Parallel.forEachChunk(rows, minimumPerChunk: 32) { range in
+                for t in range {
+                    let p = products + t * width
+                    let o = out + t * ldOut
+                    let s = tokens.scales[t], z = tokens.zeroPoints[t]
+                    switch (accumulate, b) {
+                    case (true, nil): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
+                    case (true, let b?): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
+                    case (false, nil): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
+                    case (false, let b?): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
+                    }
+                }
+            }
+        }
+        if let bias {
+            precondition(bias.count >= width, "dequantize: bias shorter than the output")
+            bias.withUnsafeBufferPointer { run($0.baseAddress) }
+        } else {
+            run(nil)
+        }
+        addOutliers(rows: rows, width: width, tokens: tokens, weightValues: weightValues, columns: columns, rowScales: rowScales,
+                    out: out, ldOut: ldOut)
+    }
+
+    /// `out += E · Wᵤᵀ`: the outliers' excess E ([rows, u] over the u columns where any token has one; massive
+    /// activations sit in a few channels) times those weight columns dequantized (Wᵤ [width, u]), as one small sgemm.
+    static func addOutliers(rows: Int, width: Int, tokens: QuantizedTokens, weightValues: UnsafePointer<Int8>, columns: Int,
+                            rowScales: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldOut: Int) {
+        var slotOfColumn = [Int32](repeating: -1, count: columns)
+        var used = [Int]()
+        for t in 0..<rows {
+            for i in 0..<Int(tokens.outlierCounts[t]) {
+                let c = Int(tokens.outlierColumns[t * maximumOutliers + i])
+                if slotOfColumn[c] < 0 { slotOfColumn[c] = Int32(used.count); used.append(c) }
+            }
+        }
+        let u = used.count
+        if u == 0 { return }
+        var excess = [Float](repeating: 0, count: rows * u)          // [rows, u]
+        for t in 0..<rows {
+            for i in 0..<Int(tokens.outlierCounts[t]) {
+                let slot = t * maximumOutliers + i
+                excess[t * u + Int(slotOfColumn[Int(tokens.outlierColumns[slot])])] += tokens.outlierExcess[slot]
+            }
+        }
+        var weights = [Float](repeating: 0, count: width * u)        // [width, u]
+        for j in 0..<width {
+            let row = weightValues + j * columns
+            for (i, c) in used.enumerated() { weights[j * u + i] = rowScales[j] * Float(row[c]) }
+        }
+        excess.withUnsafeBufferPointer { e in
+            weights.withUnsafeBufferPointer { w in
+                DNNL.sgemm(m: rows, n: width, k: u, a: e.baseAddress!, b: w.baseAddress!, transposeB: true, c: out, ldc: ldOut, beta: 1)
+            }
+        }
+    }
+}

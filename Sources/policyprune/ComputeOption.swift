@@ -1,0 +1,5 @@
+import ArgumentParser
+import Transformer
+
+/// `--compute f32|int8` on any command that runs sampled forwards.
+extension ComputePrecision: ExpressibleByArgument {}

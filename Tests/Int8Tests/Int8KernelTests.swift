@@ -1,0 +1,92 @@
+import Foundation
+import Kernels
+import XCTest
+
+/// The int8 projection kernel (`Int8Linear`, `Int8Matrix`) on small hand-made matrices against Float32 products.
+final class Int8KernelTests: XCTestCase {
+    /// Deterministic values in [-1, 1).
+    static func values(_ count: Int, seed: UInt64) -> [Float] {
+        var rng = Xoshiro256(seed: seed)
+        return (0..<count).map { _ in Float(Double(rng.next() >> 11) / Double(1 << 53)) * 2 - 1 }
+    }
+
+    static func reference(_ x: [Float], _ w: [Float], rows: Int, inputs: Int, outputs: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * outputs)
+        for t in 0..<rows { for j in 0..<outputs {
+            var s: Double = 0
+            for c in 0..<inputs { s += Double(x[t * inputs + c]) * Double(w[j * inputs + c]) }
+            out[t * outputs + j] = Float(s)
+        } }
+        return out
+    }
+
+    /// Relative Frobenius error ‖a − b‖ / ‖b‖.
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        let num = zip(a, b).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+        let den = b.reduce(0.0) { $0 + Double($1 * $1) }
+        return (num / den).squareRoot()
+    }
+
+    /// Per-token u8 activations × per-row s8 weights reproduce the Float32 product to about 8-bit precision; the
+    /// zero point is removed exactly (inputs all positive, all negative, and mixed), an outlier activation 500× the
+    /// others is carried in Float32, bias and accumulate work. Tolerance: relative Frobenius error 1.5e-2 — two 8-bit
+    /// roundings (≈ 0.4 % each for uniform data, summed over 96 products) with a margin.
+    func testApplyMatchesFloatProduct() throws {
+        try DNNL.load()
+        let rows = 37, inputs = 96, outputs = 45
+        var x = Self.values(rows * inputs, seed: 1)
+        for c in 0..<inputs { x[c] = abs(x[c]) + 0.5; x[inputs + c] = -abs(x[inputs + c]) - 0.5 }   // one-signed rows
+        x[5 * inputs + 7] = 500                                                                          // an outlier
+        let w = Self.values(outputs * inputs, seed: 2)
+        let bias = Self.values(outputs, seed: 3)
+        let matrix = Int8Matrix(quantizing: w, rows: outputs, columns: inputs)
+        var scratch = Int8Scratch(rows: rows, inputs: inputs, outputs: outputs)
+        var out = [Float](repeating: 0, count: rows * outputs)
+        x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
+            Int8Linear.apply(xp.baseAddress!, rows: rows, weights: matrix, bias: bias, out: op.baseAddress!, accumulate: false, scratch: &scratch)
+        } }
+        var expected = Self.reference(x, w, rows: rows, inputs: inputs, outputs: outputs)
+        for t in 0..<rows { for j in 0..<outputs { expected[t * outputs + j] += bias[j] } }
+        XCTAssertLessThan(Self.relativeError(out, expected), 1.5e-2)
+        let outlierRow = Array(out[(5 * outputs)..<(6 * outputs)]), expectedRow = Array(expected[(5 * outputs)..<(6 * outputs)])
+        XCTAssertLessThan(Self.relativeError(outlierRow, expectedRow), 1.5e-2, "the outlier's token keeps its precision")
+
+        // accumulate: out += x · wᵀ
+        let before = out
+        x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
+            Int8Linear.apply(xp.baseAddress!, rows: rows, weights: matrix, out: op.baseAddress!, accumulate: true, scratch: &scratch)
+        } }
+        let added = zip(out, before).map { $0 - $1 }
+        XCTAssertLessThan(Self.relativeError(added, Self.reference(x, w, rows: rows, inputs: inputs, outputs: outputs)), 1.5e-2)
+    }
+
+    /// Gathering rows and columns of the quantized dense matrix equals quantizing the gathered Float32 matrix for
+    /// rows (same per-row scales, exactly), and keeps the dense row scales for columns; smoothing only rescales.
+    func testGatherAndSmoothing() {
+        let w = Self.values(6 * 8, seed: 4)
+        let m = Int8Matrix(quantizing: w, rows: 6, columns: 8)
+        let stacked = Int8Matrix.stackingRowBlocks([(m, [2, 0], 2), (m, [5], 1)])
+        let rows = [4, 5, 0, 1, 5]
+        let direct = Int8Matrix(quantizing: rows.flatMap { w[($0 * 8)..<(($0 + 1) * 8)] }, rows: 5, columns: 8)
+        XCTAssertEqual(stacked.values, direct.values)
+        XCTAssertEqual(stacked.scales, direct.scales)
+        XCTAssertEqual(stacked.rowSums, direct.rowSums)
+        let columns = m.keepingColumnBlocks([3, 1], blockSize: 2)
+        XCTAssertEqual(columns.columns, 4)
+        XCTAssertEqual(columns.scales, m.scales)
+        for r in 0..<6 {
+            XCTAssertEqual(Array(columns.values[(r * 4)..<(r * 4 + 4)]), [6, 7, 2, 3].map { m.values[r * 8 + $0] })
+            XCTAssertEqual(columns.rowSums[r], [6, 7, 2, 3].reduce(Int32(0)) { $0 + Int32(m.values[r * 8 + $1]) })
+        }
+        // Smoothing by 2 on every column halves the weights before quantization: same codes, half the scales.
+        let smoothed = Int8Matrix(quantizing: w, rows: 6, columns: 8, smoothing: [Float](repeating: 2, count: 8))
+        XCTAssertEqual(smoothed.values, m.values)
+        for (a, b) in zip(smoothed.scales, m.scales) { XCTAssertEqual(a, b / 2, accuracy: 1e-7) }
+    }
+
+    /// The error a user sees without oneDNN names the library and the package to install.
+    func testMissingLibraryMessage() {
+        let text = KernelError.dnnlUnavailable("libdnnl.so.2: cannot open shared object file").description
+        XCTAssertTrue(text.contains("libdnnl.so.2") && text.contains("apt-get install libdnnl-dev"), text)
+    }
+}
