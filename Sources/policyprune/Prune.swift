@@ -114,6 +114,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Iterations (mini-batches); the learning-rate schedule spans them.") var steps = 1000
     @Option(help: ArgumentHelp("Derive --steps from a wall-clock budget (e.g. 45m, 1h, 900s): a one-step probe times a step and a held-out evaluation first.", valueName: "duration"))
     var timeBudget: String?
+    @Option(help: "Arithmetic of the sampled forwards of every step: f32, or int8 (u8 x s8 GEMMs through oneDNN; held-out evaluations and plans stay f32).") var compute: ComputePrecision = .f32
     @Option(help: "Masks sampled at each held-out evaluation to log the sampled-mask loss beside the hard mask's (0: off).") var heldoutSamples = 2
     @Option(help: "Windows per mini-batch.") var batch = 8
     @Option(help: "Tokens per window.") var seq = 128
@@ -241,7 +242,7 @@ struct Prune: ParsableCommand {
         let initial = rawInitial.keepingUnprunedKinds(targets)
         var steps = self.steps
         if let timeBudget {
-            steps = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: data, initial: initial, k: k,
+            steps = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: data, initial: initial, k: k, compute: compute,
                                             evalEvery: evalEvery, heldoutSamples: heldoutSamples, granularity: granularity,
                                             batch: batch)
         }
@@ -259,7 +260,8 @@ struct Prune: ParsableCommand {
             seed: seed, rate: rates.mlp, granularity: granularity.rawValue, steps: steps, batchSize: batch, sequenceLength: seq,
             optimizer: optimizer, initialization: initRecord, checkpointEvery: min(checkpointEvery, steps), evalEvery: evalEvery,
             calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads,
-            attentionRate: rates.attention == rates.mlp ? nil : rates.attention, heldoutSampledMasks: heldoutSamples)
+            attentionRate: rates.attention == rates.mlp ? nil : rates.attention, heldoutSampledMasks: heldoutSamples,
+            compute: compute == .f32 ? nil : compute)
         let draws = steps * batch
         note(String(format: "data: %d distinct calibration blocks; %d steps x %d blocks = %d draws = %.2f epochs",
                     data.calibration.count, steps, batch, draws, Double(draws) / Double(max(data.calibration.count, 1))))
@@ -348,16 +350,21 @@ struct Prune: ParsableCommand {
     /// gathered and run on one calibration batch); a held-out evaluation costs `1 + heldoutSamples` masks over the
     /// held-out windows, once every `evalEvery` steps. Printed with the schedule it implies.
     static func stepsForBudget(_ budget: Double, model: LanguageModel, data: RunData, initial: KeepProbabilities, k: Int,
+                               compute: ComputePrecision,
                                evalEvery: Int, heldoutSamples: Int, granularity: PruningGranularity, batch: Int) throws -> Int {
         var rng = Xoshiro256(seed: 0x7072_6F62_6521)
         let blocks = Array(data.calibration.prefix(batch))
+        if compute != .f32 { _ = try model.prepared(mask: nil, precision: compute) }   // quantize once, outside the probe
         let t0 = Date()
         for _ in 0..<k {
             let sample = initial.sampleMask(using: &rng)
-            _ = try model.prepared(mask: sample.structureMask(config: model.config, granularity: granularity)).tokenNLL(blocks)
+            _ = try model.prepared(mask: sample.structureMask(config: model.config, granularity: granularity), precision: compute).tokenNLL(blocks)
         }
         let step = Date().timeIntervalSince(t0)
-        let batchSeconds = step / Double(k)
+        // Held-out evaluations run in f32.
+        let t1 = Date()
+        _ = try model.prepared(mask: initial.sampleMask(using: &rng).structureMask(config: model.config, granularity: granularity)).tokenNLL(blocks)
+        let batchSeconds = Date().timeIntervalSince(t1)
         let evalBatches = Double((data.heldout.count + batch - 1) / batch)
         let evaluation = Double(1 + heldoutSamples) * evalBatches * batchSeconds * Double(data.heldout.first?.count ?? 1) / Double(blocks.first?.count ?? 1)
         let perStep = step + (evalEvery > 0 ? evaluation / Double(evalEvery) : 0)
@@ -403,7 +410,7 @@ struct Prune: ParsableCommand {
 
     private func execute(_ pg: PolicyGradientRun) throws {
         let o = pg.options
-        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens, rate \(o.rate), \(o.granularity), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
+        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens (\((o.compute ?? .f32).rawValue)), rate \(o.rate), \(o.granularity), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
         let started = Date()
         var firstIteration: Int?
         var lastPrint = Date.distantPast

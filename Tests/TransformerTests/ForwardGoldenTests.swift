@@ -82,7 +82,9 @@ final class ForwardGoldenTests: XCTestCase {
                          tokenGoldens: "fixtures/tokenizers/smollm2_goldens.json", logitTol: 5e-4, sumAbs: 2.5)
     }
 
-    /// Batched NLL equals the same windows run one at a time (to 1e-5: only BLAS blocking differs).
+    /// Batched NLL equals the same windows run one at a time: only the float32 summation order of the GEMMs differs
+    /// (BLAS blocking depends on M and on the kernels `OPENBLAS_CORETYPE` selects). Tolerance abs 1e-5 or rel 2e-6:
+    /// with Haswell kernels an NLL of 11.70 moved by 1.4e-5 (rel 1.2e-6), a few float32 ulps of the logits.
     func testBatchMatchesSingle() throws {
         let model = try Self.model("models/stories260K/stories260K.bin")
         let ids: [Int] = try Shared.json("fixtures/tokenizers/stories260K_goldens.json").get("eval_texts", "general_en.txt", "ids")
@@ -90,7 +92,7 @@ final class ForwardGoldenTests: XCTestCase {
         let batched = try model.dense.tokenNLL(windows)
         for (i, w) in windows.enumerated() {
             let single = try model.dense.tokenNLL([w])[0]
-            if let msg = compareAll(batched[i], single, Tolerance(absolute: 1e-5), "window \(i)") { XCTFail(msg) }
+            if let msg = compareAll(batched[i], single, Tolerance(absolute: 1e-5, relative: 2e-6), "window \(i)") { XCTFail(msg) }
         }
     }
 

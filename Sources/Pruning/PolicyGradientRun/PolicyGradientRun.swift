@@ -319,7 +319,8 @@ public final class PolicyGradientRun {
             for _ in 0..<o.samplesPerStep {
                 let sample = state.keepProbabilities.sampleMask(using: &maskRNG)
                 let t0 = Date()
-                let prepared = try model.prepared(mask: sample.structureMask(config: config, granularity: granularity))
+                let prepared = try model.prepared(mask: sample.structureMask(config: config, granularity: granularity),
+                                                  precision: options.compute ?? .f32)
                 let t1 = Date()
                 losses.append(try Self.meanNLL(prepared.tokenNLL(batch)))
                 forwardSeconds += Date().timeIntervalSince(t1)

@@ -1,4 +1,5 @@
 import Foundation
+import Transformer
 
 /// Everything that defines a policy-gradient run (design.md decision 6: `options.json`): with these, the same model
 /// file, the same data files and the same thread count, a run is reproduced bit for bit.
@@ -93,6 +94,8 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     /// Masks sampled at each held-out evaluation to measure the sampled-mask loss beside the hard mask's (nil: 2;
     /// 0: not measured). They come from a generator of their own, so they never change the training stream.
     public var heldoutSampledMasks: Int?
+    /// Arithmetic of the K sampled forwards of every step (nil: f32). Held-out evaluations and every plan stay f32.
+    public var compute: ComputePrecision?
     /// Structures scored: `channels` (KV groups + MLP channels), `heads` (KV groups only), `sublayers` (whole
     /// attention and MLP sublayers) or `layers` (whole decoder layers); see `PruningGranularity.scoreCount`.
     public var granularity: String
@@ -131,8 +134,9 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
                 steps: Int, batchSize: Int, sequenceLength: Int, optimizer: PolicyGradientOptions,
                 initialization: Initialization, checkpointEvery: Int, evalEvery: Int, calibration: DataRecord,
                 heldout: DataRecord, threads: Int, blasThreads: Int, attentionRate: Double? = nil,
-                heldoutSampledMasks: Int? = nil) {
+                heldoutSampledMasks: Int? = nil, compute: ComputePrecision? = nil) {
         formatVersion = Self.currentFormatVersion
+        self.compute = compute
         self.attentionRate = attentionRate
         self.heldoutSampledMasks = heldoutSampledMasks
         self.toolVersion = toolVersion
@@ -224,6 +228,7 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             "init": .string(initialization.method), "init_mapping": .string(initialization.mapping),
             "init_keep_ratio": .number(initialization.keepRatio),
             "calibration": .string(calibration.recipe), "threads": .integer(threads),
+            "compute": .string((compute ?? .f32).rawValue),
         ]
     }
 }
