@@ -110,20 +110,7 @@ public struct Int8Matrix: Sendable {
     public func keepingColumnBlocks(_ blocks: [Int], blockSize: Int) -> Int8Matrix {
         let kept = blocks.count * blockSize
         if kept == columns && blocks == Array(0..<blocks.count) { return self }
-        var out = [Int8](repeating: 0, count: rows * kept)
-        values.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for r in 0..<rows {
-                    let s = src.baseAddress! + r * columns
-                    let d = dst.baseAddress! + r * kept
-                    if blockSize == 1 {
-                        for (j, c) in blocks.enumerated() { d[j] = s[c] }
-                    } else {
-                        for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
-                    }
-                }
-            }
-        }
+        let out = gatherColumnBlocks(values, rows: rows, columns: columns, blocks: blocks, blockSize: blockSize, zero: Int8(0))
         let keptSmoothing = smoothing.map { f in blocks.flatMap { f[($0 * blockSize)..<(($0 + 1) * blockSize)] } }
         return Int8Matrix(rows: rows, columns: kept, values: out, scales: scales, smoothing: keptSmoothing)
     }

@@ -227,3 +227,25 @@ public struct RotaryTable: Sendable {
         }
     }
 }
+
+/// Every row of the row-major `[rows, columns]` matrix `m` keeping only the column blocks `blocks` (each `blockSize`
+/// consecutive columns), in the order given: the gather behind o_proj's kept heads and down_proj's kept channels,
+/// for Float32 and int8 weights alike.
+public func gatherColumnBlocks<T>(_ m: [T], rows: Int, columns: Int, blocks: [Int], blockSize: Int, zero: T) -> [T] {
+    let kept = blocks.count * blockSize
+    var out = [T](repeating: zero, count: rows * kept)
+    m.withUnsafeBufferPointer { src in
+        out.withUnsafeMutableBufferPointer { dst in
+            for r in 0..<rows {
+                let s = src.baseAddress! + r * columns
+                let d = dst.baseAddress! + r * kept
+                if blockSize == 1 {
+                    for (j, c) in blocks.enumerated() { d[j] = s[c] }
+                } else {
+                    for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
+                }
+            }
+        }
+    }
+    return out
+}

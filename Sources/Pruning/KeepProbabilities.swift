@@ -16,25 +16,28 @@ public enum BudgetScope: String, Codable, Sendable, CaseIterable {
 /// A keep ratio per structure kind (1 − that kind's pruning rate): attention (KV groups, or attention sublayers /
 /// decoder layers at those granularities) and MLP (channels or MLP sublayers). Budgets per kind are independent
 /// (spec §1.3), so e.g. `attention: 1, mlp: 0.6` prunes 40 % of the MLP channels and no attention.
-public struct KeepRatios: Codable, Sendable, Equatable {
-    /// Keep ratio of the attention structures.
+public typealias KeepRatios = PerKind
+
+/// A pair of values, one per structure kind (keep ratios, learning rates, gradient norms, ... in the run log).
+public struct PerKind: Codable, Sendable, Equatable {
+    /// The attention structures' value.
     public var attention: Double
-    /// Keep ratio of the MLP structures.
+    /// The MLP structures' value.
     public var mlp: Double
 
-    /// Per-kind keep ratios.
+    /// A pair.
     public init(attention: Double, mlp: Double) {
         self.attention = attention
         self.mlp = mlp
     }
 
-    /// The same keep ratio for both kinds (the official code's two budgets at one ratio).
+    /// The same value for both kinds (for keep ratios: the official code's two budgets at one ratio).
     public init(both keepRatio: Double) { self.init(attention: keepRatio, mlp: keepRatio) }
 
-    /// The ratio of one kind.
+    /// The value of one kind.
     public subscript(kind: StructureKind) -> Double { kind == .attention ? attention : mlp }
 
-    /// The one keep ratio of the parameter-weighted (joint) budget that removes the same parameters as these
+    /// For keep ratios: the one keep ratio of the parameter-weighted (joint) budget that removes the same parameters as these
     /// per-kind ratios would at equal unit costs: `(ρ_A · P_A + ρ_M · P_M) / (P_A + P_M)`, with P the dense
     /// attention and MLP parameters of `config`.
     public func joint(config: ModelConfig) -> Double {

@@ -111,21 +111,6 @@ struct PreparedLayer: Sendable {
 
     /// Every row of `m` ([rows, columns]) keeping only column blocks `blocks` (each `blockSize` wide), in order.
     private static func columnBlocks(_ m: [Float], rows: Int, columns: Int, blocks: [Int], blockSize: Int) -> [Float] {
-        let kept = blocks.count * blockSize
-        var out = [Float](repeating: 0, count: rows * kept)
-        m.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for r in 0..<rows {
-                    let s = src.baseAddress! + r * columns
-                    let d = dst.baseAddress! + r * kept
-                    if blockSize == 1 {
-                        for (j, c) in blocks.enumerated() { d[j] = s[c] }
-                    } else {
-                        for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
-                    }
-                }
-            }
-        }
-        return out
+        gatherColumnBlocks(m, rows: rows, columns: columns, blocks: blocks, blockSize: blockSize, zero: 0)
     }
 }

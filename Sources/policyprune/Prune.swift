@@ -100,10 +100,12 @@ struct Prune: ParsableCommand {
     @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap (channels, heads), block-influence, ppl-drop (layers). Default: wanda-sp; block-influence for layers; random for sublayers.")
     var `init`: InitMethod?
     @Option(help: "Start from a previous run's scores.json / initial-scores.json instead of --init.") var initScores: String?
-    @Option(name: .customLong("mapping"), help: "Metric-to-score mapping: sigmap (the paper's, the default), norm, hybrid, const, plan (centred on each layer's metric plan: the step-0 hard mask is the per-layer metric plan; see --init-temperature). With --init-scores: re-map the saved scores (their order within each layer) instead of using them as they are.") var mappingOption: Mapping?
+    @Option(name: .customLong("mapping"), help: "Metric-to-score mapping: plan (the default: centred on each layer's metric plan, so the step-0 hard mask is the per-layer metric plan; see --init-temperature), sigmap (the paper's, with --paper), norm, hybrid, const. With --init-scores: re-map the saved scores (their order within each layer) instead of using them as they are.") var mappingOption: Mapping?
     /// The mapping of a metric init.
-    var mapping: Mapping { mappingOption ?? .sigmap }
-    @Option(help: "Temperature of the plan mapping, as a fraction of a layer's structures (about ±2.2 τ of each layer is sampled with probability between 0.1 and 0.9).") var initTemperature: Double = 0.02
+    var mapping: Mapping { mappingOption ?? (paper ? .sigmap : .plan) }
+    @Flag(help: "The paper's settings (official scripts): --mapping sigmap --baseline ema --lr 2e-3, instead of PolicyPrune's defaults (--mapping plan --baseline step --lr 0.5; RESULTS.md says why).")
+    var paper = false
+    @Option(help: "Temperature of the plan mapping, as a fraction of a layer's structures (about ±2.2 τ of each layer is sampled with probability between 0.1 and 0.9).") var initTemperature: Double = 0.03
     @Option(help: "c of the const mapping (kept: c, others: 1 - c).") var initConstant: Double = 0.9
     @Option(help: "Mean of the initial scores / keep ratio of the init mask (default: the start keep ratio).") var initRate: Double?
     @Option(help: "Calibration windows for a metric init (spec: 128).") var initWindows = 128
@@ -119,12 +121,16 @@ struct Prune: ParsableCommand {
     @Option(help: "Windows per mini-batch.") var batch = 8
     @Option(help: "Tokens per window.") var seq = 128
     @Option(help: "Masks sampled per step (K >= 2).") var k = 2
-    @Option(help: "Learning rate of all scores.") var lr: Double = 2e-3
+    @Option(name: .customLong("lr"), help: "Learning rate of all scores (default 0.5; the paper's 2e-3 with --paper or a non-plan mapping).") var lrOption: Double?
+    /// The learning rate: 0.5 for the plan mapping (scores start near 0 and 1 and need large moves), else 2e-3.
+    var lr: Double { lrOption ?? (mapping == .plan ? 0.5 : 2e-3) }
     @Option(help: "Learning rate of the KV-group scores (default --lr).") var attnLr: Double?
     @Option(help: "Learning rate of the channel scores (default --lr).") var mlpLr: Double?
     @Option(help: "Linear warm-up steps before the cosine decay.") var warmup = 0
     @Option(help: "Estimator: code ((m-s)/sqrt(s(1-s)), summed / (K-1)) or paper ((m-s)/(s(1-s)), mean).") var estimator: GradientEstimator = .code
-    @Option(help: "Baseline: ema (weight 1/T, the paper's), window (mean of the last T steps), step (mean of this step's K losses on this batch: leave-one-out), none.") var baseline: Baseline = .ema
+    @Option(name: .customLong("baseline"), help: "Baseline: ema (weight 1/T, the paper's), window (mean of the last T steps), step (mean of this step's K losses on this batch: leave-one-out; the default), none.") var baselineOption: Baseline?
+    /// The baseline: step unless --paper.
+    var baseline: Baseline { baselineOption ?? (paper ? .ema : .step) }
     @Option(help: "Baseline window T.") var window = 5
     @Option(help: "Budget scope: global, per-layer, joint (parameter-weighted, attention and MLP together).") var scope: BudgetScope = .global
     @Option(help: "Entropy penalty weight at step 0 (negative: off).") var penaltyInit: Double = -1

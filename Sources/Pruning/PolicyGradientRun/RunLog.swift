@@ -1,20 +1,6 @@
 import Foundation
 import Transformer
 
-/// A pair of values, one per structure kind.
-public struct PerKind: Codable, Sendable, Equatable {
-    /// KV groups.
-    public var attention: Double
-    /// MLP channels.
-    public var mlp: Double
-
-    /// A pair.
-    public init(attention: Double, mlp: Double) {
-        self.attention = attention
-        self.mlp = mlp
-    }
-}
-
 /// One line of `log.jsonl` for a training step (spec §6.1 item 1 asks for these diagnostics).
 public struct StepLogRecord: Codable, Sendable, Equatable {
     /// Always "step".
