@@ -393,7 +393,7 @@ public final class PolicyGradientRun {
         try writeFile(try plan.jsonData(), to: directory.plan)
         let initialPlan = try? PrunePlan.decode(Data(contentsOf: directory.initialPlan))
         let svg = RunReportSVG.render(config: config, finalPlan: plan, initialPlan: initialPlan, steps: history.steps,
-                                      heldout: history.heldout, title: "\((options.model.path as NSString).lastPathComponent): policy-gradient pruning, rate \(options.rate), seed \(options.seed)")
+                                      heldout: history.heldout, title: "\((options.model.path as NSString).lastPathComponent): policy-gradient pruning, rate attention \(options.attentionRate ?? options.rate) / MLP \(options.rate), seed \(options.seed)")
         try writeFile(Data(svg.utf8), to: directory.report)
         return RunSummary(plan: plan, finalPlan: finalPlan, returnedIteration: returned.iteration,
                           returnedHeldoutNLL: best?.meanNLL, returnedReason: reason,
