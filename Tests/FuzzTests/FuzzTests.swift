@@ -67,7 +67,7 @@ final class FuzzTests: XCTestCase {
                 }
                 XCTAssertTrue(reason.contains("limit"), reason)
             }
-            XCTAssertLessThan(Date().timeIntervalSince(t0), 1)
+            XCTAssertLessThan(Date().timeIntervalSince(t0), 10, "the issue's hang limit (this was a hang); a clean error takes milliseconds")
         }
     }
 
