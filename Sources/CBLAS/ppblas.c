@@ -27,6 +27,15 @@ static get_threads_fn p_get_threads = NULL;
 
 /// Chooses an OpenBLAS core type from cpuid: AVX-512 (F, BW, VL, DQ, CD) -> SkylakeX, AVX2 + FMA -> Haswell.
 /// Returns NULL where OpenBLAS's own detection should be trusted.
+/// The file a loaded symbol came from (the real path behind a symlink candidate), else the candidate's name.
+static void record_library_path(void *symbol, const char *candidate, char *out, size_t size) {
+    Dl_info info;
+    if (dladdr(symbol, &info) && info.dli_fname)
+        snprintf(out, size, "%s", info.dli_fname);
+    else
+        snprintf(out, size, "%s", candidate);
+}
+
 static const char *detect_coretype(void) {
 #if defined(__x86_64__)
     unsigned int a, b, c, d;
@@ -86,11 +95,7 @@ static void load_once(void) {
             dlclose(handle);
             continue;
         }
-        Dl_info info;
-        if (dladdr((void *)p_sgemm, &info) && info.dli_fname)
-            snprintf(library_path, sizeof library_path, "%s", info.dli_fname);
-        else
-            snprintf(library_path, sizeof library_path, "%s", candidates[i]);
+        record_library_path((void *)p_sgemm, candidates[i], library_path, sizeof library_path);
         error_text[0] = '\0';
         load_status = 0;
         return;
@@ -193,11 +198,7 @@ static void dnnl_load_once(void) {
             const dnnl_version_record *v = version();
             if (v) snprintf(dnnl_version_text, sizeof dnnl_version_text, "%d.%d.%d", v->major, v->minor, v->patch);
         }
-        Dl_info info;
-        if (dladdr((void *)p_dnnl_u8s8s32, &info) && info.dli_fname)
-            snprintf(dnnl_path, sizeof dnnl_path, "%s", info.dli_fname);
-        else
-            snprintf(dnnl_path, sizeof dnnl_path, "%s", candidates[i]);
+        record_library_path((void *)p_dnnl_u8s8s32, candidates[i], dnnl_path, sizeof dnnl_path);
         dnnl_error_text[0] = '\0';
         dnnl_status = 0;
         return;
