@@ -59,6 +59,22 @@ extension PreparedModel {
             ropeTables[hd] = RotaryTable(headDim: hd, theta: config.ropeTheta, positions: maxPosition)
         }
 
+        /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
+        /// int8 weights when it has them, else its Float32 weights.
+        func project(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, outputs: Int,
+                     bias: [Float]? = nil, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+            if let int8 {
+                Int8Linear.apply(input, rows: n, weights: int8, bias: bias, out: out, accumulate: accumulate, scratch: &int8Scratch)
+                return
+            }
+            f32.withUnsafeBufferPointer { w in
+                BLAS.gemm(m: n, n: outputs, k: inputs, a: input, b: w.baseAddress!, transposeB: true, c: out, beta: accumulate ? 1 : 0)
+            }
+            bias?.withUnsafeBufferPointer { bb in
+                for r in 0..<n { Ops.add(bb.baseAddress!, into: out + r * outputs, count: outputs) }
+            }
+        }
+
         x.withUnsafeMutableBufferPointer { xb in
             normed.withUnsafeMutableBufferPointer { nb in
                 qkv.withUnsafeMutableBufferPointer { qb in
@@ -75,18 +91,8 @@ extension PreparedModel {
                                             layer.attentionNorm.withUnsafeBufferPointer { w in
                                                 Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
                                             }
-                                            if let q = layer.int8 {
-                                                Int8Linear.apply(np, rows: n, weights: q.qkv, bias: layer.bqkv, out: qp, accumulate: false, scratch: &int8Scratch)
-                                            } else {
-                                                layer.wqkv.withUnsafeBufferPointer { w in
-                                                    BLAS.gemm(m: n, n: layer.qkvDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: qp)
-                                                }
-                                            }
-                                            if layer.int8 == nil, let bias = layer.bqkv {
-                                                bias.withUnsafeBufferPointer { bb in
-                                                    for r in 0..<n { Ops.add(bb.baseAddress!, into: qp + r * layer.qkvDim, count: layer.qkvDim) }
-                                                }
-                                            }
+                                            project(np, int8: layer.int8?.qkv, f32: layer.wqkv, inputs: d, outputs: layer.qkvDim,
+                                                    bias: layer.bqkv, out: qp, accumulate: false)
                                             let rope = ropeTables[layer.headDim]!
                                             Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
                                                 for r in range {
@@ -95,37 +101,20 @@ extension PreparedModel {
                                             }
                                             attend(layer, li, qp, ap)
                                             observer?.observe(layer: li, point: .outputProjectionInput, values: ap, rows: n, width: layer.queryDim)
-                                            if let q = layer.int8 {
-                                                Int8Linear.apply(ap, rows: n, weights: q.o, out: xp, accumulate: true, scratch: &int8Scratch)
-                                            } else {
-                                                layer.wo.withUnsafeBufferPointer { w in
-                                                    BLAS.gemm(m: n, n: d, k: layer.queryDim, a: ap, b: w.baseAddress!, transposeB: true,
-                                                              c: xp, beta: 1)
-                                                }
-                                            }
+                                            project(ap, int8: layer.int8?.o, f32: layer.wo, inputs: layer.queryDim, outputs: d,
+                                                    out: xp, accumulate: true)
                                         }
                                         observer?.observe(layer: li, point: .mlpInput, values: xp, rows: n, width: d)
                                         if layer.mlp {
                                             layer.mlpNorm.withUnsafeBufferPointer { w in
                                                 Ops.rmsNorm(xp, weight: w.baseAddress!, out: np, rows: n, dim: d, eps: config.normEpsilon)
                                             }
-                                            if let q = layer.int8 {
-                                                Int8Linear.apply(np, rows: n, weights: q.gateUp, out: gp, accumulate: false, scratch: &int8Scratch)
-                                            } else {
-                                                layer.wGateUp.withUnsafeBufferPointer { w in
-                                                    BLAS.gemm(m: n, n: 2 * layer.ffnDim, k: d, a: np, b: w.baseAddress!, transposeB: true, c: gp)
-                                                }
-                                            }
+                                            project(np, int8: layer.int8?.gateUp, f32: layer.wGateUp, inputs: d, outputs: 2 * layer.ffnDim,
+                                                    out: gp, accumulate: false)
                                             Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
                                             observer?.observe(layer: li, point: .downProjectionInput, values: actp, rows: n, width: layer.ffnDim)
-                                            if let q = layer.int8 {
-                                                Int8Linear.apply(actp, rows: n, weights: q.down, out: xp, accumulate: true, scratch: &int8Scratch)
-                                            } else {
-                                                layer.wDown.withUnsafeBufferPointer { w in
-                                                    BLAS.gemm(m: n, n: d, k: layer.ffnDim, a: actp, b: w.baseAddress!, transposeB: true,
-                                                              c: xp, beta: 1)
-                                                }
-                                            }
+                                            project(actp, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim, outputs: d,
+                                                    out: xp, accumulate: true)
                                         }
                                         observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)
                                     }
