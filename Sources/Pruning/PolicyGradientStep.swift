@@ -88,11 +88,16 @@ public struct PolicyGradientState: Codable, Sendable, Equatable {
     public var baseline: MovingAverageBaseline
     /// Number of valid (non-skipped) steps done: the schedules' position.
     public var step: Int
+    /// The allocation policy's state (`prune --policy allocation`); nil for the paper's per-structure policy. When
+    /// set, `keepProbabilities` is its display (`LayerAllocation.keepProbabilities`).
+    public var allocation: LayerAllocation?
 
-    public init(keepProbabilities: KeepProbabilities, baseline: MovingAverageBaseline, step: Int = 0) {
+    public init(keepProbabilities: KeepProbabilities, baseline: MovingAverageBaseline, step: Int = 0,
+                allocation: LayerAllocation? = nil) {
         self.keepProbabilities = keepProbabilities
         self.baseline = baseline
         self.step = step
+        self.allocation = allocation
     }
 
     /// The state before step 0: the initial keep probabilities and a fresh baseline of the options' kind.

@@ -120,7 +120,10 @@ struct Prune: ParsableCommand {
     @Option(help: "Masks sampled at each held-out evaluation to log the sampled-mask loss beside the hard mask's (0: off).") var heldoutSamples = 2
     @Option(help: "Windows per mini-batch.") var batch = 8
     @Option(help: "Tokens per window.") var seq = 128
-    @Option(help: "Masks sampled per step (K >= 2).") var k = 2
+    @Option(help: "Masks sampled per step (K >= 2; even with --policy allocation, which samples antithetic pairs).") var k = 2
+    @Option(help: ArgumentHelp("Policy: structures (the paper's: one Bernoulli keep probability per KV group and channel) or allocation (PolicyPrune's: a Gaussian policy over each layer's kept fraction per kind, structures within a layer in the init's order, antithetic pairs on one batch, Adam; RESULTS.md says when it wins).", valueName: "structures|allocation")) var policy = "structures"
+    @Option(help: "Allocation policy: σ of each layer's kept-fraction perturbation (at least one structure of the layer).") var allocationSigma = 0.02
+    @Option(help: "Allocation policy: Adam step size (kept fraction per step), cosine over the steps.") var allocationLr = 0.005
     @Option(name: .customLong("lr"), help: "Learning rate of all scores (default 0.5; the paper's 2e-3 with --paper or a non-plan mapping).") var lrOption: Double?
     /// The learning rate: 0.5 for the plan mapping (scores start near 0 and 1 and need large moves), else 2e-3.
     var lr: Double { lrOption ?? (mapping == .plan ? 0.5 : 2e-3) }
@@ -171,6 +174,14 @@ struct Prune: ParsableCommand {
             throw ValidationError("--scope per-layer: --granularity \(granularity.rawValue) has one score per layer and kind; use global or joint")
         }
         guard k >= 2 else { throw ValidationError("--k must be at least 2 (the estimator divides by K - 1), got \(k)") }
+        guard ["structures", "allocation"].contains(policy) else { throw ValidationError("--policy must be structures or allocation, got \(policy)") }
+        if policy == "allocation" {
+            guard k % 2 == 0 else { throw ValidationError("--policy allocation samples antithetic pairs: --k must be even, got \(k)") }
+            guard allocationSigma > 0, allocationSigma < 1 else { throw ValidationError("--allocation-sigma must be in (0, 1), got \(allocationSigma)") }
+            guard allocationLr >= 0, allocationLr.isFinite else { throw ValidationError("--allocation-lr must be a finite value >= 0, got \(allocationLr)") }
+            guard granularity == .channels else { throw ValidationError("--policy allocation needs --granularity channels") }
+            guard scope == .global else { throw ValidationError("--policy allocation keeps a global budget per kind: --scope \(scope.rawValue) does not apply") }
+        }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
         guard seq >= 2 else { throw ValidationError("--seq must be at least 2, got \(seq)") }
@@ -267,7 +278,10 @@ struct Prune: ParsableCommand {
             optimizer: optimizer, initialization: initRecord, checkpointEvery: min(checkpointEvery, steps), evalEvery: evalEvery,
             calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads,
             attentionRate: rates.attention == rates.mlp ? nil : rates.attention, heldoutSampledMasks: heldoutSamples,
-            compute: compute == .f32 ? nil : compute)
+            compute: compute == .f32 ? nil : compute,
+            allocation: policy == "allocation"
+                ? AllocationPolicyOptions(sigma: allocationSigma, learningRate: LearningRateSchedule(initial: allocationLr, totalSteps: steps, warmupSteps: warmup))
+                : nil)
         let draws = steps * batch
         note(String(format: "data: %d distinct calibration blocks; %d steps x %d blocks = %d draws = %.2f epochs",
                     data.calibration.count, steps, batch, draws, Double(draws) / Double(max(data.calibration.count, 1))))
@@ -416,7 +430,7 @@ struct Prune: ParsableCommand {
 
     private func execute(_ pg: PolicyGradientRun) throws {
         let o = pg.options
-        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens (\((o.compute ?? .f32).rawValue)), rate \(o.rate), \(o.granularity), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
+        note("run \(pg.directory.url.path): \(o.steps) steps of \(o.optimizer.samplesPerStep) x \(o.batchSize) x \(o.sequenceLength) tokens (\((o.compute ?? .f32).rawValue)), rate \(o.rate), policy \(o.policyName), \(o.granularity), \(o.optimizer.budgetScope.rawValue), init \(o.initialization.method), seed \(o.seed)")
         let started = Date()
         var firstIteration: Int?
         var lastPrint = Date.distantPast

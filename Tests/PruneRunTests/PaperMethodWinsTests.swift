@@ -79,4 +79,51 @@ final class PaperMethodWinsTests: XCTestCase {
         print(String(format: "held-out NLL: per-layer wanda-sp %.4f (rate %.4f), PG start %.4f, PG returned %.4f (rate %.4f)",
                      wandaNLL, metricAchieved, start, returned, achieved))
     }
+
+    /// The allocation policy (`--policy allocation`) on the same budget: its returned plan beats its start (the
+    /// per-layer plan) on held-out C4, and a run killed after its first checkpoint and resumed ends byte-identical.
+    func testAllocationPolicyBeatsItsStartAndResumesExactly() throws {
+        let model = try Shared.url("models/stories260K/stories260K.bin").path
+        let shared = Shared.root.path
+        func arguments(_ dir: URL) -> [String] {
+            ["prune", "--model", model, "--attention-rate", "0", "--mlp-rate", "0.3",
+             "--init", "wanda-sp", "--init-windows", "32", "--init-seq", "256", "--init-calibration-seed", "42",
+             "--mapping", "plan", "--policy", "allocation", "--allocation-sigma", "0.02", "--allocation-lr", "0.01",
+             "--steps", "200", "--batch", "8", "--k", "2", "--eval-every", "50", "--eval-windows", "16",
+             "--checkpoint-every", "20", "--seed", "1", "--run", dir.path, "--shared", shared]
+        }
+        let reference = scratch.appendingPathComponent("allocation")
+        let r = try Shared.run(arguments(reference))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("policy allocation"), r.stderr)
+        let lines = try String(contentsOf: reference.appendingPathComponent("log.jsonl"), encoding: .utf8).split(separator: "\n")
+        let heldout = try lines.map { try JSONDecoder().decode(Heldout.self, from: Data($0.utf8)) }.filter { $0.event == "heldout" }
+        let start = try XCTUnwrap(heldout.first?.mean_nll)
+        let returned = try XCTUnwrap(heldout.last { $0.best == true }?.mean_nll)
+        XCTAssertLessThan(returned, start - 0.01, "returned \(returned) vs start \(start)")
+        let plan = try PrunePlan.decode(Data(contentsOf: reference.appendingPathComponent("plan.json")))
+        XCTAssertEqual(plan.achievedRate.attention, 0)
+        XCTAssertEqual(try XCTUnwrap(plan.achievedRate.mlp), 0.3, accuracy: 0.001)
+
+        // Resume: a copy of the run without its last checkpoint and outputs continues from iteration 180 (the
+        // allocation, Adam's moments and the generators come from the checkpoint) and ends byte-identical.
+        let resumed = scratch.appendingPathComponent("resumed")
+        try FileManager.default.copyItem(at: reference, to: resumed)
+        for name in ["checkpoint/checkpoint-00000200.ckpt", "plan.json", "scores.json", "final-plan.json", "report.svg"] {
+            try FileManager.default.removeItem(at: resumed.appendingPathComponent(name))
+        }
+        let again = try Shared.run(["prune", "--resume", resumed.path, "--shared", shared])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("resuming from checkpoint-00000180"), again.stderr)
+        for name in ["plan.json", "scores.json"] {
+            XCTAssertEqual(try Data(contentsOf: reference.appendingPathComponent(name)), try Data(contentsOf: resumed.appendingPathComponent(name)),
+                           "\(name) after resuming")
+        }
+        func heldoutNLL(_ run: URL) throws -> [Double] {
+            try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { try JSONDecoder().decode(Heldout.self, from: Data($0.utf8)) }.filter { $0.event == "heldout" }.compactMap(\.mean_nll)
+        }
+        XCTAssertEqual(try heldoutNLL(reference), try heldoutNLL(resumed))
+        print(String(format: "allocation policy, stories260K budget (a): start %.4f, returned %.4f", start, returned))
+    }
 }

@@ -179,7 +179,12 @@ public final class PolicyGradientRun {
                           to: dir.initialScores)
         try run.writeFile(try run.plan(for: initial).jsonData(), to: dir.initialPlan)
         try? FileManager.default.removeItem(at: dir.log)
-        let state = PolicyGradientState(initial: initial, options: options.optimizer)
+        var state = PolicyGradientState(initial: initial, options: options.optimizer)
+        if options.allocation != nil {
+            let allocation = LayerAllocation(initial: initial, keepRatios: options.optimizer.keepRatios(atStep: 0), config: model.config)
+            state.allocation = allocation
+            state.keepProbabilities = allocation.keepProbabilities
+        }
         let checkpoint = RunCheckpoint(modelSHA256: options.model.sha256, iteration: 0, state: state,
                                        maskGenerator: Xoshiro256(seed: options.seed),
                                        dataOrder: DataOrder(blockCount: data.calibration.count, seed: Self.dataSeed(options.seed)),
@@ -276,8 +281,16 @@ public final class PolicyGradientRun {
             if sampledMasks > 0 {
                 var rng = Xoshiro256(seed: options.seed ^ 0x5A3E_D1C7_0B9F_4E21 ^ UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15)
                 var sum = 0.0
-                for _ in 0..<sampledMasks {
-                    let sample = state.keepProbabilities.sampleMask(using: &rng)
+                var drawn: [MaskSample] = []
+                while drawn.count < sampledMasks {
+                    if let a = state.allocation, let ao = options.allocation {
+                        let pair = a.samplePair(options: ao, using: &rng)
+                        drawn += [pair.plus, pair.minus]
+                    } else {
+                        drawn.append(state.keepProbabilities.sampleMask(using: &rng))
+                    }
+                }
+                for sample in drawn.prefix(sampledMasks) {
                     sum += try meanNLL(mask: sample.structureMask(config: config, granularity: granularity), windows: data.heldout)
                 }
                 sampledNLL = sum / Double(sampledMasks)
@@ -316,19 +329,31 @@ public final class PolicyGradientRun {
             let batch = order.nextBatch(options.batchSize, cache: &permutation).map { data.calibration[$0] }
             var samples: [MaskSample] = [], losses: [Double] = []
             var gatherSeconds = 0.0, forwardSeconds = 0.0
-            for _ in 0..<o.samplesPerStep {
-                let sample = state.keepProbabilities.sampleMask(using: &maskRNG)
+            func loss(_ sample: MaskSample) throws -> Double {
                 let t0 = Date()
                 let prepared = try model.prepared(mask: sample.structureMask(config: config, granularity: granularity),
                                                   precision: options.compute ?? .f32)
                 let t1 = Date()
-                losses.append(try Self.meanNLL(prepared.tokenNLL(batch)))
+                let value = try Self.meanNLL(prepared.tokenNLL(batch))
                 forwardSeconds += Date().timeIntervalSince(t1)
                 gatherSeconds += t1.timeIntervalSince(t0)
                 samples.append(sample)
+                losses.append(value)
+                return value
             }
-            let report = policyGradientStep(state: &state, samples: samples, losses: losses, options: o, config: config,
+            let report: PolicyGradientStepReport
+            if var allocation = state.allocation, let ao = options.allocation {
+                var pairs: [(noise: PerKindVectors, plus: Double, minus: Double)] = []
+                for _ in 0..<(o.samplesPerStep / 2) {
+                    let pair = allocation.samplePair(options: ao, using: &maskRNG)
+                    pairs.append((pair.noise, try loss(pair.plus), try loss(pair.minus)))
+                }
+                report = allocationStep(state: &state, allocation: &allocation, pairs: pairs, allocationOptions: ao, options: o)
+            } else {
+                for _ in 0..<o.samplesPerStep { _ = try loss(state.keepProbabilities.sampleMask(using: &maskRNG)) }
+                report = policyGradientStep(state: &state, samples: samples, losses: losses, options: o, config: config,
                                             granularity: granularity)
+            }
             iteration += 1
 
             let s = state.keepProbabilities

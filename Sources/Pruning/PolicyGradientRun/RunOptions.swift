@@ -128,14 +128,21 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     public var threads: Int
     /// OpenBLAS threads.
     public var blasThreads: Int
+    /// The allocation policy (`--policy allocation`: a Gaussian policy over each layer's kept fraction, the order
+    /// within a layer fixed by the initial scores); nil: the paper's Bernoulli policy over every structure.
+    public var allocation: AllocationPolicyOptions?
+
+    /// The policy's name: `structures` (the paper's) or `allocation`.
+    public var policyName: String { allocation == nil ? "structures" : "allocation" }
 
     /// Options of a new run (current format version).
     public init(toolVersion: String, model: ModelRecord, seed: UInt64, rate: Double, granularity: String = "channels",
                 steps: Int, batchSize: Int, sequenceLength: Int, optimizer: PolicyGradientOptions,
                 initialization: Initialization, checkpointEvery: Int, evalEvery: Int, calibration: DataRecord,
                 heldout: DataRecord, threads: Int, blasThreads: Int, attentionRate: Double? = nil,
-                heldoutSampledMasks: Int? = nil, compute: ComputePrecision? = nil) {
+                heldoutSampledMasks: Int? = nil, compute: ComputePrecision? = nil, allocation: AllocationPolicyOptions? = nil) {
         formatVersion = Self.currentFormatVersion
+        self.allocation = allocation
         self.compute = compute
         self.attentionRate = attentionRate
         self.heldoutSampledMasks = heldoutSampledMasks
@@ -202,6 +209,13 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             throw fail("attention_keep_ratio.target", optimizer.targetKeepRatios.attention, "must equal 1 − attention rate")
         }
         try optimizer.validate()
+        if let allocation {
+            try allocation.validate(samplesPerStep: optimizer.samplesPerStep)
+            guard g == .channels else { throw fail("policy", "allocation", "the allocation policy needs --granularity channels, not \(granularity)") }
+            guard optimizer.budgetScope == .global else {
+                throw fail("policy", "allocation", "the allocation policy keeps a global budget per kind; --scope \(optimizer.budgetScope.rawValue) does not apply")
+            }
+        }
     }
 
     /// JSON as written to `options.json` (sorted keys, pretty).
@@ -228,7 +242,9 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             "init": .string(initialization.method), "init_mapping": .string(initialization.mapping),
             "init_keep_ratio": .number(initialization.keepRatio),
             "calibration": .string(calibration.recipe), "threads": .integer(threads),
-            "compute": .string((compute ?? .f32).rawValue),
-        ]
+            "compute": .string((compute ?? .f32).rawValue), "policy": .string(policyName),
+        ].merging(allocation.map { a in
+            ["allocation_sigma": .number(a.sigma), "allocation_learning_rate": .number(a.learningRate.initial)]
+        } ?? [:]) { a, _ in a }
     }
 }
