@@ -2,7 +2,8 @@
 # The main job end to end on the shipped default model (SmolLM2-135M-Instruct, GGUF Q4_1), in about ten minutes on
 # 2 cores: install what is missing, build in release, then
 #   1. prune: a short policy-gradient run started from the per-layer Wanda-sp plan (30 % of the MLP channels,
-#      attention kept; --time-budget, default 4m), with held-out C4 monitoring and report.svg;
+#      attention kept; --time-budget, default 4m) that learns how many channels each layer keeps (--policy
+#      allocation, int8 sampled forwards), with held-out C4 monitoring and report.svg;
 #   2. the pruned model's WikiText-2 perplexity next to the dense model's on the same windows (first 64 windows of
 #      128 tokens, the paper's protocol), each with its forward speed;
 #   3. export the plan as a physically smaller GGUF (Q8_0) that llama.cpp and PolicyPrune load;
@@ -48,8 +49,8 @@ mkdir -p runs
 #    the start takes about a minute).
 "$P" prune --model "$MODEL" --shared "$SHARED" --run "$RUN" \
   --attention-rate 0 --mlp-rate 0.3 --init wanda-sp --init-windows 16 --init-seq 512 \
-  --mapping plan --init-temperature 0.03 --baseline step --k 2 --lr 0.5 \
-  --time-budget 4m --eval-every 25 --eval-windows 16 --heldout-samples 1 --checkpoint-every 25 "$@"
+  --mapping plan --policy allocation --allocation-sigma 0.04 --allocation-lr 0.01 --k 2 --compute int8 \
+  --time-budget 4m --eval-every 25 --eval-windows 16 --heldout-samples 0 --checkpoint-every 25 "$@"
 
 # 2. Dense and pruned on the same WikiText-2 windows.
 "$P" eval ppl --model "$MODEL" --data wikitext2 --limit-windows 64 --shared "$SHARED" --json > "$RUN/wikitext2-dense.json"
