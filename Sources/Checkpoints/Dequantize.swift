@@ -25,9 +25,15 @@ enum Dequantize {
         case .q8_0: q8_0(source, destination, blocks)
         case .q4_0: q4_0(source, destination, blocks)
         case .q4_1: q4_1(source, destination, blocks)
+        case .q5_0: q5_0(source, destination, blocks)
+        case .q5_1: q5_1(source, destination, blocks)
+        case .q2_K: q2_K(source, destination, blocks)
+        case .q3_K: q3_K(source, destination, blocks)
         case .q4_K: q4_K(source, destination, blocks)
         case .q5_K: q5_K(source, destination, blocks)
         case .q6_K: q6_K(source, destination, blocks)
+        case .iq4_nl: iq4_nl(source, destination, blocks)
+        case .iq4_xs: iq4_xs(source, destination, blocks)
         default: break  // unsupported types are rejected before dispatch
         }
     }
@@ -68,6 +74,101 @@ enum Dequantize {
             for j in 0..<16 {
                 out[j] = Float(qs[j] & 0x0f) * d + m
                 out[j + 16] = Float(qs[j] >> 4) * d + m
+            }
+        }
+    }
+
+    /// block_q5_0 { f16 d; u8 qh[4]; u8 qs[16] }: 5-bit values minus 16; bit j of the little-endian uint32 `qh` is
+    /// the fifth bit of value j. y[j] = (lo(qs[j]) | bit j << 4) - 16, y[j+16] = (hi(qs[j]) | bit j+16 << 4) - 16.
+    static func q5_0(_ src: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = src + b * 22
+            let d = half(p, 0)
+            let qh = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
+            let qs = (p + 6).assumingMemoryBound(to: UInt8.self)
+            let out = y + b * 32
+            for j in 0..<16 {
+                let h0 = UInt8(truncatingIfNeeded: qh >> j & 1) << 4
+                let h1 = UInt8(truncatingIfNeeded: qh >> (j + 16) & 1) << 4
+                out[j] = d * Float(Int((qs[j] & 0x0f) | h0) - 16)
+                out[j + 16] = d * Float(Int((qs[j] >> 4) | h1) - 16)
+            }
+        }
+    }
+
+    /// block_q5_1 { f16 d; f16 m; u8 qh[4]; u8 qs[16] }: as Q5_0 without the offset, y = q * d + m.
+    static func q5_1(_ src: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = src + b * 24
+            let d = half(p, 0)
+            let m = half(p, 2)
+            let qh = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            let qs = (p + 8).assumingMemoryBound(to: UInt8.self)
+            let out = y + b * 32
+            for j in 0..<16 {
+                let h0 = UInt8(truncatingIfNeeded: qh >> j & 1) << 4
+                let h1 = UInt8(truncatingIfNeeded: qh >> (j + 16) & 1) << 4
+                out[j] = d * Float((qs[j] & 0x0f) | h0) + m
+                out[j + 16] = d * Float((qs[j] >> 4) | h1) + m
+            }
+        }
+    }
+
+    /// block_q2_K { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin } (256 values, 16 sub-blocks of 16): each scale byte
+    /// holds a 4-bit scale (low) and a 4-bit min (high); value = d * scale * q - dmin * min with q two bits of qs.
+    /// Each half of 128 values reads 32 bytes of qs four times, at shifts 0, 2, 4, 6.
+    static func q2_K(_ src: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = src + b * 84
+            let scales = p.assumingMemoryBound(to: UInt8.self)
+            var q = (p + 16).assumingMemoryBound(to: UInt8.self)
+            let d = half(p, 80)
+            let dmin = half(p, 82)
+            var out = y + b * 256
+            var sub = 0
+            for _ in 0..<2 {
+                for shift in stride(from: UInt8(0), to: 8, by: 2) {
+                    for half16 in 0..<2 {  // two sub-blocks of 16 per shift
+                        let sc = scales[sub]
+                        let dl = d * Float(sc & 0x0f), ml = dmin * Float(sc >> 4)
+                        let qq = q + 16 * half16
+                        for l in 0..<16 { out[l] = dl * Float((qq[l] >> shift) & 3) - ml }
+                        out += 16; sub += 1
+                    }
+                }
+                q += 32
+            }
+        }
+    }
+
+    /// block_q3_K { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d } (256 values, 16 sub-blocks of 16): value =
+    /// d * (scale - 32) * (two low bits from qs - (hmask bit clear ? 4 : 0)). The 6-bit scales are packed as
+    /// low nibbles in bytes 0..<8 (sub-blocks 0..<8 low, 8..<16 high) and two-bit high parts in bytes 8..<12.
+    static func q3_K(_ src: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = src + b * 110
+            let hmask = p.assumingMemoryBound(to: UInt8.self)
+            var q = (p + 32).assumingMemoryBound(to: UInt8.self)
+            let packed = (p + 96).assumingMemoryBound(to: UInt8.self)
+            let d = half(p, 108)
+            var out = y + b * 256
+            var sub = 0
+            var m: UInt8 = 1
+            for _ in 0..<2 {
+                for shift in stride(from: UInt8(0), to: 8, by: 2) {
+                    for half16 in 0..<2 {
+                        let low = sub < 8 ? packed[sub] & 0x0f : packed[sub - 8] >> 4
+                        let high = (packed[8 + sub % 4] >> (2 * (sub / 4))) & 3
+                        let dl = d * Float(Int(low | high << 4) - 32)
+                        let qq = q + 16 * half16, hm = hmask + 16 * half16
+                        for l in 0..<16 {
+                            out[l] = dl * Float(Int((qq[l] >> shift) & 3) - (hm[l] & m != 0 ? 0 : 4))
+                        }
+                        out += 16; sub += 1
+                    }
+                    m <<= 1
+                }
+                q += 32
             }
         }
     }
@@ -150,6 +251,50 @@ enum Dequantize {
                     out[l + 96] = d * Float(sc[s + 6]) * Float(q4)
                 }
                 out += 128; ql += 64; qh += 32; sc += 8
+            }
+        }
+    }
+
+    /// The 16 non-uniform levels of IQ4_NL and IQ4_XS (ggml `kvalues_iq4nl`).
+    static let iq4Levels: [Float] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+
+    /// block_iq4_nl { f16 d; u8 qs[16] }: y[j] = d * levels[lo(qs[j])], y[j+16] = d * levels[hi(qs[j])].
+    static func iq4_nl(_ src: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        iq4Levels.withUnsafeBufferPointer { levels in
+            for b in 0..<n {
+                let p = src + b * 18
+                let d = half(p, 0)
+                let qs = (p + 2).assumingMemoryBound(to: UInt8.self)
+                let out = y + b * 32
+                for j in 0..<16 {
+                    out[j] = d * levels[Int(qs[j] & 0x0f)]
+                    out[j + 16] = d * levels[Int(qs[j] >> 4)]
+                }
+            }
+        }
+    }
+
+    /// block_iq4_xs { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128] } (256 values, 8 sub-blocks of 32): 6-bit
+    /// scale of sub-block i = nibble i of scales_l | two bits 2i of scales_h << 4, minus 32; values as IQ4_NL.
+    static func iq4_xs(_ src: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        iq4Levels.withUnsafeBufferPointer { levels in
+            for b in 0..<n {
+                let p = src + b * 136
+                let d = half(p, 0)
+                let scalesHigh = UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+                let scalesLow = (p + 4).assumingMemoryBound(to: UInt8.self)
+                var qs = (p + 8).assumingMemoryBound(to: UInt8.self)
+                var out = y + b * 256
+                for sub in 0..<8 {
+                    let low = (scalesLow[sub / 2] >> (4 * UInt8(sub % 2))) & 0x0f
+                    let high = UInt8(truncatingIfNeeded: scalesHigh >> (2 * sub)) & 3
+                    let dl = d * Float(Int(low | high << 4) - 32)
+                    for j in 0..<16 {
+                        out[j] = dl * levels[Int(qs[j] & 0x0f)]
+                        out[j + 16] = dl * levels[Int(qs[j] >> 4)]
+                    }
+                    out += 32; qs += 16
+                }
             }
         }
     }
