@@ -40,7 +40,8 @@ let package = Package(
         // Test-only helpers: locating ../shared, reading fixtures, tolerance comparisons.
         .target(name: "FixtureSupport", dependencies: ["Corpora"], swiftSettings: plain),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "FixtureSupport"], swiftSettings: plain),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "FixtureSupport"], swiftSettings: plain),
+        // Fixtures/ holds the generated dequantisation fixture and the script that made it; tests read it via #filePath.
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "Checkpoints", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "CorporaTests", dependencies: ["Corpora", "FixtureSupport"], swiftSettings: plain),
