@@ -122,6 +122,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Tokens per window.") var seq = 128
     @Option(help: "Masks sampled per step (K >= 2; even with --policy allocation, which samples antithetic pairs).") var k = 2
     @Option(help: ArgumentHelp("Policy: structures (the paper's: one Bernoulli keep probability per KV group and channel) or allocation (PolicyPrune's: a Gaussian policy over each layer's kept fraction per kind, structures within a layer in the init's order, antithetic pairs on one batch, Adam; RESULTS.md says when it wins).", valueName: "structures|allocation")) var policy = "structures"
+    @Option(help: "Every plan keeps a multiple of this many MLP channels per layer, the budget still met (quantized exports store 32-wide blocks; layers whose dense width is not a multiple are left as they are; 1: off).") var channelMultiple = 32
     @Option(help: "Allocation policy: σ of each layer's kept-fraction perturbation (at least one structure of the layer).") var allocationSigma = 0.02
     @Option(help: "Allocation policy: Adam step size (kept fraction per step), cosine over the steps.") var allocationLr = 0.005
     @Option(name: .customLong("lr"), help: "Learning rate of all scores (default 0.5; the paper's 2e-3 with --paper or a non-plan mapping).") var lrOption: Double?
@@ -174,6 +175,7 @@ struct Prune: ParsableCommand {
             throw ValidationError("--scope per-layer: --granularity \(granularity.rawValue) has one score per layer and kind; use global or joint")
         }
         guard k >= 2 else { throw ValidationError("--k must be at least 2 (the estimator divides by K - 1), got \(k)") }
+        guard channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(channelMultiple)") }
         guard ["structures", "allocation"].contains(policy) else { throw ValidationError("--policy must be structures or allocation, got \(policy)") }
         if policy == "allocation" {
             guard k % 2 == 0 else { throw ValidationError("--policy allocation samples antithetic pairs: --k must be even, got \(k)") }
@@ -281,7 +283,8 @@ struct Prune: ParsableCommand {
             compute: compute == .f32 ? nil : compute,
             allocation: policy == "allocation"
                 ? AllocationPolicyOptions(sigma: allocationSigma, learningRate: LearningRateSchedule(initial: allocationLr, totalSteps: steps, warmupSteps: warmup))
-                : nil)
+                : nil,
+            channelMultiple: channelMultiple == 1 ? nil : channelMultiple)
         let draws = steps * batch
         note(String(format: "data: %d distinct calibration blocks; %d steps x %d blocks = %d draws = %.2f epochs",
                     data.calibration.count, steps, batch, draws, Double(draws) / Double(max(data.calibration.count, 1))))

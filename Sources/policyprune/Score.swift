@@ -61,6 +61,7 @@ struct Score: ParsableCommand {
     @Flag(help: "Use the fixtures' calibration recipe (first 8 C4 documents, 8 x 128) instead of a seeded sample.")
     var fixtureCalibration = false
     @Option(help: "Windows per forward pass.") var batch = 8
+    @Option(help: "Every layer keeps a multiple of this many MLP channels, the budget still met (quantized exports store 32-wide blocks; layers whose dense width is not a multiple are left as they are; 1: off).") var channelMultiple = 32
     @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Option(help: "Where to write the plan (JSON, written atomically).") var out: String
     @Flag(help: "Print the plan summary as JSON on stdout.") var json = false
@@ -104,12 +105,13 @@ struct Score: ParsableCommand {
     }
 
     func run() throws {
-        let options = MetricPruningOptions(metric: metric, rate: rates.mlp, granularity: resolvedGranularity, scope: scope.scope,
+        var options = MetricPruningOptions(metric: metric, rate: rates.mlp, granularity: resolvedGranularity, scope: scope.scope,
                                            seed: seed, magnitudeNorm: norm, wandaVariant: wandaVariant, batchSize: batch,
                                            attentionRate: rates.attention)
-        let requested = resolvedGranularity == .channels ? 1 - options.keepRatios.joint(config: try model.load().model.config) : rates.mlp
+        options.channelMultiple = channelMultiple
         try options.validate()
         let loaded = try model.load()
+        let requested = resolvedGranularity == .channels ? 1 - options.keepRatios.joint(config: loaded.model.config) : rates.mlp
         let config = loaded.model.config
         let t0 = Date()
         var calibration: CalibrationData? = nil

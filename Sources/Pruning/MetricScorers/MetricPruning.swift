@@ -24,6 +24,8 @@ public struct MetricPruningOptions: Sendable, Equatable {
     public var wandaVariant: WandaSP.Variant
     /// Calibration windows per forward pass.
     public var batchSize: Int
+    /// Every layer keeps a multiple of this many MLP channels (`StructureMask.aligningMLPChannels`; 1: off).
+    public var channelMultiple: Int = 1
 
     /// Options with the defaults of `policyprune score` (channels, global, seed 0, L2, official Wanda-sp order).
     public init(metric: PruningMetric, rate: Double, granularity: PruningGranularity = .channels, scope: BudgetScope = .global,
@@ -59,6 +61,9 @@ public struct MetricPruningOptions: Sendable, Equatable {
             throw PruningError.invalidValue(key: "scope", value: scope.rawValue, reason: "metric plans use global or per_layer")
         }
         guard batchSize >= 1 else { throw PruningError.invalidValue(key: "batch", value: "\(batchSize)", reason: "must be ≥ 1") }
+        guard channelMultiple >= 1 else {
+            throw PruningError.invalidValue(key: "channel-multiple", value: "\(channelMultiple)", reason: "must be ≥ 1")
+        }
     }
 
     /// The options as recorded in the plan.
@@ -71,6 +76,7 @@ public struct MetricPruningOptions: Sendable, Equatable {
             r["attention_rate"] = .number(attentionRate)
             r["mlp_rate"] = .number(rate)
         }
+        if channelMultiple > 1 { r["channel_multiple"] = .integer(channelMultiple) }
         switch metric {
         case .magnitude: r["norm"] = .string(magnitudeNorm.rawValue)
         case .wandaSP: r["wanda_variant"] = .string(wandaVariant.rawValue)
@@ -114,7 +120,10 @@ public enum MetricPruning {
     public static func plan(scores: StructureScores, config: ModelConfig, options: MetricPruningOptions,
                             calibration: CalibrationData?, modelSHA256: String, toolVersion: String) throws -> PrunePlan {
         try options.validate()
-        let mask = try scores.hardMask(keepRatios: options.keepRatios, granularity: options.granularity, scope: options.scope, config: config)
+        var mask = try scores.hardMask(keepRatios: options.keepRatios, granularity: options.granularity, scope: options.scope, config: config)
+        if options.granularity == .channels, options.channelMultiple > 1 {
+            mask = mask.aligningMLPChannels(to: options.channelMultiple, priority: scores.mlp, config: config)
+        }
         var record = options.record
         if let calibration, options.metric.needsCalibration {
             record["calibration_recipe"] = .string(calibration.recipe)

@@ -272,8 +272,7 @@ public final class PolicyGradientRun {
         func heldout(iteration: Int) throws {
             let rho = iteration >= options.steps ? targets : o.keepRatios(atStep: state.step)
             let t0 = Date()
-            let mask = state.keepProbabilities.hardMask(keepRatios: rho, scope: o.budgetScope, config: config, granularity: granularity,
-                                                        exactBudget: true)
+            let mask = planMask(state.keepProbabilities, keepRatios: rho)
             let nll = try meanNLL(mask: mask, windows: data.heldout)
             // Sampled masks from a stream of their own (seeded by run seed and iteration), so measuring them never
             // changes the training stream.
@@ -427,11 +426,20 @@ public final class PolicyGradientRun {
                           seconds: Date().timeIntervalSince(started))
     }
 
+    /// The hard mask of `scores` at `keepRatios` as plans and held-out evaluations see it: ties cut to the budget,
+    /// then MLP channels aligned to `--channel-multiple` (channels granularity).
+    func planMask(_ scores: KeepProbabilities, keepRatios: KeepRatios) -> StructureMask {
+        let granularity = options.scoreGranularity
+        let mask = scores.hardMask(keepRatios: keepRatios, scope: options.optimizer.budgetScope, config: model.config,
+                                   granularity: granularity, exactBudget: true)
+        guard granularity == .channels, let multiple = options.channelMultiple, multiple > 1 else { return mask }
+        return mask.aligningMLPChannels(to: multiple, priority: scores.mlp, config: model.config)
+    }
+
     /// The hard mask of `scores` at the target keep ratio as a plan.
     func plan(for scores: KeepProbabilities) throws -> PrunePlan {
         let o = options.optimizer
-        let mask = scores.hardMask(keepRatios: o.targetKeepRatios, scope: o.budgetScope, config: model.config,
-                                   granularity: options.scoreGranularity, exactBudget: true)
+        let mask = planMask(scores, keepRatios: o.targetKeepRatios)
         return try PrunePlan(mask: mask, config: model.config, method: "policy-gradient", options: options.planRecord,
                              seed: options.seed, requestedRate: 1 - o.targetKeepRatios.joint(config: model.config), modelSHA256: options.model.sha256,
                              calibrationSHA256: options.calibration.idsSHA256, toolVersion: options.toolVersion)

@@ -132,6 +132,10 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     /// within a layer fixed by the initial scores); nil: the paper's Bernoulli policy over every structure.
     public var allocation: AllocationPolicyOptions?
 
+    /// Every plan (and every held-out hard mask) keeps a multiple of this many MLP channels per layer
+    /// (`StructureMask.aligningMLPChannels`); nil or 1: off.
+    public var channelMultiple: Int?
+
     /// The policy's name: `structures` (the paper's) or `allocation`.
     public var policyName: String { allocation == nil ? "structures" : "allocation" }
 
@@ -140,8 +144,10 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
                 steps: Int, batchSize: Int, sequenceLength: Int, optimizer: PolicyGradientOptions,
                 initialization: Initialization, checkpointEvery: Int, evalEvery: Int, calibration: DataRecord,
                 heldout: DataRecord, threads: Int, blasThreads: Int, attentionRate: Double? = nil,
-                heldoutSampledMasks: Int? = nil, compute: ComputePrecision? = nil, allocation: AllocationPolicyOptions? = nil) {
+                heldoutSampledMasks: Int? = nil, compute: ComputePrecision? = nil, allocation: AllocationPolicyOptions? = nil,
+                channelMultiple: Int? = nil) {
         formatVersion = Self.currentFormatVersion
+        self.channelMultiple = channelMultiple
         self.allocation = allocation
         self.compute = compute
         self.attentionRate = attentionRate
@@ -209,6 +215,7 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             throw fail("attention_keep_ratio.target", optimizer.targetKeepRatios.attention, "must equal 1 − attention rate")
         }
         try optimizer.validate()
+        if let m = channelMultiple, !(m >= 1 && m <= 1 << 20) { throw fail("channel_multiple", m, "must be in 1...\(1 << 20)") }
         if let allocation {
             try allocation.validate(samplesPerStep: optimizer.samplesPerStep)
             guard g == .channels else { throw fail("policy", "allocation", "the allocation policy needs --granularity channels, not \(granularity)") }
@@ -243,6 +250,7 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             "init_keep_ratio": .number(initialization.keepRatio),
             "calibration": .string(calibration.recipe), "threads": .integer(threads),
             "compute": .string((compute ?? .f32).rawValue), "policy": .string(policyName),
+            "channel_multiple": .integer(channelMultiple ?? 1),
         ].merging(allocation.map { a in
             ["allocation_sigma": .number(a.sigma), "allocation_learning_rate": .number(a.learningRate.initial)]
         } ?? [:]) { a, _ in a }
