@@ -8,5 +8,5 @@ struct PolicyPrune: ParsableCommand {
         commandName: "policyprune",
         abstract: "Structural pruning of LLaMA-family language models by policy gradient, on the CPU.",
         version: version,
-        subcommands: [Info.self, Eval.self, Generate.self, Tokenize.self, Bench.self, Export.self, Prune.self, Score.self])
+        subcommands: [Info.self, Eval.self, Generate.self, Tokenize.self, Bench.self, Export.self, Prune.self, Score.self, Plan.self])
 }

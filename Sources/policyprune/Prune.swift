@@ -475,5 +475,6 @@ struct Prune: ParsableCommand {
         }
         print("returned     \(summary.returnedReason)")
         print(String(format: "time         %.1f s in this process, %d steps", summary.seconds, summary.steps))
+        print(String(format: "memory       peak %.1f MiB", Double(PeakMemory.bytes) / 1_048_576))
     }
 }
