@@ -178,6 +178,7 @@ struct Prune: ParsableCommand {
         guard channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(channelMultiple)") }
         guard ["structures", "allocation"].contains(policy) else { throw ValidationError("--policy must be structures or allocation, got \(policy)") }
         if policy == "allocation" {
+            guard !paper else { throw ValidationError("--paper runs the paper's per-structure policy; drop --policy allocation or --paper") }
             guard k % 2 == 0 else { throw ValidationError("--policy allocation samples antithetic pairs: --k must be even, got \(k)") }
             guard allocationSigma > 0, allocationSigma < 1 else { throw ValidationError("--allocation-sigma must be in (0, 1), got \(allocationSigma)") }
             guard allocationLr >= 0, allocationLr.isFinite else { throw ValidationError("--allocation-lr must be a finite value >= 0, got \(allocationLr)") }
