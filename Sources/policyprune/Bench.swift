@@ -93,11 +93,11 @@ struct Bench: ParsableCommand {
         let loaded = try model.load()
         let lm = loaded.model
         let cfg = lm.config
-        note("loaded \(loaded.checkpoint.path) in \(String(format: "%.2f", loaded.seconds)) s")
+        note("loaded \(loaded.path) in \(String(format: "%.2f", loaded.seconds)) s")
         let int8 = compute == .int8
         if int8 { try DNNL.load() }   // typed error naming libdnnl when it is missing
         if int8 && int8Calibration > 0 {
-            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let tok = try model.loadTokenizer(loaded)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let tokens = tok.encode(try Dataset.c4.text(dataRoot: root), addSpecialTokens: true)
             let windows = try EvalWindows(tokens: tokens, context: seq, limit: int8Calibration, source: "c4").windows
@@ -115,7 +115,7 @@ struct Bench: ParsableCommand {
             print("oneDNN: \(report.dnnl ?? "not available (apt-get install libdnnl-dev)")")
             print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads); load average at start: \(report.loadAverage)")
         }
-        if tokenizer { try benchTokenizer(loaded.checkpoint) }
+        if tokenizer { try benchTokenizer(loaded) }
         let n = batch * seq
         var rng = Xoshiro256(seed: 1)
         let windows = (0..<batch).map { _ in (0..<seq).map { _ in Int(rng.next() % UInt64(cfg.vocabSize)) } }
@@ -204,7 +204,7 @@ struct Bench: ParsableCommand {
             report.forward.append(try measure(maskLabel.replacingOccurrences(of: "masked", with: "masked stack"), mask: mask, stack: true, dense: denseStack))
         }
         if int8 && nllWindows > 0 {
-            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let tok = try model.loadTokenizer(loaded)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let tokens = tok.encode(try Dataset.wikitext2.text(dataRoot: root), addSpecialTokens: true)
             let eval = try EvalWindows(tokens: tokens, context: seq, limit: nllWindows, source: "wikitext2").windows
@@ -293,8 +293,8 @@ struct Bench: ParsableCommand {
     }
 
     /// Tokenises the whole WikiText-2 test text (rows joined with "\n\n", as for perplexity), best of `repeats`.
-    private func benchTokenizer(_ checkpoint: LoadedCheckpoint) throws {
-        let tok = try model.loadTokenizer(checkpoint)
+    private func benchTokenizer(_ loaded: ModelOptions.Loaded) throws {
+        let tok = try model.loadTokenizer(loaded)
         let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
         let text = try Dataset.wikitext2.text(dataRoot: root)
         let bytes = text.utf8.count
