@@ -170,6 +170,7 @@ public final class GGUFFile: @unchecked Sendable {
         let (perBlock, blockBytes) = info.type.blockLayout
         let blocks = count / perBlock
         guard count > 0, let source = raw.baseAddress else { return [] }
+        defer { file.releasePages(raw) }
         return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             let destination = buffer.baseAddress!
             // ~64K values per chunk keeps thread start-up negligible next to the work.

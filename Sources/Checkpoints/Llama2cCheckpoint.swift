@@ -172,6 +172,7 @@ extension Llama2cCheckpoint: TensorSource {
         let entry = layout[i]
         let count = entry.shape.reduce(1, *)
         let raw = try file.bytes(at: entry.offset, length: 4 * count, "tensor '\(name)'")
+        defer { file.releasePages(raw) }
         return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: raw) }
             initialized = count

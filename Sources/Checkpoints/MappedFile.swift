@@ -45,6 +45,20 @@ public final class MappedFile: @unchecked Sendable {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }
 
+    /// Drops the resident pages wholly inside `bytes` (a range of this mapping) once their tensor has been converted
+    /// to Float32, so the file's bytes do not stay in the process's memory next to the converted weights. Only a
+    /// hint: the mapping is private and never written, so a later read simply faults the pages in from the file
+    /// again (from the page cache).
+    public func releasePages(_ bytes: UnsafeRawBufferPointer) {
+        guard let start = bytes.baseAddress, bytes.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + bytes.count) / page * page
+        guard end > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(pointer, end - first, MADV_DONTNEED)
+    }
+
     /// Throws `truncated` unless `length` bytes at `offset` lie inside the file.
     @inline(__always)
     public func check(_ offset: Int, _ length: Int, _ what: @autoclosure () -> String) throws {

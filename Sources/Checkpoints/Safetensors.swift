@@ -128,6 +128,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         let raw = try file.bytes(at: info.byteRange.lowerBound, length: info.byteRange.count, "data of tensor '\(name)'")
         let count = info.shape.reduce(1, *)
         guard count > 0, let source = raw.baseAddress else { return [] }
+        defer { file.releasePages(raw) }
         let size = type.blockLayout.bytes
         return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             let destination = buffer.baseAddress!

@@ -46,10 +46,11 @@ extension Float {
 /// Collects `Int8Calibration.Layer` maxima from a dense Float32 forward pass.
 final class CalibrationObserver: ForwardObserver {
     let config: ModelConfig
-    let weights: ModelWeights
+    /// The model's stored layers (for their norm vectors).
+    let weights: [FusedLayerWeights]
     var layers: [Int8Calibration.Layer]
 
-    init(config: ModelConfig, weights: ModelWeights) {
+    init(config: ModelConfig, weights: [FusedLayerWeights]) {
         self.config = config
         self.weights = weights
         layers = config.layers.map {
@@ -61,9 +62,9 @@ final class CalibrationObserver: ForwardObserver {
     func observe(layer: Int, point: ProbePoint, values: UnsafePointer<Float>, rows: Int, width: Int) {
         switch point {
         case .layerInput where config.layers[layer].hasAttention:
-            normedMaxima(values, rows: rows, width: width, norm: weights.layers[layer].attentionNorm, into: &layers[layer].qkvInput)
+            normedMaxima(values, rows: rows, width: width, norm: weights[layer].attentionNorm, into: &layers[layer].qkvInput)
         case .mlpInput where config.layers[layer].hasMLP:
-            normedMaxima(values, rows: rows, width: width, norm: weights.layers[layer].mlpNorm, into: &layers[layer].gateUpInput)
+            normedMaxima(values, rows: rows, width: width, norm: weights[layer].mlpNorm, into: &layers[layer].gateUpInput)
         case .outputProjectionInput:
             maxima(values, rows: rows, width: width, into: &layers[layer].oInput)
         case .downProjectionInput:
@@ -94,7 +95,7 @@ extension LanguageModel {
     /// windows) with the dense Float32 model: the calibration behind `calibrateInt8(on:alpha:)`.
     public func measureInt8Calibration(on windows: [[Int]], alpha: Float = 0.5) throws -> Int8Calibration {
         guard alpha >= 0 && alpha <= 1 else { throw ModelError.invalidArgument("int8 smoothing alpha must be in [0, 1], got \(alpha)") }
-        let observer = CalibrationObserver(config: config, weights: weights)
+        let observer = CalibrationObserver(config: config, weights: stored.layers)
         for start in stride(from: 0, to: windows.count, by: 8) {
             try dense.observe(Array(windows[start..<min(windows.count, start + 8)]), observer: observer)
         }

@@ -21,15 +21,16 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A LLaMA-family causal LM held in memory: config, canonical weights, and the dense forward-ready layout.
-/// Immutable after construction; per-call scratch lives in the forward pass, so one instance may serve
-/// several threads.
+/// A LLaMA-family causal LM held in memory: config, one Float32 copy of the weights (`FusedLayerWeights`: q/k/v
+/// and gate/up stacked as the forward pass uses them), and the dense model, which shares that copy. The canonical
+/// per-tensor layout is re-derived on request (`weights`, `layerWeights(_:)`). Immutable after construction;
+/// per-call scratch lives in the forward pass, so one instance may serve several threads.
 public final class LanguageModel: @unchecked Sendable {
     /// The architecture.
     public let config: ModelConfig
-    /// The canonical weights (design.md decision 1).
-    public let weights: ModelWeights
-    /// The dense (unmasked) model, ready to run.
+    /// The one copy of the weights.
+    let stored: FusedModelWeights
+    /// The dense (unmasked) model, ready to run; it shares `stored`'s arrays.
     public let dense: PreparedModel
     /// Guards the int8 weights and the dense int8 model, built on first use.
     private let int8Lock = NSLock()
@@ -37,20 +38,31 @@ public final class LanguageModel: @unchecked Sendable {
     private var int8Dense: PreparedModel?
     private var int8Smoothing: Int8Calibration?
 
-    /// Builds the model; `weights` must match `config` (checked, naming the tensor).
-    public init(config: ModelConfig, weights: ModelWeights, file: String = "<memory>") throws {
+    /// Builds the model; `weights` must match `config` (checked, naming the tensor). The model keeps one copy of
+    /// the weights: pass the only reference to `weights` (e.g. `consume`) and the canonical q/k/v and gate/up
+    /// tensors are freed layer by layer while they are fused, so loading never holds two copies.
+    public init(config: ModelConfig, weights: consuming ModelWeights, file: String = "<memory>") throws {
         try config.validate(weights, file: file)
         try BLAS.load()
         self.config = config
-        self.weights = weights
-        self.dense = PreparedModel(config: config, weights: weights, mask: nil)
+        stored = FusedModelWeights(fusing: consume weights, config: config)
+        dense = PreparedModel(config: config, weights: stored, mask: nil)
     }
+
+    /// The weights in the canonical layout (design.md decision 1), re-derived from the one stored copy: wq, wk, wv,
+    /// gate and up of every layer are copied out (about two thirds of the layers' bytes), the rest is shared.
+    /// Prefer `layerWeights(_:)` to visit layers one at a time.
+    public var weights: ModelWeights { stored.canonical }
+
+    /// Layer `layer`'s weights in the canonical layout (`layer` in `config.layers.indices`; a programmer error
+    /// otherwise): a copy of its q/k/v and gate/up, the rest shared.
+    public func layerWeights(_ layer: Int) -> LayerWeights { stored.layers[layer].canonical }
 
     /// The model with `mask` applied: only kept structures are gathered and computed.
     public func prepared(mask: StructureMask?) throws -> PreparedModel {
         guard let mask else { return dense }
         try mask.validate(against: config)
-        return PreparedModel(config: config, weights: weights, mask: mask)
+        return PreparedModel(config: config, weights: stored, mask: mask)
     }
 
     /// The model with `mask` applied (nil: dense), its projections computed in `precision`. For `.int8` the dense
@@ -68,11 +80,11 @@ public final class LanguageModel: @unchecked Sendable {
             let layers = quantizedLayers()
             guard mask == nil else {
                 int8Lock.unlock()   // masked models are gathered concurrently
-                return PreparedModel(config: config, weights: weights, mask: mask, quantized: layers)
+                return PreparedModel(config: config, weights: stored, mask: mask, quantized: layers)
             }
             defer { int8Lock.unlock() }
             if let int8Dense { return int8Dense }
-            let model = PreparedModel(config: config, weights: weights, mask: nil, quantized: layers)
+            let model = PreparedModel(config: config, weights: stored, mask: nil, quantized: layers)
             int8Dense = model
             return model
         }
@@ -109,8 +121,8 @@ public final class LanguageModel: @unchecked Sendable {
     private func quantizedLayers() -> [QuantizedLayerWeights] {
         if let int8Layers { return int8Layers }
         var built = [QuantizedLayerWeights?](repeating: nil, count: config.layers.count)
-        for i in config.layers.indices {   // each matrix is quantized in parallel over its rows
-            built[i] = QuantizedLayerWeights(spec: config.layers[i], weights: weights.layers[i], hidden: config.hiddenSize,
+        for i in config.layers.indices {   // each matrix is quantized in parallel over its rows; one layer copied out at a time
+            built[i] = QuantizedLayerWeights(spec: config.layers[i], weights: layerWeights(i), hidden: config.hiddenSize,
                                              calibration: int8Smoothing, layer: i)
         }
         let layers = built.map { $0! }
@@ -133,15 +145,14 @@ public struct PreparedModel: @unchecked Sendable {
     /// [hidden]
     let finalNorm: [Float]
 
-    init(config: ModelConfig, weights: ModelWeights, mask: StructureMask?, quantized: [QuantizedLayerWeights]? = nil) {
+    init(config: ModelConfig, weights: FusedModelWeights, mask: StructureMask?, quantized: [QuantizedLayerWeights]? = nil) {
         self.config = config
         precision = quantized == nil ? .f32 : .int8
         var prepared = [PreparedLayer?](repeating: nil, count: config.layers.count)
         prepared.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
             Parallel.forEach(config.layers.count) { i in
-                (base + i).initialize(to: PreparedLayer(spec: config.layers[i], weights: weights.layers[i],
-                                                        quantized: quantized?[i], hidden: config.hiddenSize, mask: mask?.layers[i]))
+                (base + i).initialize(to: PreparedLayer(fused: weights.layers[i], quantized: quantized?[i], mask: mask?.layers[i]))
             }
         }
         layers = prepared.map { $0! }

@@ -2,8 +2,9 @@ import Checkpoints
 import Kernels
 
 /// One decoder layer's weights laid out for the forward pass: q/k/v fused into one matrix and gate/up into
-/// another, so each sublayer needs two GEMMs. A masked layer is prepared by gathering only the kept rows and
-/// columns (design.md decision 3), so it costs in proportion to what is kept. An int8 layer gathers the same rows
+/// another, so each sublayer needs two GEMMs. The dense layer shares the model's stored matrices
+/// (`FusedLayerWeights`); a masked layer is prepared by gathering only the kept rows and columns from them
+/// (design.md decision 3), so it costs in proportion to what is kept. An int8 layer gathers the same rows
 /// and columns from the once-quantized dense weights (`int8`) and leaves the Float32 matrices empty.
 struct PreparedLayer: Sendable {
     /// Query heads, KV heads and channels that are actually computed.
@@ -35,9 +36,11 @@ struct PreparedLayer: Sendable {
     var kvDim: Int { kvHeads * headDim }
     var qkvDim: Int { queryDim + 2 * kvDim }
 
-    /// Prepares a layer keeping the KV groups and channels `mask` keeps of `weights` (shaped by `spec`); with
-    /// `quantized` (the same layer's dense weights in int8) the projections are gathered in int8 instead.
-    init(spec: LayerSpec, weights w: LayerWeights, quantized: QuantizedLayerWeights? = nil, hidden: Int, mask: StructureMask.Layer?) {
+    /// Prepares a layer keeping the KV groups and channels `mask` keeps (nil: all) of the model's stored layer `f`;
+    /// with `quantized` (the same layer's dense weights in int8) the projections are gathered in int8 instead. A
+    /// sublayer that keeps everything shares `f`'s matrices instead of copying them.
+    init(fused f: FusedLayerWeights, quantized: QuantizedLayerWeights? = nil, mask: StructureMask.Layer?) {
+        let spec = f.spec, hidden = f.hidden
         let hd = spec.headDim
         let g = spec.groupSize
         let groups = mask?.keptKVGroups ?? Array(0..<spec.kvHeads)
@@ -47,8 +50,8 @@ struct PreparedLayer: Sendable {
         headDim = hd
         attention = attentionOn
         mlp = mlpOn
-        attentionNorm = w.attentionNorm
-        mlpNorm = w.mlpNorm
+        attentionNorm = f.attentionNorm
+        mlpNorm = f.mlpNorm
         var qkvInt8 = Int8Matrix.empty(columns: hidden)
         var oInt8 = Int8Matrix.empty(columns: 0)
         var gateUpInt8 = Int8Matrix.empty(columns: hidden)
@@ -58,7 +61,7 @@ struct PreparedLayer: Sendable {
             let heads = groups.flatMap { grp in (0..<g).map { grp * g + $0 } }
             queryHeads = heads.count
             kvHeads = groups.count
-            if let bq = w.bq, let bk = w.bk, let bv = w.bv {
+            if let bq = f.bq, let bk = f.bk, let bv = f.bv {
                 var b = [Float]()
                 for h in heads { b.append(contentsOf: bq[(h * hd)..<((h + 1) * hd)]) }
                 for k in groups { b.append(contentsOf: bk[(k * hd)..<((k + 1) * hd)]) }
@@ -71,9 +74,12 @@ struct PreparedLayer: Sendable {
                 qkvInt8 = Int8Matrix.stackingRowBlocks([(q.wq, heads, hd), (q.wk, groups, hd), (q.wv, groups, hd)])
                 oInt8 = q.wo.keepingColumnBlocks(heads, blockSize: hd)
                 wqkv = []; wo = []
+            } else if groups.count == spec.kvHeads {   // ids are ascending and unique, so these are all of them
+                wqkv = f.wqkv
+                wo = f.wo
             } else {
-                wqkv = Self.rowBlocks([(w.wq, heads), (w.wk, groups), (w.wv, groups)], blockRows: hd, columns: hidden)
-                wo = Self.columnBlocks(w.wo, rows: hidden, columns: spec.queryDim, blocks: heads, blockSize: hd)
+                wqkv = Self.rowBlocks(f.wqkv, [(0, heads), (f.keyOffset, groups), (f.valueOffset, groups)], blockRows: hd, columns: hidden)
+                wo = Self.columnBlocks(f.wo, rows: hidden, columns: spec.queryDim, blocks: heads, blockSize: hd)
             }
         } else {
             queryHeads = 0; kvHeads = 0; wqkv = []; bqkv = nil; wo = []
@@ -86,11 +92,11 @@ struct PreparedLayer: Sendable {
                 downInt8 = q.down.keepingColumnBlocks(channels, blockSize: 1)
                 wGateUp = []; wDown = []
             } else if channels.count == spec.ffnDim {
-                wGateUp = w.gate + w.up
-                wDown = w.down
+                wGateUp = f.wGateUp
+                wDown = f.wDown
             } else {
-                wGateUp = Self.rowBlocks([(w.gate, channels), (w.up, channels)], blockRows: 1, columns: hidden)
-                wDown = Self.columnBlocks(w.down, rows: hidden, columns: spec.ffnDim, blocks: channels, blockSize: 1)
+                wGateUp = Self.rowBlocks(f.wGateUp, [(0, channels), (f.upOffset, channels)], blockRows: 1, columns: hidden)
+                wDown = Self.columnBlocks(f.wDown, rows: hidden, columns: spec.ffnDim, blocks: channels, blockSize: 1)
             }
         } else {
             ffnDim = 0; wGateUp = []; wDown = []
@@ -98,13 +104,14 @@ struct PreparedLayer: Sendable {
         int8 = quantized == nil ? nil : Int8Projections(qkv: qkvInt8, o: oInt8, gateUp: gateUpInt8, down: downInt8)
     }
 
-    /// The row blocks `blocks` (each `blockRows` rows of `columns`) of every matrix, stacked in order.
-    private static func rowBlocks(_ pieces: [([Float], [Int])], blockRows: Int, columns: Int) -> [Float] {
+    /// The row blocks `blocks` (each `blockRows` rows of `columns`) of each matrix stored in `m` from element
+    /// `offset` on, stacked in order.
+    private static func rowBlocks(_ m: [Float], _ pieces: [(offset: Int, blocks: [Int])], blockRows: Int, columns: Int) -> [Float] {
         let block = blockRows * columns
         var out = [Float]()
-        out.reserveCapacity(pieces.reduce(0) { $0 + $1.1.count * block })
-        for (m, blocks) in pieces {
-            for b in blocks { out.append(contentsOf: m[(b * block)..<((b + 1) * block)]) }
+        out.reserveCapacity(pieces.reduce(0) { $0 + $1.blocks.count * block })
+        for (offset, blocks) in pieces {
+            for b in blocks { out.append(contentsOf: m[(offset + b * block)..<(offset + (b + 1) * block)]) }
         }
         return out
     }

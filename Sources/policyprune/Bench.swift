@@ -6,12 +6,12 @@ import Kernels
 import Tokenization
 import Transformer
 
-/// `policyprune bench`: forward-pass throughput next to the machine's own GEMM rates on the same shapes, and (with
-/// `--compute int8`) the int8 forward beside the Float32 one, all measured in the same run so every ratio is
-/// meaningful on any machine.
+/// `policyprune bench`: forward-pass throughput next to the machine's own GEMM rates on the same shapes, (with
+/// `--compute int8`) the int8 forward beside the Float32 one, and (with `--pg-step`) one policy-gradient step by
+/// part, all measured in the same run so every ratio is meaningful on any machine.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmark the forward pass against sgemm on the same shapes, and int8 against f32 (prints ratio tables).")
+        abstract: "Benchmark the forward pass against sgemm on the same shapes, int8 against f32, and (--pg-step) one policy-gradient step by part (prints ratio tables).")
 
     @OptionGroup var model: ModelOptions
     @Option(help: "Sequences per batch.") var batch = 8
@@ -26,6 +26,9 @@ struct Bench: ParsableCommand {
     @Option(help: "With --compute int8: smooth the int8 projections (SmoothQuant) with activation maxima from the first N C4 validation windows (0 = no smoothing).")
     var int8Calibration = 0
     @Option(help: "SmoothQuant migration strength for --int8-calibration.") var int8Alpha: Float = 0.5
+    @Flag(help: "Also time one policy-gradient step by part (sample K masks from uniform keep probabilities --keep, gather, K forwards of --batch x --seq, estimator and projection), in f32 and with --compute int8 also in int8.")
+    var pgStep = false
+    @Option(help: "With --pg-step: masks (forwards) per step, K ≥ 2.") var k = 2
     @Flag(help: "Also time the tokenizer on the WikiText-2 test text (needs the shared data).") var tokenizer = false
     @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Flag(help: "Print the measurements as JSON on stdout instead of tables.") var json = false
@@ -33,6 +36,10 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard batch >= 1, seq >= 2, repeats >= 1 else { throw ValidationError("--batch, --repeats must be ≥ 1 and --seq ≥ 2") }
         guard keep >= 0 && keep <= 1 else { throw ValidationError("--keep must be in [0, 1], got \(keep)") }
+        if pgStep {
+            guard k >= 2 else { throw ValidationError("--k must be at least 2 (the code estimator's leave-one-out needs two samples), got \(k)") }
+            guard keep > 0 && keep < 1 else { throw ValidationError("--pg-step samples from keep probabilities --keep, which must be in (0, 1), got \(keep)") }
+        }
         guard nllWindows >= 0 else { throw ValidationError("--nll-windows must be ≥ 0, got \(nllWindows)") }
         if (nllWindows > 0 || int8Calibration > 0) && compute != .int8 { throw ValidationError("--nll-windows and --int8-calibration need --compute int8") }
         guard int8Calibration >= 0, int8Alpha >= 0, int8Alpha <= 1 else { throw ValidationError("--int8-calibration must be ≥ 0 and --int8-alpha in [0, 1]") }
@@ -87,17 +94,19 @@ struct Bench: ParsableCommand {
         /// int8 smoothing: calibration windows (C4 validation) and α, nil when none.
         var int8CalibrationWindows: Int?
         var int8Alpha: Float?
+        /// One policy-gradient step by part (`--pg-step`), nil without it.
+        var pgStep: StepReport?
     }
 
     func run() throws {
         let loaded = try model.load()
         let lm = loaded.model
         let cfg = lm.config
-        note("loaded \(loaded.checkpoint.path) in \(String(format: "%.2f", loaded.seconds)) s")
+        note("loaded \(loaded.path) in \(String(format: "%.2f", loaded.seconds)) s")
         let int8 = compute == .int8
         if int8 { try DNNL.load() }   // typed error naming libdnnl when it is missing
         if int8 && int8Calibration > 0 {
-            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let tok = try model.loadTokenizer(loaded)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let tokens = tok.encode(try Dataset.c4.text(dataRoot: root), addSpecialTokens: true)
             let windows = try EvalWindows(tokens: tokens, context: seq, limit: int8Calibration, source: "c4").windows
@@ -115,7 +124,7 @@ struct Bench: ParsableCommand {
             print("oneDNN: \(report.dnnl ?? "not available (apt-get install libdnnl-dev)")")
             print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads); load average at start: \(report.loadAverage)")
         }
-        if tokenizer { try benchTokenizer(loaded.checkpoint) }
+        if tokenizer { try benchTokenizer(loaded) }
         let n = batch * seq
         var rng = Xoshiro256(seed: 1)
         let windows = (0..<batch).map { _ in (0..<seq).map { _ in Int(rng.next() % UInt64(cfg.vocabSize)) } }
@@ -204,7 +213,7 @@ struct Bench: ParsableCommand {
             report.forward.append(try measure(maskLabel.replacingOccurrences(of: "masked", with: "masked stack"), mask: mask, stack: true, dense: denseStack))
         }
         if int8 && nllWindows > 0 {
-            let tok = try model.loadTokenizer(loaded.checkpoint)
+            let tok = try model.loadTokenizer(loaded)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let tokens = tok.encode(try Dataset.wikitext2.text(dataRoot: root), addSpecialTokens: true)
             let eval = try EvalWindows(tokens: tokens, context: seq, limit: nllWindows, source: "wikitext2").windows
@@ -218,6 +227,7 @@ struct Bench: ParsableCommand {
             }
         }
         if int8 && int8Calibration > 0 { report.int8CalibrationWindows = int8Calibration; report.int8Alpha = int8Alpha }
+        if pgStep { report.pgStep = try measureStep(lm, windows: windows) }
         if json { try printJSON(report); return }
         printTables(report, sgemmRate: sgemmRate, denseFlops: dense.flops)
     }
@@ -259,6 +269,7 @@ struct Bench: ParsableCommand {
                       + pad(String(format: "%.3f%%", 100 * r.maxRelativeWindowDifference), 27) + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16))
             }
         }
+        if let step = report.pgStep { printStep(step) }
         print(String(format: "\ndense forward FLOPs per pass: %.1f GFLOP; load average at the end: %@", denseFlops / 1e9, Self.loadAverage()))
     }
 
@@ -293,8 +304,8 @@ struct Bench: ParsableCommand {
     }
 
     /// Tokenises the whole WikiText-2 test text (rows joined with "\n\n", as for perplexity), best of `repeats`.
-    private func benchTokenizer(_ checkpoint: LoadedCheckpoint) throws {
-        let tok = try model.loadTokenizer(checkpoint)
+    private func benchTokenizer(_ loaded: ModelOptions.Loaded) throws {
+        let tok = try model.loadTokenizer(loaded)
         let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
         let text = try Dataset.wikitext2.text(dataRoot: root)
         let bytes = text.utf8.count
@@ -311,7 +322,7 @@ struct Bench: ParsableCommand {
                      bytes, count, best, max(1, repeats), Double(bytes) / best / 1e6, Double(count) / best))
     }
 
-    private func pad(_ s: String, _ width: Int) -> String {
+    func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
     }
 }

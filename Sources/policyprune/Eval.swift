@@ -42,7 +42,7 @@ struct Eval: ParsableCommand {
         func run() throws {
             let loaded = try model.load()
             let scorer = try planOptions.prepared(loaded, modelPath: model.model)
-            let tokenizer = try model.loadTokenizer(loaded.checkpoint)
+            let tokenizer = try model.loadTokenizer(loaded)
             let dataset = try Dataset(data)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let t0 = Date()

@@ -77,7 +77,7 @@ extension Eval {
             for task in selected { examples.append(try task.load(dataRoot: root, limit: limit)) }
 
             let loaded = try model.load()
-            let tokenizer = try model.loadTokenizer(loaded.checkpoint)
+            let tokenizer = try model.loadTokenizer(loaded)
             let prepared = try planOptions.prepared(loaded, modelPath: model.model)
             let scorer = try ModelContinuationScorer(model: prepared, maxLength: maxLength)
             note(String(format: "model loaded in %.1f s; max length %d tokens", loaded.seconds, scorer.maxLength))

@@ -31,7 +31,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         let loaded = try model.load()
-        let tokenizer = try model.loadTokenizer(loaded.checkpoint)
+        let tokenizer = try model.loadTokenizer(loaded)
         let prepared = try planOptions.prepared(loaded, modelPath: model.model)
         let ids = tokenizer.encode(prompt, addSpecialTokens: true)
         guard !ids.isEmpty else { throw ValidationError("the prompt encodes to no tokens") }

@@ -11,20 +11,27 @@ struct ModelOptions: ParsableArguments {
 
     /// A loaded model with its tokenizer.
     struct Loaded {
-        let checkpoint: LoadedCheckpoint
+        /// The path given to the loader.
+        let path: String
+        /// The tokenizer that goes with the model.
+        let tokenizer: TokenizerSource
         let model: LanguageModel
         let seconds: Double
     }
 
+    /// Loads the model. The checkpoint's canonical weights are handed over to the `LanguageModel` (not kept here), so
+    /// the process holds one copy of the weights.
     func load() throws -> Loaded {
         let t0 = Date()
-        let checkpoint = try CheckpointLoader.load(path: model)
-        let lm = try LanguageModel(config: checkpoint.config, weights: checkpoint.weights, file: model)
-        return Loaded(checkpoint: checkpoint, model: lm, seconds: Date().timeIntervalSince(t0))
+        var checkpoint = try CheckpointLoader.load(path: model)
+        let weights = checkpoint.weights
+        checkpoint.weights = ModelWeights(tokenEmbedding: [], layers: [], finalNorm: [], head: nil)
+        let lm = try LanguageModel(config: checkpoint.config, weights: consume weights, file: model)
+        return Loaded(path: checkpoint.path, tokenizer: checkpoint.tokenizer, model: lm, seconds: Date().timeIntervalSince(t0))
     }
 
-    func loadTokenizer(_ checkpoint: LoadedCheckpoint) throws -> any Tokenizer {
-        try TokenizerLoader.load(checkpoint.tokenizer)
+    func loadTokenizer(_ loaded: Loaded) throws -> any Tokenizer {
+        try TokenizerLoader.load(loaded.tokenizer)
     }
 
     /// The tokenizer alone, without reading the weights.

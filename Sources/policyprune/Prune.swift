@@ -246,7 +246,7 @@ struct Prune: ParsableCommand {
         }
         let loaded = try ModelOptions.parse(["--model", modelPath]).load()
         let lm = loaded.model
-        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded.checkpoint)
+        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded)
         let sha = try ModelFingerprint.sha256(path: modelPath)
         note("loaded \(modelPath) in \(String(format: "%.1f", loaded.seconds)) s (sha256 \(sha.prefix(16))…)")
         let (data, calibration, heldout) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: seq,
@@ -411,7 +411,7 @@ struct Prune: ParsableCommand {
                                          givenPath: modelPath, givenSHA256: sha)
         }
         let loaded = try ModelOptions.parse(["--model", modelPath]).load()
-        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded.checkpoint)
+        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded)
         let (data, _, _) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: options.sequenceLength,
                                               heldoutWindows: options.heldout.blocks)
         let pg = try PolicyGradientRun.open(directory: url, model: loaded.model, modelSHA256: sha, modelPath: modelPath, data: data)

@@ -116,7 +116,7 @@ struct Score: ParsableCommand {
         let t0 = Date()
         var calibration: CalibrationData? = nil
         if metric.needsCalibration {
-            let tokenizer = try model.loadTokenizer(loaded.checkpoint)
+            let tokenizer = try model.loadTokenizer(loaded)
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let encode: (String) -> [Int] = { tokenizer.encode($0, addSpecialTokens: true) }
             calibration = fixtureCalibration

@@ -2,7 +2,7 @@ import FixtureSupport
 import Foundation
 import XCTest
 
-/// `policyprune bench --compute int8` end to end (stories260K, tiny shapes: checks output, not speed).
+/// `policyprune bench --compute int8` and `--pg-step` end to end (stories260K, tiny shapes: checks output, not speed).
 final class Int8CLITests: XCTestCase {
     /// `--json` reports every forward row with f32 and int8 times and their ratio, and the GEMM rows with the
     /// oneDNN rates.
@@ -35,5 +35,61 @@ final class Int8CLITests: XCTestCase {
         let f32 = try Shared.run(["bench", "--model", model, "--batch", "1", "--seq", "8", "--repeats", "1", "--keep", "0"], environment: missing)
         XCTAssertEqual(f32.status, 0, f32.stderr)
         XCTAssertTrue(f32.stdout.contains("oneDNN: not available"), f32.stdout)
+    }
+
+    /// `bench --pg-step --compute int8 --json`: one step row per precision with every part's seconds positive (the
+    /// sample and update parts may round to 0 on this tiny model, so they are only finite and ≥ 0), the parts adding
+    /// up to no more than the step, both precisions sampling the same masks, and the f32/int8 ratio. Speed is not
+    /// asserted.
+    func testBenchPGStepJSON() throws {
+        let model = try Shared.url("models/stories260K/stories260K.bin").path
+        let run = try Shared.run(["bench", "--model", model, "--compute", "int8", "--pg-step", "--k", "3", "--json",
+                                  "--batch", "2", "--seq", "16", "--repeats", "1", "--keep", "0.6"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        let step = try XCTUnwrap(json["pgStep"] as? [String: Any], run.stdout)
+        XCTAssertEqual(step["k"] as? Int, 3)
+        XCTAssertEqual(step["keepProbability"] as? Double, 0.6)
+        let rows = try XCTUnwrap(step["rows"] as? [[String: Any]])
+        XCTAssertEqual(rows.map { $0["precision"] as? String }, ["f32", "int8"])
+        for row in rows {
+            for key in ["gatherSeconds", "forwardSeconds", "stepSeconds", "beyondForwardsFraction"] {
+                let value = try XCTUnwrap(row[key] as? Double, "\(key) in \(row)")
+                XCTAssertTrue(value.isFinite && value > 0, "\(key) = \(value)")
+            }
+            for key in ["sampleSeconds", "updateSeconds", "hardMaskSeconds"] {
+                let value = try XCTUnwrap(row[key] as? Double, "\(key) in \(row)")
+                XCTAssertTrue(value.isFinite && value >= 0, "\(key) = \(value)")
+            }
+            let parts = ["sampleSeconds", "gatherSeconds", "forwardSeconds", "updateSeconds", "hardMaskSeconds"].map { row[$0] as? Double ?? .nan }
+            XCTAssertLessThanOrEqual(parts.reduce(0, +), (row["stepSeconds"] as? Double ?? 0) * (1 + 1e-9))
+            XCTAssertLessThan(row["beyondForwardsFraction"] as? Double ?? 1, 1)
+            let losses = try XCTUnwrap(row["sampleLosses"] as? [Double])
+            XCTAssertEqual(losses.count, 3)
+            XCTAssertTrue(losses.allSatisfy { $0.isFinite && $0 > 0 }, "\(losses)")
+        }
+        // Same seed, same masks: the int8 losses are the f32 ones up to int8 rounding (stories260K's NLL ≈ 6).
+        let f32 = rows[0]["sampleLosses"] as? [Double] ?? [], int8 = rows[1]["sampleLosses"] as? [Double] ?? []
+        for (a, b) in zip(f32, int8) { XCTAssertEqual(a, b, accuracy: 0.05 * a) }
+        let ratio = try XCTUnwrap(step["f32OverInt8"] as? Double)
+        XCTAssertTrue(ratio.isFinite && ratio > 0)
+    }
+
+    /// The text table has one column per precision and a row per part; f32 alone has no ratio line; a K below 2 is a
+    /// usage error.
+    func testBenchPGStepTable() throws {
+        let model = try Shared.url("models/stories260K/stories260K.bin").path
+        let run = try Shared.run(["bench", "--model", model, "--pg-step", "--batch", "2", "--seq", "16", "--repeats", "1", "--keep", "0.5"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for line in ["policy-gradient step: K = 2 masks", "sample K masks", "gather kept weights (K models)", "K forwards (tokenNLL)",
+                     "estimator + update + projection", "hard mask (step log)", "beyond the K forwards (share of the step)"] {
+            XCTAssertTrue(run.stdout.contains(line), "missing '\(line)' in\n\(run.stdout)")
+        }
+        XCTAssertTrue(run.stdout.contains("f32 s"), run.stdout)
+        XCTAssertFalse(run.stdout.contains("int8 s "), run.stdout)
+        XCTAssertFalse(run.stdout.contains("f32 step / int8 step"), run.stdout)
+        let bad = try Shared.run(["bench", "--model", model, "--pg-step", "--k", "1"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--k must be at least 2"), bad.stderr)
     }
 }

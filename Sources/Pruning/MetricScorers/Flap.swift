@@ -23,7 +23,7 @@ public enum Flap {
         try model.dense.observe(windows, batchSize: batchSize, observer: recorder)
         var attention: [[Double]] = [], mlp: [[Double]] = []
         for (l, spec) in config.layers.enumerated() {
-            let s = layerScores(weights: model.weights.layers[l], spec: spec, hiddenSize: config.hiddenSize,
+            let s = layerScores(weights: model.layerWeights(l), spec: spec, hiddenSize: config.hiddenSize,
                                 outputProjectionVariance: recorder.outputProjection[l]?.variance ?? [],
                                 downProjectionVariance: recorder.downProjection[l]?.variance ?? [])
             attention.append(s.kvGroups)

@@ -17,9 +17,20 @@ public enum MagnitudeNorm: String, Codable, Sendable, CaseIterable {
 public enum Magnitude {
     /// Scores of every KV group, channel and layer of `weights` (shaped by `config`).
     public static func scores(config: ModelConfig, weights: ModelWeights, norm: MagnitudeNorm) -> StructureScores {
+        scores(config: config, norm: norm) { weights.layers[$0] }
+    }
+
+    /// Scores of every KV group, channel and layer of `model`, copying one layer's canonical weights at a time.
+    public static func scores(model: LanguageModel, norm: MagnitudeNorm) -> StructureScores {
+        scores(config: model.config, norm: norm) { model.layerWeights($0) }
+    }
+
+    /// Scores with layer `l`'s weights from `layer(l)`.
+    private static func scores(config: ModelConfig, norm: MagnitudeNorm, layer: (Int) -> LayerWeights) -> StructureScores {
         let d = config.hiddenSize
         var attention: [[Double]] = [], mlp: [[Double]] = [], layers: [Double] = []
-        for (spec, w) in zip(config.layers, weights.layers) {
+        for (l, spec) in config.layers.enumerated() {
+            let w = layer(l)
             var groups: [Double] = []
             var layerTotal = 0.0
             if spec.hasAttention {

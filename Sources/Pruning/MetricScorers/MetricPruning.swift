@@ -102,7 +102,7 @@ public enum MetricPruning {
             return try WandaSP.score(model: model, windows: windows, variant: options.wandaVariant, initKeepRatios: options.keepRatios,
                                      batchSize: options.batchSize, progress: progress).scores
         case .magnitude:
-            return Magnitude.scores(config: model.config, weights: model.weights, norm: options.magnitudeNorm)
+            return Magnitude.scores(model: model, norm: options.magnitudeNorm)
         case .random:
             return RandomScores.scores(config: model.config, seed: options.seed)
         case .flap:

@@ -139,7 +139,7 @@ public enum WandaSP {
         let spec = model.config.layers[l]
         let aO = recorder.outputProjection[l]?.wandaScale(sequences: sequences) ?? []
         let aDown = recorder.downProjection[l]?.wandaScale(sequences: sequences) ?? []
-        let s = layerScores(weights: model.weights.layers[l], spec: spec, hiddenSize: model.config.hiddenSize,
+        let s = layerScores(weights: model.layerWeights(l), spec: spec, hiddenSize: model.config.hiddenSize,
                             outputProjectionScale: aO, downProjectionScale: aDown)
         let groupMask = initMask(metric: s.kvGroups, keepRatio: initKeepRatios.attention)
         let channelMask = initMask(metric: s.channels, keepRatio: initKeepRatios.mlp)

@@ -447,7 +447,7 @@ public final class PolicyGradientRun {
 
     /// L(m): the mean token NLL over every target of the batch (B × (T − 1) values, spec §1.2), summed in order in
     /// Double. NaN when any token's NLL is NaN (the sample is then dropped, spec §1.6).
-    static func meanNLL(_ nll: [[Double]]) -> Double {
+    public static func meanNLL(_ nll: [[Double]]) -> Double {
         var sum = 0.0, count = 0
         for row in nll { for v in row { sum += v }; count += row.count }
         return count == 0 ? .nan : sum / Double(count)
