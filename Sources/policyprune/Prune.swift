@@ -29,7 +29,9 @@ struct Prune: ParsableCommand {
             per held-out evaluation), initial-scores.json and initial-plan.json (the starting point), and at the end
             scores.json, plan.json and report.svg. Each step costs --k masked forward passes of --batch x --seq
             tokens. `policyprune prune --resume DIR` continues a killed run; with the same thread count it ends
-            bit-identical to an uninterrupted run.
+            bit-identical to an uninterrupted run. `mpirun -np N policyprune prune ...` shares each step's K forwards
+            among N ranks (Open MPI, loaded at run time); the result is byte-identical to one rank, rank 0 writes the
+            run folder, and --resume works with any N (README).
             """)
 
     enum InitMethod: String, ExpressibleByArgument, CaseIterable {
