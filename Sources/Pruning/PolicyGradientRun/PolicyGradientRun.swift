@@ -380,6 +380,7 @@ public final class PolicyGradientRun {
                 for _ in 0..<o.samplesPerStep { samples.append(state.keepProbabilities.sampleMask(using: &maskRNG)) }
             }
             var gatherSeconds = 0.0, forwardSeconds = 0.0
+            // `local` is read after this rank's forwards: its seconds, summed over the ranks.
             let shared = try share.values(count: samples.count, local: { [gatherSeconds, forwardSeconds] }) { i in
                 let t0 = Date()
                 let prepared = try model.prepared(mask: samples[i].structureMask(config: config, granularity: granularity),
@@ -484,7 +485,6 @@ public final class PolicyGradientRun {
     /// - Returns: the checkpoint, its file name (on rank 0; "rank 0's checkpoint" elsewhere) and rank 0's messages.
     private func startingCheckpoint(_ store: CheckpointStore) throws -> (RunCheckpoint, String, [String]) {
         let config = model.config, sha = options.model.sha256
-        var chosen: (checkpoint: RunCheckpoint, file: String, messages: [String], bytes: [UInt8])? = nil
         if writesFiles {
             let (checkpoint, file, messages) = try store.latest { c in
                 guard c.modelSHA256 == sha else { throw CheckpointFault("made for model sha256 \(c.modelSHA256.prefix(16))…") }
@@ -493,12 +493,10 @@ public final class PolicyGradientRun {
                 guard c.iteration <= self.options.steps else { throw CheckpointFault("iteration \(c.iteration) beyond --steps \(self.options.steps)") }
             }
             // The other ranks receive the exact bytes rank 0 decoded (it alone writes the folder, so they are unchanged).
-            let bytes = communicator.size > 1 ? [UInt8](try Data(contentsOf: file)) : []
-            chosen = (checkpoint, file.lastPathComponent, messages, bytes)
+            if communicator.size > 1 { _ = try communicator.broadcast([UInt8](try Data(contentsOf: file)), from: 0) }
+            return (checkpoint, file.lastPathComponent, messages)
         }
-        guard communicator.size > 1 else { return (chosen!.checkpoint, chosen!.file, chosen!.messages) }
-        let bytes = try communicator.broadcast(chosen?.bytes ?? [], from: 0)
-        if let chosen { return (chosen.checkpoint, chosen.file, chosen.messages) }
+        let bytes = try communicator.broadcast([], from: 0)
         do {
             return (try CheckpointStore.decode(Data(bytes)), "rank 0's checkpoint", [])
         } catch {
