@@ -6,6 +6,11 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
     case blasUnavailable(String)
     /// oneDNN (needed only for int8 compute) could not be loaded.
     case dnnlUnavailable(String)
+    /// A launcher (`mpirun`) started this process as an MPI rank, but libmpi could not be loaded or initialised;
+    /// the associated values are the environment variable that showed the launch and the loader's reason.
+    case mpiUnavailable(launchedBy: String, reason: String)
+    /// An MPI call failed (`call` is its name, `code` the MPI error code).
+    case mpiFailed(call: String, code: Int32)
     public var description: String {
         switch self {
         case .blasUnavailable(let why):
@@ -13,6 +18,12 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
         case .dnnlUnavailable(let why):
             return "int8 compute needs oneDNN (libdnnl.so.2), which could not be loaded: install it with "
                 + "`apt-get install libdnnl-dev` (or set POLICYPRUNE_DNNL to the library's path), or use --compute f32. Tried: \(why)"
+        case .mpiUnavailable(let launcher, let why):
+            return "this process was started by an MPI launcher (\(launcher) is set), but Open MPI's libmpi could not be loaded: "
+                + "install it with `apt-get install openmpi-bin libopenmpi-dev` on every machine (or set POLICYPRUNE_MPI to "
+                + "libmpi.so.40's path), or run without mpirun. Tried: \(why)"
+        case .mpiFailed(let call, let code):
+            return "\(call) failed with MPI error code \(code)"
         }
     }
 }

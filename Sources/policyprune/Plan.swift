@@ -97,7 +97,7 @@ struct Plan: ParsableCommand {
         let loaded = try options.load()
         let lm = loaded.model
         let config = lm.config
-        let tokenizer = try options.loadTokenizer(loaded.checkpoint)
+        let tokenizer = try options.loadTokenizer(loaded)
         let rates = KeepRatios(attention: 1 - (attentionRate ?? rate), mlp: 1 - (mlpRate ?? rate))
 
         // The uniform plan at the budget: each kind keeps the run's global count N − floor(N · (1 − ρ)), spread over
@@ -170,7 +170,9 @@ struct Plan: ParsableCommand {
         let runSeconds = initSeconds + Double(steps) * (stepSeconds + evaluationsPerStep) + 2 * heldoutSeconds
 
         // Sizes: export the uniform plan and the dense model to a temporary folder.
-        let (prunedConfig, prunedWeights) = try plan.compact(config: config, weights: loaded.checkpoint.weights)
+        // (After the memory probe: `lm.weights` rebuilds the canonical layout, a second copy.)
+        let denseWeights = lm.weights
+        let (prunedConfig, prunedWeights) = try plan.compact(config: config, weights: denseWeights)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("policyprune-plan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -179,14 +181,14 @@ struct Plan: ParsableCommand {
             guard let dtype = WeightDType(rawValue: name) else { continue }
             func size(_ c: ModelConfig, _ w: ModelWeights, _ tag: String) throws -> Int {
                 let out = scratch.appendingPathComponent("\(tag)-\(name).gguf").path
-                let request = ExportRequest(config: c, weights: w, format: .gguf, dtype: dtype, tokenizer: loaded.checkpoint.tokenizer,
+                let request = ExportRequest(config: c, weights: w, format: .gguf, dtype: dtype, tokenizer: loaded.tokenizer,
                                             name: tag, extraFiles: [:], provenance: [:])
                 let result = try ModelExporter.export(request, to: out, force: true)
                 defer { try? FileManager.default.removeItem(atPath: out) }
                 return result.files.reduce(0) { $0 + $1.bytes }
             }
             sizes.append(.init(dtype: name, bytes: try size(prunedConfig, prunedWeights, "pruned"),
-                               denseBytes: try size(config, loaded.checkpoint.weights, "dense")))
+                               denseBytes: try size(config, denseWeights, "dense")))
         }
 
         let dense = config.parameterCount, kept = prunedConfig.parameterCount

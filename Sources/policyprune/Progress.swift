@@ -9,7 +9,7 @@ final class ProgressBar {
     private let interactive = isatty(STDERR_FILENO) != 0
     private let quiet: Bool
 
-    init(_ label: String, total: Int, quiet: Bool = false) {
+    init(_ label: String, total: Int, quiet: Bool = isSecondaryRank) {
         self.label = label
         self.total = total
         self.quiet = quiet
@@ -40,7 +40,11 @@ final class ProgressBar {
     }
 }
 
-/// Writes a line to stderr.
+/// True in ranks 1... of an `mpirun` run: only rank 0 prints progress (errors are printed by every rank).
+nonisolated(unsafe) var isSecondaryRank = false
+
+/// Writes a line to stderr (rank 0 only).
 func note(_ text: String) {
+    if isSecondaryRank { return }
     FileHandle.standardError.write((text + "\n").data(using: .utf8)!)
 }

@@ -29,7 +29,9 @@ struct Prune: ParsableCommand {
             per held-out evaluation), initial-scores.json and initial-plan.json (the starting point), and at the end
             scores.json, plan.json and report.svg. Each step costs --k masked forward passes of --batch x --seq
             tokens. `policyprune prune --resume DIR` continues a killed run; with the same thread count it ends
-            bit-identical to an uninterrupted run.
+            bit-identical to an uninterrupted run. `mpirun -np N policyprune prune ...` shares each step's K forwards
+            among N ranks (Open MPI, loaded at run time); the result is byte-identical to one rank, rank 0 writes the
+            run folder, and --resume works with any N (README).
             """)
 
     enum InitMethod: String, ExpressibleByArgument, CaseIterable {
@@ -227,20 +229,36 @@ struct Prune: ParsableCommand {
     }
 
     func run() throws {
-        let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
-        if let resume {
-            try resumeRun(URL(fileURLWithPath: resume), dataRoot: dataRoot)
-        } else if let runDirectory, let model {
-            try startRun(URL(fileURLWithPath: runDirectory), modelPath: model, dataRoot: dataRoot)
+        // Under mpirun every rank runs this command; MPI is loaded only then (MPIWorld.start returns nil otherwise).
+        let world = try MPIWorld.start()
+        let communicator: Communicator = world ?? SingleProcess()
+        isSecondaryRank = !communicator.isRoot
+        do {
+            let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+            if let world { note("\(world.size) MPI ranks (\(world.libraryPath)); rank 0 writes the run folder") }
+            if let resume {
+                try resumeRun(URL(fileURLWithPath: resume), dataRoot: dataRoot, communicator: communicator)
+            } else if let runDirectory, let model {
+                try startRun(URL(fileURLWithPath: runDirectory), modelPath: model, dataRoot: dataRoot, communicator: communicator)
+            }
+        } catch {
+            // A failing rank ends every rank through mpirun (the others may be waiting in a collective); the last
+            // checkpoint resumes the run.
+            if let world {
+                FileHandle.standardError.write(Data("rank \(world.rank) of \(world.size): error: \(error)\n".utf8))
+                world.abort(code: 1)
+            }
+            throw error
         }
+        try world?.finalize()
     }
 
     // MARK: new run
 
-    private func startRun(_ url: URL, modelPath: String, dataRoot: URL) throws {
-        // Refuse an occupied folder before the slow parts.
+    private func startRun(_ url: URL, modelPath: String, dataRoot: URL, communicator: Communicator) throws {
+        // Refuse an occupied folder before the slow parts (rank 0 only: it alone writes the folder).
         let dir = RunDirectory(url)
-        if FileManager.default.fileExists(atPath: dir.options.path) {
+        if communicator.isRoot, FileManager.default.fileExists(atPath: dir.options.path) {
             let existing = (try? dir.readOptions())?.model.path ?? "unknown model"
             throw RunError.runExists(directory: url.path, model: existing)
         }
@@ -262,9 +280,11 @@ struct Prune: ParsableCommand {
         let initial = rawInitial.keepingUnprunedKinds(targets)
         var steps = self.steps
         if let timeBudget {
-            steps = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: data, initial: initial, k: k, compute: compute,
-                                            evalEvery: evalEvery, heldoutSamples: heldoutSamples, granularity: granularity,
-                                            batch: batch)
+            // Every rank probes (so ranks sharing a machine are timed as they will run); rank 0's count is used.
+            let probed = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: data, initial: initial, k: k, compute: compute,
+                                                 evalEvery: evalEvery, heldoutSamples: heldoutSamples, granularity: granularity,
+                                                 batch: batch, ranks: communicator.size)
+            steps = Int(try communicator.broadcast([Double(probed)], from: 0)[0])
         }
         let optimizer = PolicyGradientOptions(
             estimator: estimator, samplesPerStep: k, baselineKind: baseline.kind, baselineWindow: window,
@@ -289,7 +309,8 @@ struct Prune: ParsableCommand {
         let draws = steps * batch
         note(String(format: "data: %d distinct calibration blocks; %d steps x %d blocks = %d draws = %.2f epochs",
                     data.calibration.count, steps, batch, draws, Double(draws) / Double(max(data.calibration.count, 1))))
-        let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: data, initial: initial)
+        let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: data, initial: initial,
+                                              communicator: communicator)
         try execute(pg)
     }
 
@@ -372,10 +393,12 @@ struct Prune: ParsableCommand {
 
     /// Steps that fit in `budget` seconds: a probe times one step (K masks sampled from the initial scores,
     /// gathered and run on one calibration batch); a held-out evaluation costs `1 + heldoutSamples` masks over the
-    /// held-out windows, once every `evalEvery` steps. Printed with the schedule it implies.
+    /// held-out windows, once every `evalEvery` steps. Over `ranks` ranks a rank computes ⌈K / ranks⌉ of the K
+    /// masks (and of the evaluation's). Printed with the schedule it implies.
     static func stepsForBudget(_ budget: Double, model: LanguageModel, data: RunData, initial: KeepProbabilities, k: Int,
                                compute: ComputePrecision,
-                               evalEvery: Int, heldoutSamples: Int, granularity: PruningGranularity, batch: Int) throws -> Int {
+                               evalEvery: Int, heldoutSamples: Int, granularity: PruningGranularity, batch: Int,
+                               ranks: Int = 1) throws -> Int {
         var rng = Xoshiro256(seed: 0x7072_6F62_6521)
         let blocks = Array(data.calibration.prefix(batch))
         if compute != .f32 { _ = try model.prepared(mask: nil, precision: compute) }   // quantize once, outside the probe
@@ -384,13 +407,14 @@ struct Prune: ParsableCommand {
             let sample = initial.sampleMask(using: &rng)
             _ = try model.prepared(mask: sample.structureMask(config: model.config, granularity: granularity), precision: compute).tokenNLL(blocks)
         }
-        let step = Date().timeIntervalSince(t0)
+        func share(_ count: Int) -> Double { Double((count + ranks - 1) / ranks) / Double(count) }
+        let step = Date().timeIntervalSince(t0) * share(k)
         // Held-out evaluations run in f32.
         let t1 = Date()
         _ = try model.prepared(mask: initial.sampleMask(using: &rng).structureMask(config: model.config, granularity: granularity)).tokenNLL(blocks)
         let batchSeconds = Date().timeIntervalSince(t1)
         let evalBatches = Double((data.heldout.count + batch - 1) / batch)
-        let evaluation = Double(1 + heldoutSamples) * evalBatches * batchSeconds * Double(data.heldout.first?.count ?? 1) / Double(blocks.first?.count ?? 1)
+        let evaluation = Double((1 + heldoutSamples + ranks - 1) / ranks) * evalBatches * batchSeconds * Double(data.heldout.first?.count ?? 1) / Double(blocks.first?.count ?? 1)
         let perStep = step + (evalEvery > 0 ? evaluation / Double(evalEvery) : 0)
         // Two evaluations happen regardless (start and end).
         let steps = max(1, Int(((budget - 2 * evaluation) / perStep).rounded(.down)))
@@ -401,9 +425,9 @@ struct Prune: ParsableCommand {
 
     // MARK: resume
 
-    private func resumeRun(_ url: URL, dataRoot: URL) throws {
+    private func resumeRun(_ url: URL, dataRoot: URL, communicator: Communicator) throws {
         let dir = RunDirectory(url)
-        let options = try dir.readOptions()
+        let options = try dir.readOptions(sharedBy: communicator)
         let modelPath = model ?? options.model.path
         let sha = try ModelFingerprint.sha256(path: modelPath)
         guard sha == options.model.sha256 else {
@@ -414,7 +438,8 @@ struct Prune: ParsableCommand {
         let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded)
         let (data, _, _) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: options.sequenceLength,
                                               heldoutWindows: options.heldout.blocks)
-        let pg = try PolicyGradientRun.open(directory: url, model: loaded.model, modelSHA256: sha, modelPath: modelPath, data: data)
+        let pg = try PolicyGradientRun.open(directory: url, model: loaded.model, modelSHA256: sha, modelPath: modelPath, data: data,
+                                            communicator: communicator)
         try execute(pg)
     }
 
@@ -465,6 +490,7 @@ struct Prune: ParsableCommand {
             }
         }
         let summary = try pg.run()
+        guard pg.communicator.isRoot else { return }
         let dir = pg.directory
         print("plan         \(dir.plan.path)")
         print("scores       \(dir.scores.path)")

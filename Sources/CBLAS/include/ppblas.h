@@ -1,4 +1,4 @@
-// The one C boundary of PolicyPrune: OpenBLAS (required) and oneDNN (optional), both loaded at run time.
+// The one C boundary of PolicyPrune: OpenBLAS (required), oneDNN and MPI (optional), all loaded at run time.
 //
 // Debian's OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs (e.g. AMD Zen 4) and silently falls back to
 // SSE3 kernels, about five times slower. OPENBLAS_CORETYPE fixes that, but OpenBLAS reads it only once, when the
@@ -61,6 +61,32 @@ int pp_dnnl_gemm_u8s8s32(int transB, int64_t m, int64_t n, int64_t k, const uint
                          int64_t ldb, int32_t *c, int64_t ldc);
 /// 1 when the CPU has VNNI (AVX512_VNNI or AVX_VNNI): u8 x s8 products are then summed without 16-bit saturation.
 int pp_cpu_has_vnni(void);
+
+// MPI (Open MPI's libmpi.so.40), optional and loaded at run time like OpenBLAS (POLICYPRUNE_MPI overrides the path,
+// and is then the only candidate). Only `mpirun -np N policyprune prune ...` uses it: without a launcher in the
+// environment (Kernels' MPIWorld checks it) nothing is loaded, so the single-process binary needs no MPI installed. Every call is made from one
+// thread (the run loop's), on MPI_COMM_WORLD.
+
+/// Loads libmpi once (thread-safe, RTLD_GLOBAL so Open MPI's plugins find its symbols) and resolves the entry points
+/// and the predefined handles (ompi_mpi_comm_world, ompi_mpi_double, ompi_mpi_byte, ompi_mpi_op_sum). 0 on success,
+/// -1 when no library could be opened or it is not Open MPI (see pp_mpi_error()).
+int pp_mpi_load(void);
+/// Why loading (or the last call) failed (empty when nothing failed).
+const char *pp_mpi_error(void);
+/// The path of the loaded library.
+const char *pp_mpi_library_path(void);
+/// MPI_Init (unless already initialised), then this process's rank and the world size. 0 on success, else the MPI
+/// error code (or -1 when the library is not loaded). Requires pp_mpi_load() == 0.
+int pp_mpi_init(int *rank, int *size);
+/// Element-wise sum of `count` doubles over every rank (MPI_Allreduce, MPI_SUM); `out` may not alias `in`.
+/// Returns the MPI error code (0 = success).
+int pp_mpi_allreduce_sum(const double *in, double *out, int count);
+/// Broadcasts `count` bytes from `root` (MPI_Bcast, MPI_BYTE, in chunks below INT_MAX). Returns the MPI error code.
+int pp_mpi_broadcast(void *buffer, int64_t count, int root);
+/// MPI_Abort on MPI_COMM_WORLD: mpirun ends every rank. Returns only if MPI is not loaded.
+void pp_mpi_abort(int code);
+/// MPI_Finalize (when initialised). Returns the MPI error code.
+int pp_mpi_finalize(void);
 
 #ifdef __cplusplus
 }

@@ -103,6 +103,24 @@ public struct RunDirectory: Sendable {
         guard let data = FileManager.default.contents(atPath: options.path) else {
             throw RunError.notARunDirectory(directory: url.path, reason: "no options.json")
         }
+        return try decodeOptions(data)
+    }
+
+    /// Rank 0's `options.json` on every rank: rank 0 reads the file and sends its bytes, so the other ranks need no
+    /// copy of the run folder. A rank 0 that cannot read it throws (and its abort ends the others).
+    public func readOptions(sharedBy communicator: Communicator) throws -> PolicyGradientRunOptions {
+        guard communicator.size > 1 else { return try readOptions() }
+        var bytes: [UInt8] = []
+        if communicator.isRoot {
+            guard let data = FileManager.default.contents(atPath: options.path) else {
+                throw RunError.notARunDirectory(directory: url.path, reason: "no options.json")
+            }
+            bytes = [UInt8](data)
+        }
+        return try decodeOptions(Data(try communicator.broadcast(bytes, from: 0)))
+    }
+
+    private func decodeOptions(_ data: Data) throws -> PolicyGradientRunOptions {
         let decoded: PolicyGradientRunOptions
         do { decoded = try JSONDecoder().decode(PolicyGradientRunOptions.self, from: data) } catch {
             throw RunError.notARunDirectory(directory: url.path, reason: "options.json does not parse: \(error)")
@@ -137,30 +155,47 @@ public struct RunSummary: Sendable {
 /// A policy-gradient pruning run (spec §1.10 per step): K masks sampled from the keep probabilities, K masked
 /// forward passes on the same calibration batch, then `policyGradientStep`. Checkpoints make it resumable
 /// exactly: a killed and resumed run ends bit-identical to an uninterrupted one (same thread counts).
+///
+/// Over N ranks (`mpirun -np N`), every rank holds the whole state and makes every update; the forwards are shared
+/// by `RankShare`, so the run is byte-identical to the one-rank run. Rank 0 alone writes the run folder and reports
+/// events; it sends the checkpoint it starts from (and, on `--resume`, `options.json`) to the others, so their
+/// machines need no copy of the folder.
 public final class PolicyGradientRun {
     /// The run folder.
     public let directory: RunDirectory
     /// Its options.
     public let options: PolicyGradientRunOptions
+    /// The ranks sharing the run (`SingleProcess` without MPI).
+    public let communicator: Communicator
     let model: LanguageModel
     let data: RunData
-    /// Receives progress and messages.
+    /// Receives progress and messages (called on rank 0 only).
     public var onEvent: (RunEvent) -> Void = { _ in }
 
-    private init(directory: RunDirectory, options: PolicyGradientRunOptions, model: LanguageModel, data: RunData) {
+    private init(directory: RunDirectory, options: PolicyGradientRunOptions, model: LanguageModel, data: RunData,
+                 communicator: Communicator) {
         self.directory = directory
         self.options = options
         self.model = model
         self.data = data
+        self.communicator = communicator
+    }
+
+    /// Whether this process writes the run folder (rank 0).
+    var writesFiles: Bool { communicator.isRoot }
+
+    private func emit(_ event: RunEvent) {
+        if writesFiles { onEvent(event) }
     }
 
     /// Starts a new run in `directory` (created if needed; it must not hold a run): writes `options.json`, the
-    /// initial scores and plan, and the iteration-0 checkpoint.
+    /// initial scores and plan, and the iteration-0 checkpoint. Over several ranks, only rank 0 checks and writes the
+    /// folder; every rank builds the same run in memory.
     public static func create(directory url: URL, options: PolicyGradientRunOptions, model: LanguageModel, data: RunData,
-                              initial: KeepProbabilities) throws -> PolicyGradientRun {
+                              initial: KeepProbabilities, communicator: Communicator = SingleProcess()) throws -> PolicyGradientRun {
         try options.validate()
         let dir = RunDirectory(url)
-        if FileManager.default.fileExists(atPath: dir.options.path) {
+        if communicator.isRoot, FileManager.default.fileExists(atPath: dir.options.path) {
             let existing = (try? dir.readOptions())?.model.path ?? "unknown model"
             throw RunError.runExists(directory: url.path, model: existing)
         }
@@ -168,12 +203,13 @@ public final class PolicyGradientRun {
         do { try initial.validate(against: model.config, granularity: options.scoreGranularity) } catch {
             throw PruningError.invalidValue(key: "initial scores", value: "", reason: "\(error)")
         }
+        let run = PolicyGradientRun(directory: dir, options: options, model: model, data: data, communicator: communicator)
+        guard communicator.isRoot else { return run }
         do {
             try FileManager.default.createDirectory(at: dir.checkpoints, withIntermediateDirectories: true)
         } catch {
             throw RunError.writeFailed(path: dir.checkpoints.path, reason: error.localizedDescription)
         }
-        let run = PolicyGradientRun(directory: dir, options: options, model: model, data: data)
         try run.writeFile(try options.jsonData(), to: dir.options)
         try run.writeFile(try ScoresFile(modelSHA256: options.model.sha256, step: 0, keepProbabilities: initial).jsonData(),
                           to: dir.initialScores)
@@ -194,17 +230,17 @@ public final class PolicyGradientRun {
     }
 
     /// Opens an existing run for `--resume`: the model must be the one recorded (by sha256) and the data must
-    /// tokenise to the recorded ids.
+    /// tokenise to the recorded ids. Over several ranks, rank 0 reads `options.json` and sends it to the others.
     public static func open(directory url: URL, model: LanguageModel, modelSHA256: String, modelPath: String,
-                            data: RunData) throws -> PolicyGradientRun {
+                            data: RunData, communicator: Communicator = SingleProcess()) throws -> PolicyGradientRun {
         let dir = RunDirectory(url)
-        let options = try dir.readOptions()
+        let options = try dir.readOptions(sharedBy: communicator)
         guard options.model.sha256 == modelSHA256 else {
             throw RunError.modelMismatch(directory: url.path, recordedPath: options.model.path, recordedSHA256: options.model.sha256,
                                          givenPath: modelPath, givenSHA256: modelSHA256)
         }
         try check(options: options, model: model, data: data, directory: url.path)
-        return PolicyGradientRun(directory: dir, options: options, model: model, data: data)
+        return PolicyGradientRun(directory: dir, options: options, model: model, data: data, communicator: communicator)
     }
 
     /// The data-order seed: derived from the run seed so mask sampling and data order use distinct streams.
@@ -234,26 +270,27 @@ public final class PolicyGradientRun {
     }
 
     /// Runs from the newest good checkpoint to the end, then writes `scores.json`, `plan.json` and `report.svg`.
+    /// Every rank of a multi-rank run calls it; rank 0 writes, and the others return the same plans.
     public func run() throws -> RunSummary {
         let started = Date()
         let config = model.config
         let store = CheckpointStore(directory: directory.checkpoints)
         let sha = options.model.sha256
-        let (checkpoint, file, messages) = try store.latest { c in
-            guard c.modelSHA256 == sha else { throw CheckpointFault("made for model sha256 \(c.modelSHA256.prefix(16))…") }
-            try c.state.keepProbabilities.validate(against: config, granularity: self.options.scoreGranularity)
-            guard c.dataOrder.blockCount == self.data.calibration.count else { throw CheckpointFault("data order over another block count") }
-            guard c.iteration <= self.options.steps else { throw CheckpointFault("iteration \(c.iteration) beyond --steps \(self.options.steps)") }
-        }
-        for m in messages { onEvent(.message(m)) }
+        let share = RankShare(communicator)
+        try checkRanksAgree()
+        let (checkpoint, file, messages) = try startingCheckpoint(store)
+        for m in messages { emit(.message(m)) }
         if Parallel.threads != options.threads || BLAS.threads != options.blasThreads {
-            onEvent(.message("note: the run was started with \(options.threads) kernel / \(options.blasThreads) BLAS threads, now \(Parallel.threads) / \(BLAS.threads): results are reproducible, but not bit-identical to an uninterrupted run"))
+            emit(.message("note: the run was started with \(options.threads) kernel / \(options.blasThreads) BLAS threads, now \(Parallel.threads) / \(BLAS.threads): results are reproducible, but not bit-identical to an uninterrupted run"))
         }
         if checkpoint.iteration > 0 {
-            onEvent(.message("resuming from \(file.lastPathComponent): iteration \(checkpoint.iteration) of \(options.steps), step \(checkpoint.state.step)"))
+            emit(.message("resuming from \(file): iteration \(checkpoint.iteration) of \(options.steps), step \(checkpoint.state.step)"))
         }
-        try RunLog.truncate(directory.log, before: checkpoint.iteration)
-        let log = try JSONLinesWriter(directory.log)
+        var log: JSONLinesWriter? = nil
+        if writesFiles {
+            try RunLog.truncate(directory.log, before: checkpoint.iteration)
+            log = try JSONLinesWriter(directory.log)
+        }
 
         var state = checkpoint.state
         var maskRNG = checkpoint.maskGenerator
@@ -273,14 +310,11 @@ public final class PolicyGradientRun {
             let rho = iteration >= options.steps ? targets : o.keepRatios(atStep: state.step)
             let t0 = Date()
             let mask = planMask(state.keepProbabilities, keepRatios: rho)
-            let nll = try meanNLL(mask: mask, windows: data.heldout)
             // Sampled masks from a stream of their own (seeded by run seed and iteration), so measuring them never
             // changes the training stream.
-            var sampledNLL: Double? = nil
+            var drawn: [MaskSample] = []
             if sampledMasks > 0 {
                 var rng = Xoshiro256(seed: options.seed ^ 0x5A3E_D1C7_0B9F_4E21 ^ UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15)
-                var sum = 0.0
-                var drawn: [MaskSample] = []
                 while drawn.count < sampledMasks {
                     if let a = state.allocation, let ao = options.allocation {
                         let pair = a.samplePair(options: ao, using: &rng)
@@ -289,9 +323,15 @@ public final class PolicyGradientRun {
                         drawn.append(state.keepProbabilities.sampleMask(using: &rng))
                     }
                 }
-                for sample in drawn.prefix(sampledMasks) {
-                    sum += try meanNLL(mask: sample.structureMask(config: config, granularity: granularity), windows: data.heldout)
-                }
+            }
+            // The hard mask, then the sampled masks: one value each, shared among the ranks.
+            let masks = [mask] + drawn.prefix(sampledMasks).map { $0.structureMask(config: config, granularity: granularity) }
+            let nlls = try share.values(count: masks.count) { try meanNLL(mask: masks[$0], windows: data.heldout) }.values
+            let nll = nlls[0]
+            var sampledNLL: Double? = nil
+            if sampledMasks > 0 {
+                var sum = 0.0
+                for value in nlls.dropFirst() { sum += value }
                 sampledNLL = sum / Double(sampledMasks)
             }
             // Only evaluations at the target keep ratios compete for the returned plan (a progressive schedule's
@@ -302,7 +342,7 @@ public final class PolicyGradientRun {
             // learning rate drives every score of a kind to one value) and equal scores across layers (the plan
             // mapping's start) still give exactly the budget.
             if state.keepProbabilities.hardMaskExceedsBudget(keepRatios: rho, scope: o.budgetScope) {
-                onEvent(.message("note: at iteration \(iteration) scores tie at the hard-mask threshold; ties are kept in layer order up to the budget"))
+                emit(.message("note: at iteration \(iteration) scores tie at the hard-mask threshold; ties are kept in layer order up to the budget"))
             }
             var isBest = false
             if atTarget, nll.isFinite, best == nil || nll < best!.meanNLL {
@@ -314,8 +354,8 @@ public final class PolicyGradientRun {
                                           best: isBest, perplexity: exp(nll), windows: data.heldout.count,
                                           keptParameters: Double(mask.keptParameters(in: config).prunable) / Double(max(denseParameters, 1)),
                                           seconds: Date().timeIntervalSince(t0))
-            try log.append(record)
-            onEvent(.heldout(record))
+            try log?.append(record)
+            emit(.heldout(record))
         }
 
         var iteration = checkpoint.iteration
@@ -326,30 +366,38 @@ public final class PolicyGradientRun {
             }
             let stepStart = Date()
             let batch = order.nextBatch(options.batchSize, cache: &permutation).map { data.calibration[$0] }
-            var samples: [MaskSample] = [], losses: [Double] = []
+            // Every rank draws all K masks (so the generator advances identically), then computes the losses of its
+            // own share of them.
+            var samples: [MaskSample] = [], noises: [PerKindVectors] = []
+            if let allocation = state.allocation, let ao = options.allocation {
+                for _ in 0..<(o.samplesPerStep / 2) {
+                    let pair = allocation.samplePair(options: ao, using: &maskRNG)
+                    noises.append(pair.noise)
+                    samples += [pair.plus, pair.minus]
+                }
+            } else {
+                for _ in 0..<o.samplesPerStep { samples.append(state.keepProbabilities.sampleMask(using: &maskRNG)) }
+            }
             var gatherSeconds = 0.0, forwardSeconds = 0.0
-            func loss(_ sample: MaskSample) throws -> Double {
+            // `local` is read after this rank's forwards: its seconds, summed over the ranks.
+            let shared = try share.values(count: samples.count, local: { [gatherSeconds, forwardSeconds] }) { i in
                 let t0 = Date()
-                let prepared = try model.prepared(mask: sample.structureMask(config: config, granularity: granularity),
+                let prepared = try model.prepared(mask: samples[i].structureMask(config: config, granularity: granularity),
                                                   precision: options.compute ?? .f32)
                 let t1 = Date()
                 let value = try Self.meanNLL(prepared.tokenNLL(batch))
                 forwardSeconds += Date().timeIntervalSince(t1)
                 gatherSeconds += t1.timeIntervalSince(t0)
-                samples.append(sample)
-                losses.append(value)
                 return value
             }
+            let losses = shared.values
+            // Seconds spent by all ranks together, so the log reads the same as a one-rank run's.
+            (gatherSeconds, forwardSeconds) = (shared.summedLocal[0], shared.summedLocal[1])
             let report: PolicyGradientStepReport
             if var allocation = state.allocation, let ao = options.allocation {
-                var pairs: [(noise: PerKindVectors, plus: Double, minus: Double)] = []
-                for _ in 0..<(o.samplesPerStep / 2) {
-                    let pair = allocation.samplePair(options: ao, using: &maskRNG)
-                    pairs.append((pair.noise, try loss(pair.plus), try loss(pair.minus)))
-                }
+                let pairs = noises.indices.map { (noise: noises[$0], plus: losses[2 * $0], minus: losses[2 * $0 + 1]) }
                 report = allocationStep(state: &state, allocation: &allocation, pairs: pairs, allocationOptions: ao, options: o)
             } else {
-                for _ in 0..<o.samplesPerStep { _ = try loss(state.keepProbabilities.sampleMask(using: &maskRNG)) }
                 report = policyGradientStep(state: &state, samples: samples, losses: losses, options: o, config: config,
                                             granularity: granularity)
             }
@@ -378,16 +426,18 @@ public final class PolicyGradientRun {
                 gradientNorm: PerKind(attention: report.attentionGradientNorm, mlp: report.mlpGradientNorm),
                 stepSeconds: Date().timeIntervalSince(stepStart), gatherSeconds: gatherSeconds, forwardSeconds: forwardSeconds,
                 attentionKeepRatio: report.attentionKeepRatio, epoch: order.epoch)
-            try log.append(record)
-            onEvent(.step(record, iterations: options.steps))
+            try log?.append(record)
+            emit(.step(record, iterations: options.steps))
 
             if iteration % options.checkpointEvery == 0 || iteration == options.steps {
                 let now = Date()
                 elapsedBefore += now.timeIntervalSince(segmentStart)
                 segmentStart = now
-                let c = RunCheckpoint(modelSHA256: sha, iteration: iteration, state: state, maskGenerator: maskRNG,
-                                      dataOrder: order, elapsedSeconds: elapsedBefore, best: best)
-                onEvent(.checkpoint(try store.write(c)))
+                if writesFiles {
+                    let c = RunCheckpoint(modelSHA256: sha, iteration: iteration, state: state, maskGenerator: maskRNG,
+                                          dataOrder: order, elapsedSeconds: elapsedBefore, best: best)
+                    emit(.checkpoint(try store.write(c)))
+                }
             }
         }
         try heldout(iteration: options.steps)
@@ -396,7 +446,8 @@ public final class PolicyGradientRun {
         let returned = best ?? BestHeldout(iteration: options.steps, step: state.step, meanNLL: .nan,
                                            keepProbabilities: state.keepProbabilities)
         let plan = returned.iteration == options.steps ? finalPlan : try self.plan(for: returned.keepProbabilities)
-        let history = RunLog.read(directory.log)
+        // Only rank 0 has the log; the other ranks return the same plans without the log-derived figures.
+        let history = writesFiles ? RunLog.read(directory.log) : (steps: [], heldout: [])
         let finalNLL = history.heldout.last?.meanNLL
         let reason: String
         if best == nil {
@@ -411,14 +462,16 @@ public final class PolicyGradientRun {
             reason = String(format: "iteration %d has the lowest held-out NLL (%.4f; last iterate %.4f)",
                             returned.iteration, returned.meanNLL, finalNLL ?? .nan)
         }
-        try writeFile(try ScoresFile(modelSHA256: sha, step: state.step, keepProbabilities: state.keepProbabilities).jsonData(),
-                      to: directory.scores)
-        try writeFile(try finalPlan.jsonData(), to: directory.finalPlan)
-        try writeFile(try plan.jsonData(), to: directory.plan)
-        let initialPlan = try? PrunePlan.decode(Data(contentsOf: directory.initialPlan))
-        let svg = RunReportSVG.render(config: config, finalPlan: plan, initialPlan: initialPlan, steps: history.steps,
-                                      heldout: history.heldout, title: "\((options.model.path as NSString).lastPathComponent): policy-gradient pruning, rate attention \(options.attentionRate ?? options.rate) / MLP \(options.rate), seed \(options.seed)")
-        try writeFile(Data(svg.utf8), to: directory.report)
+        if writesFiles {
+            try writeFile(try ScoresFile(modelSHA256: sha, step: state.step, keepProbabilities: state.keepProbabilities).jsonData(),
+                          to: directory.scores)
+            try writeFile(try finalPlan.jsonData(), to: directory.finalPlan)
+            try writeFile(try plan.jsonData(), to: directory.plan)
+            let initialPlan = try? PrunePlan.decode(Data(contentsOf: directory.initialPlan))
+            let svg = RunReportSVG.render(config: config, finalPlan: plan, initialPlan: initialPlan, steps: history.steps,
+                                          heldout: history.heldout, title: "\((options.model.path as NSString).lastPathComponent): policy-gradient pruning, rate attention \(options.attentionRate ?? options.rate) / MLP \(options.rate), seed \(options.seed)")
+            try writeFile(Data(svg.utf8), to: directory.report)
+        }
         return RunSummary(plan: plan, finalPlan: finalPlan, returnedIteration: returned.iteration,
                           returnedHeldoutNLL: best?.meanNLL, returnedReason: reason,
                           initialHeldoutNLL: history.heldout.first { $0.iteration == 0 }?.meanNLL,
@@ -434,6 +487,52 @@ public final class PolicyGradientRun {
                                    granularity: granularity, exactBudget: true)
         guard granularity == .channels, let multiple = options.channelMultiple, multiple > 1 else { return mask }
         return mask.aligningMLPChannels(to: multiple, priority: scores.mlp, config: model.config)
+    }
+
+    /// The checkpoint every rank starts from: rank 0 takes the newest good one (`CheckpointStore.latest`, which renames
+    /// damaged files and explains the fallback in `messages`) and sends its bytes to the other ranks.
+    /// - Returns: the checkpoint, its file name (on rank 0; "rank 0's checkpoint" elsewhere) and rank 0's messages.
+    private func startingCheckpoint(_ store: CheckpointStore) throws -> (RunCheckpoint, String, [String]) {
+        let config = model.config, sha = options.model.sha256
+        if writesFiles {
+            let (checkpoint, file, messages) = try store.latest { c in
+                guard c.modelSHA256 == sha else { throw CheckpointFault("made for model sha256 \(c.modelSHA256.prefix(16))…") }
+                try c.state.keepProbabilities.validate(against: config, granularity: self.options.scoreGranularity)
+                guard c.dataOrder.blockCount == self.data.calibration.count else { throw CheckpointFault("data order over another block count") }
+                guard c.iteration <= self.options.steps else { throw CheckpointFault("iteration \(c.iteration) beyond --steps \(self.options.steps)") }
+            }
+            // The other ranks receive the exact bytes rank 0 decoded (it alone writes the folder, so they are unchanged).
+            if communicator.size > 1 { _ = try communicator.broadcast([UInt8](try Data(contentsOf: file)), from: 0) }
+            return (checkpoint, file.lastPathComponent, messages)
+        }
+        let bytes = try communicator.broadcast([], from: 0)
+        do {
+            return (try CheckpointStore.decode(Data(bytes)), "rank 0's checkpoint", [])
+        } catch {
+            throw RunError.unreadable(path: "checkpoint received from rank 0", reason: "\(error)")
+        }
+    }
+
+    /// Every rank must have built the same options (model, data, thread counts, ...) and run the same thread counts
+    /// now: otherwise their forwards would disagree silently. Rank 0 sends its `options.json` and thread counts; a
+    /// rank whose own differ stops the run, naming what differs.
+    private func checkRanksAgree() throws {
+        guard communicator.size > 1 else { return }
+        let threads = [Double(Parallel.threads), Double(BLAS.threads)]
+        if try communicator.broadcast(threads, from: 0) != threads {
+            throw RunError.ranksDisagree(rank: communicator.rank, keys: ["POLICYPRUNE_THREADS / OPENBLAS_NUM_THREADS of this process"])
+        }
+        let mine = try options.jsonData()
+        let root = try communicator.broadcast([UInt8](mine), from: 0)
+        guard Data(root) != mine else { return }
+        let a = (try? JSONSerialization.jsonObject(with: Data(root))) as? [String: Any] ?? [:]
+        let b = (try? JSONSerialization.jsonObject(with: mine)) as? [String: Any] ?? [:]
+        let keys = Set(a.keys).union(b.keys).sorted().filter { key in
+            guard let x = a[key], let y = b[key] else { return true }
+            func canonical(_ v: Any) -> Data? { try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed]) }
+            return canonical(x) != canonical(y)
+        }
+        throw RunError.ranksDisagree(rank: communicator.rank, keys: keys)
     }
 
     /// The hard mask of `scores` at the target keep ratio as a plan.

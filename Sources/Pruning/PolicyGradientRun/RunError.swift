@@ -18,6 +18,8 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     /// Too little data for the asked batch.
     case notEnoughData(what: String, blocks: Int, needed: Int)
+    /// A rank of a multi-rank run built options that differ from rank 0's in these `options.json` keys.
+    case ranksDisagree(rank: Int, keys: [String])
 
     /// One line naming the file or option.
     public var description: String {
@@ -40,6 +42,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
             return "cannot read \(p): \(r)"
         case .notEnoughData(let w, let b, let n):
             return "\(w): \(b) blocks, at least \(n) needed"
+        case .ranksDisagree(let rank, let keys):
+            return "rank \(rank) built other run options than rank 0 (options.json keys: \(keys.joined(separator: ", "))): every rank needs "
+                + "the same model file, data and thread counts (pass POLICYPRUNE_THREADS / OPENBLAS_NUM_THREADS to every rank, e.g. mpirun -x)"
         }
     }
 }
