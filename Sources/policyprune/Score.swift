@@ -65,6 +65,7 @@ struct Score: ParsableCommand {
     @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Option(help: "Where to write the plan (JSON, written atomically).") var out: String
     @Flag(help: "Print the plan summary as JSON on stdout.") var json = false
+    @Option(help: "Also write the metric's order per KV group and channel (each layer's rank quantiles) as a scores file (channels granularity), so `prune --init-scores FILE --mapping plan` starts from this plan without scoring again.") var saveScores: String?
 
     var resolvedGranularity: PruningGranularity {
         granularity ?? (metric.granularities.contains(.channels) ? .channels : .layers)
@@ -132,6 +133,21 @@ struct Score: ParsableCommand {
         let plan = try MetricPruning.plan(scores: scores, config: config, options: options, calibration: calibration,
                                           modelSHA256: modelHash, toolVersion: "policyprune \(PolicyPrune.version)")
         try writeAtomically(try plan.jsonData(), to: out, option: "--out")
+        if let saveScores {
+            guard resolvedGranularity == .channels else { throw ValidationError("--save-scores needs --granularity channels") }
+            // Each layer's scores as rank quantiles (rank + 0.5) / n by ascending metric, ties by index: values in
+            // (0, 1), as a scores file holds, with the order — all that `--mapping plan` reads — unchanged.
+            func quantiles(_ v: [Double]) -> [Double] {
+                var q = [Double](repeating: 0, count: v.count)
+                for (rank, i) in v.indices.sorted(by: { v[$0] < v[$1] || (v[$0] == v[$1] && $0 < $1) }).enumerated() {
+                    q[i] = (Double(rank) + 0.5) / Double(v.count)
+                }
+                return q
+            }
+            let file = ScoresFile(modelSHA256: modelHash, step: 0,
+                                  keepProbabilities: KeepProbabilities(attention: scores.attention.map(quantiles), mlp: scores.mlp.map(quantiles)))
+            try writeAtomically(try file.jsonData(), to: saveScores, option: "--save-scores")
+        }
         let seconds = Date().timeIntervalSince(t0)
         let mask = plan.structureMask
         let keptLayers = mask.layers.filter { $0.attentionActive || $0.mlpActive }.count
