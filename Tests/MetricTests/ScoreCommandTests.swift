@@ -93,4 +93,33 @@ final class ScoreCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--granularity"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never.json"))
     }
+
+    /// `score --save-scores` writes the metric's order, and a PG run started from it (`--init-scores F --mapping
+    /// plan`) starts at the score plan: each layer of its initial plan keeps a subset of the score plan's channels
+    /// (the run's global count is at most a few channels below the per-layer plans' sum).
+    func testSavedScoresStartARunAtThePlan() throws {
+        let stories = try Shared.url("models/stories260K/stories260K.bin").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("saved-scores-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plan = folder.appendingPathComponent("plan.json").path, scores = folder.appendingPathComponent("scores.json").path
+        let score = try run(["score", "--model", stories, "--metric", "wanda-sp", "--attention-rate", "0", "--mlp-rate", "0.3",
+                             "--calibration-windows", "4", "--calibration-length", "64", "--out", plan, "--save-scores", scores])
+        XCTAssertEqual(score.status, 0, score.stderr)
+        let runDir = folder.appendingPathComponent("run").path
+        let prune = try run(["prune", "--model", stories, "--attention-rate", "0", "--mlp-rate", "0.3", "--init-scores", scores,
+                             "--mapping", "plan", "--steps", "1", "--eval-every", "0", "--eval-windows", "2", "--run", runDir])
+        XCTAssertEqual(prune.status, 0, prune.stderr)
+        func kept(_ path: String) throws -> [Set<Int>] {
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+            let layers = try XCTUnwrap(object?["layers"] as? [[String: Any]])
+            return try layers.map { Set(try XCTUnwrap($0["kept_channels"] as? [Int])) }
+        }
+        let planned = try kept(plan), started = try kept(runDir + "/initial-plan.json")
+        XCTAssertEqual(planned.count, started.count)
+        for (l, (a, b)) in zip(planned, started).enumerated() {
+            XCTAssertTrue(b.isSubset(of: a), "layer \(l): the run starts inside the score plan")
+            XCTAssertLessThanOrEqual(a.count - b.count, 1, "layer \(l)")
+        }
+    }
 }
