@@ -59,8 +59,9 @@ final class HuggingFaceReferenceTests: XCTestCase {
     }
 
     /// Issue 14 item 3, through `scripts/check-hf-export.py`: SmolLM2 exported as f32 with its converted tokenizer,
-    /// and the tokenizers of the five llama.cpp vocab fixtures; for each, every eval text and fixture string in
-    /// three modes (no specials; the BOS/EOS rule; special-token text parsed) plus the decode.
+    /// and the tokenizers of the five llama.cpp vocab fixtures; for each, the three eval texts and the strings of
+    /// all five fixtures (233 texts) in three modes (no specials; the BOS/EOS rule; special-token text parsed), plus
+    /// the decode. On a fixture's own strings our GGUF ids are llama.cpp's (`LlamaCppVocabTests`).
     func testTransformersTokenizesLikeTheGGUF() throws {
         let python = try Self.python()
         let folder = try temporaryFolder(self)
@@ -91,8 +92,7 @@ final class HuggingFaceReferenceTests: XCTestCase {
             let out = folder + "/\(vocab)"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             for (name, data) in try HuggingFaceTokenizerExport.files(from: file) { try data.write(to: URL(fileURLWithPath: out + "/" + name)) }
-            let own = texts.filter { $0.name.hasPrefix(vocab + "#") }
-            entries.append(["label": vocab, "folder": out, "cases": cases(try TokenizerLoader.gguf(file), own)])
+            entries.append(["label": vocab, "folder": out, "cases": cases(try TokenizerLoader.gguf(file), texts)])
         }
         let manifest = folder + "/manifest.json"
         try JSONSerialization.data(withJSONObject: ["folders": entries]).write(to: URL(fileURLWithPath: manifest))
