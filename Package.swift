@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "CLITests", dependencies: ["FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "MetricTests", dependencies: ["Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
-        .testTarget(name: "ExportTests", dependencies: ["Checkpoints", "Transformer", "Pruning", "FixtureSupport"], swiftSettings: plain),
+        .testTarget(name: "ExportTests", dependencies: ["Checkpoints", "Tokenization", "Transformer", "Pruning", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "ZeroShotModelTests", dependencies: ["Evaluation", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
         // Issue 16: seeded mutation of every input format, in-process and through the built binary.
         .testTarget(name: "FuzzTests", dependencies: ["Kernels", "Checkpoints", "Tokenization", "Transformer", "Corpora", "Pruning", "FixtureSupport"], swiftSettings: plain),

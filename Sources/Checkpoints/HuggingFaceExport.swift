@@ -16,27 +16,21 @@ enum HuggingFaceExport {
             let records = WeightAssembly.records(config, request.weights, names: HFConfig.names, order: .rotateHalf)
             try SafetensorsWriter.write(records, dtype: request.dtype, metadata: metadata, to: inFolder("model.safetensors"))
             try AtomicOutput.writeData(configJSON, to: inFolder("config.json"))
-            switch request.tokenizer {
-            case .huggingFaceJSON(let json):
-                try copy(json, to: inFolder("tokenizer.json"))
-                // The files transformers reads beside tokenizer.json, when the source has them.
-                let source = (json as NSString).deletingLastPathComponent
-                for name in ["tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
-                    let file = (source as NSString).appendingPathComponent(name)
-                    if FileManager.default.fileExists(atPath: file) { try copy(file, to: inFolder(name)) }
+            func plainName(_ name: String) throws -> String {
+                guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+                    throw CheckpointWriteError.unsupportedModel(format: "hf", reason: "file name '\(name)' must be a plain file name")
                 }
-            case .llama2c(let bin):
-                try copy(bin, to: inFolder((bin as NSString).lastPathComponent))
-            case .gguf:
-                notes.append("the GGUF tokenizer (tokenizer.ggml.*) is not converted to tokenizer.json; export as gguf to keep it, or add a tokenizer.json by hand")
-            case .none:
-                notes.append("the source has no tokenizer; none written")
+                return name
+            }
+            if !request.tokenizerFiles.isEmpty {
+                for (name, data) in request.tokenizerFiles.sorted(by: { $0.key < $1.key }) {
+                    try AtomicOutput.writeData(data, to: inFolder(try plainName(name)))
+                }
+            } else {
+                try copyTokenizer(request.tokenizer, into: inFolder, notes: &notes)
             }
             for (name, data) in request.extraFiles.sorted(by: { $0.key < $1.key }) {
-                guard !name.contains("/"), !name.hasPrefix(".") else {
-                    throw CheckpointWriteError.unsupportedModel(format: "hf", reason: "extra file name '\(name)' must be a plain file name")
-                }
-                try AtomicOutput.writeData(data, to: inFolder(name))
+                try AtomicOutput.writeData(data, to: inFolder(try plainName(name)))
             }
             for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted() {
                 written.append((name, ModelExporter.size(of: inFolder(name))))
@@ -47,6 +41,27 @@ enum HuggingFaceExport {
         }
         return ExportResult(path: path, files: written, architecture: config.architecture == "qwen2" ? "qwen2" : "llama",
                             uniform: uniform, notes: notes)
+    }
+
+    /// Copies the source's tokenizer files into the folder; a GGUF tokenizer needs converting
+    /// (`ExportRequest.tokenizerFiles`), so without that only a note is left.
+    static func copyTokenizer(_ tokenizer: TokenizerSource, into inFolder: (String) -> String, notes: inout [String]) throws {
+        switch tokenizer {
+        case .huggingFaceJSON(let json):
+            try copy(json, to: inFolder("tokenizer.json"))
+            // The files transformers reads beside tokenizer.json, when the source has them.
+            let source = (json as NSString).deletingLastPathComponent
+            for name in ["tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+                let file = (source as NSString).appendingPathComponent(name)
+                if FileManager.default.fileExists(atPath: file) { try copy(file, to: inFolder(name)) }
+            }
+        case .llama2c(let bin):
+            try copy(bin, to: inFolder((bin as NSString).lastPathComponent))
+        case .gguf:
+            notes.append("the GGUF tokenizer (tokenizer.ggml.*) was not converted to tokenizer.json (no tokenizer files given); export as gguf to keep it")
+        case .none:
+            notes.append("the source has no tokenizer; none written")
+        }
     }
 
     /// `config.json`: a plain `LlamaForCausalLM` (or `Qwen2ForCausalLM`) config when uniform; otherwise the same

@@ -27,12 +27,16 @@ public struct ExportRequest {
     public var name: String
     /// Extra files placed beside the model in an `hf` folder (for example `plan.json`).
     public var extraFiles: [String: Data]
+    /// Tokenizer files for an `hf` folder converted from the source's tokenizer, by file name (for a GGUF source,
+    /// Tokenization's `HuggingFaceTokenizerExport.files(for:)` makes `tokenizer.json` and its companions). When
+    /// set, they are written instead of copying the source's tokenizer files.
+    public var tokenizerFiles: [String: Data]
     /// Provenance strings: GGUF metadata `policyprune.<key>` and safetensors `__metadata__`.
     public var provenance: [String: String]
 
-    /// A request; `extraFiles` and `provenance` default to empty.
+    /// A request; `extraFiles`, `tokenizerFiles` and `provenance` default to empty.
     public init(config: ModelConfig, weights: ModelWeights, format: ExportFormat, dtype: WeightDType, tokenizer: TokenizerSource,
-                name: String, extraFiles: [String: Data] = [:], provenance: [String: String] = [:]) {
+                name: String, extraFiles: [String: Data] = [:], tokenizerFiles: [String: Data] = [:], provenance: [String: String] = [:]) {
         self.config = config
         self.weights = weights
         self.format = format
@@ -40,6 +44,7 @@ public struct ExportRequest {
         self.tokenizer = tokenizer
         self.name = name
         self.extraFiles = extraFiles
+        self.tokenizerFiles = tokenizerFiles
         self.provenance = provenance
     }
 }

@@ -1,15 +1,45 @@
 import Checkpoints
 
-/// Builds a tokenizer from GGUF `tokenizer.ggml.*` metadata with llama.cpp's semantics (`llama-vocab.cpp`):
-/// `llama` = SentencePiece BPE by token scores with byte fallback and the dummy-prefix space; `gpt2` =
-/// byte-level BPE by merge rank with the pre-tokenizer named by `tokenizer.ggml.pre`.
-enum GGUFTokenizer {
+/// The tokenizer metadata of a GGUF file (`tokenizer.ggml.*`), read and checked once with llama.cpp's semantics
+/// (`llama-vocab.cpp`). `GGUFTokenizer` builds the tokenizer from it; `HuggingFaceTokenizerExport` writes it as
+/// `tokenizer.json`, so both agree on every rule (added tokens, pre-tokenizer, BOS/EOS).
+struct GGUFVocabulary {
     /// llama.cpp token types (`tokenizer.ggml.token_type`).
     enum TokenType: Int { case undefined = 0, normal, unknown, control, userDefined, unused, byte }
 
-    static func build(_ file: GGUFFile) throws -> PipelineTokenizer {
+    /// The BPE flavour (`tokenizer.ggml.model`).
+    enum Model {
+        /// `llama`: SentencePiece BPE, pairs merged by the score of the token they make (highest first), byte
+        /// fallback, spaces as `▁`, and a dummy-prefix space when `addSpacePrefix`.
+        case sentencePiece(scores: [Float], addSpacePrefix: Bool)
+        /// `gpt2`: byte-level BPE by merge rank, after the regex splits named by `pre` (`tokenizer.ggml.pre`).
+        case byteLevel(merges: [(String, String)], pre: String, patterns: [SplitPattern], ignoreMerges: Bool)
+    }
+
+    /// The GGUF file, for error messages.
+    let path: String
+    /// Token text by id, as stored (`▁` or byte-level text).
+    let tokens: [String]
+    /// `TokenType` raw values, one per token.
+    let types: [Int]
+    let model: Model
+    let bos: Int?
+    let eos: Int?
+    let unknown: Int?
+    let padding: Int?
+    /// The BOS/EOS rule (`tokenizer.ggml.add_bos_token` / `add_eos_token`, else llama.cpp's default per model).
+    let addsBOS: Bool
+    let addsEOS: Bool
+    /// Control, user-defined and unknown tokens: matched in the raw text before tokenization (special ones only
+    /// when special tokens are parsed), ascending by id.
+    let addedTokens: [AddedToken]
+    /// `tokenizer.chat_template`, if the file has one.
+    let chatTemplate: String?
+
+    init(_ file: GGUFFile) throws {
         let path = file.path
         let meta = file.metadata
+        self.path = path
         guard let modelValue = meta["tokenizer.ggml.model"] else {
             throw TokenizerError.missingField(file: path, field: "tokenizer.ggml.model")
         }
@@ -24,6 +54,8 @@ enum GGUFTokenizer {
             throw TokenizerError.badValue(file: path, field: "tokenizer.ggml.token_type", value: "\(types.count) entries",
                                           reason: "expected \(tokens.count) (one per token)")
         }
+        self.tokens = tokens
+        self.types = types
         func id(_ key: String) throws -> Int? {
             guard let v = meta[key] else { return nil }
             guard let i = v.int, i >= 0, i < tokens.count else {
@@ -32,25 +64,24 @@ enum GGUFTokenizer {
             return i
         }
         func flag(_ key: String) -> Bool? { meta[key]?.bool }
-        let bos = try id("tokenizer.ggml.bos_token_id")
-        let eos = try id("tokenizer.ggml.eos_token_id")
-        let unknown = try id("tokenizer.ggml.unknown_token_id")
+        bos = try id("tokenizer.ggml.bos_token_id")
+        eos = try id("tokenizer.ggml.eos_token_id")
+        unknown = try id("tokenizer.ggml.unknown_token_id")
+        padding = try id("tokenizer.ggml.padding_token_id")
+        chatTemplate = meta["tokenizer.chat_template"]?.string
         let name = (meta["general.name"]?.string ?? "").lowercased()
 
         // Control, user-defined and unknown tokens are matched in the text before tokenization; with
         // parse_special=false only user-defined ones are (llama.cpp tokenizer_st_partition).
         var added: [AddedToken] = []
-        var verbatim = Set<Int>()
-        var special: [Int] = []
         let rstripAll = name.contains("phi-3") || name.contains("phi3")  // llama.cpp sets RSTRIP for Phi-3
         for (i, t) in types.enumerated() {
             guard let type = TokenType(rawValue: t), type == .control || type == .userDefined || type == .unknown else { continue }
-            verbatim.insert(i)
-            if type == .control { special.append(i) }
             let text = tokens[i]
             let rstrip = rstripAll && !["<unk>", "<s>", "<|endoftext|>"].contains(text)
             added.append(AddedToken(content: Array(text.unicodeScalars), id: i, special: type != .userDefined, lstrip: false, rstrip: rstrip))
         }
+        addedTokens = added
 
         switch modelName {
         case "llama":
@@ -60,15 +91,8 @@ enum GGUFTokenizer {
             guard scores.count == tokens.count else {
                 throw TokenizerError.badValue(file: path, field: "tokenizer.ggml.scores", value: "\(scores.count) entries", reason: "expected \(tokens.count)")
             }
-            let addSpacePrefix = flag("tokenizer.ggml.add_space_prefix") ?? true
-            let model = BPEModel(tokens: tokens, merges: .scores(scores), alphabet: .characters(byteFallback: true),
-                                 unknownID: unknown, ignoreMerges: false, fuseUnknown: false)
-            return PipelineTokenizer(
-                model: model, addedTokens: added, spacePrefix: addSpacePrefix ? .afterSpecial : .none,
-                normalizer: .replace(" ", "\u{2581}"), preTokenizer: [], decoder: .sentencePiece(stripLeadingSpace: addSpacePrefix),
-                verbatimIDs: verbatim, bos: bos, eos: eos, unknown: unknown,
-                addsBOS: flag("tokenizer.ggml.add_bos_token") ?? true, addsEOS: flag("tokenizer.ggml.add_eos_token") ?? false,
-                specialTokenIDs: special)
+            model = .sentencePiece(scores: scores, addSpacePrefix: flag("tokenizer.ggml.add_space_prefix") ?? true)
+            addsBOS = flag("tokenizer.ggml.add_bos_token") ?? true
         case "gpt2":
             guard let mergeLines = meta["tokenizer.ggml.merges"]?.strings else {
                 throw TokenizerError.missingField(file: path, field: "tokenizer.ggml.merges")
@@ -84,17 +108,46 @@ enum GGUFTokenizer {
                 merges.append((String(decoding: u[..<sep], as: UTF8.self), String(decoding: u[(sep + 1)...], as: UTF8.self)))
             }
             let pre = meta["tokenizer.ggml.pre"]?.string ?? "default"
-            let (steps, ignoreMerges, defaultBOS) = try preTokenizer(pre, path)
-            let model = BPEModel(tokens: tokens, merges: .ranked(merges), alphabet: .byteLevel,
-                                 unknownID: unknown, ignoreMerges: ignoreMerges, fuseUnknown: false)
-            return PipelineTokenizer(
-                model: model, addedTokens: added, spacePrefix: .none, normalizer: nil,
-                preTokenizer: steps.map { .pattern($0) }, decoder: .byteLevel, verbatimIDs: verbatim,
-                bos: bos, eos: eos, unknown: unknown,
-                addsBOS: flag("tokenizer.ggml.add_bos_token") ?? defaultBOS, addsEOS: flag("tokenizer.ggml.add_eos_token") ?? false,
-                specialTokenIDs: special)
+            let (patterns, ignoreMerges, defaultBOS) = try GGUFTokenizer.preTokenizer(pre, path)
+            model = .byteLevel(merges: merges, pre: pre, patterns: patterns, ignoreMerges: ignoreMerges)
+            addsBOS = flag("tokenizer.ggml.add_bos_token") ?? defaultBOS
         default:
             throw TokenizerError.unsupported(file: path, field: "tokenizer.ggml.model", value: modelName)
+        }
+        addsEOS = flag("tokenizer.ggml.add_eos_token") ?? false
+    }
+
+    /// Ids of control tokens, ascending.
+    var controlTokenIDs: [Int] { types.indices.filter { types[$0] == TokenType.control.rawValue } }
+}
+
+/// Builds a tokenizer from GGUF `tokenizer.ggml.*` metadata with llama.cpp's semantics (`llama-vocab.cpp`):
+/// `llama` = SentencePiece BPE by token scores with byte fallback and the dummy-prefix space; `gpt2` =
+/// byte-level BPE by merge rank with the pre-tokenizer named by `tokenizer.ggml.pre`.
+enum GGUFTokenizer {
+    static func build(_ file: GGUFFile) throws -> PipelineTokenizer {
+        build(try GGUFVocabulary(file))
+    }
+
+    static func build(_ vocab: GGUFVocabulary) -> PipelineTokenizer {
+        let verbatim = Set(vocab.addedTokens.map(\.id))
+        switch vocab.model {
+        case .sentencePiece(let scores, let addSpacePrefix):
+            let model = BPEModel(tokens: vocab.tokens, merges: .scores(scores), alphabet: .characters(byteFallback: true),
+                                 unknownID: vocab.unknown, ignoreMerges: false, fuseUnknown: false)
+            return PipelineTokenizer(
+                model: model, addedTokens: vocab.addedTokens, spacePrefix: addSpacePrefix ? .afterSpecial : .none,
+                normalizer: .replace(" ", "\u{2581}"), preTokenizer: [], decoder: .sentencePiece(stripLeadingSpace: addSpacePrefix),
+                verbatimIDs: verbatim, bos: vocab.bos, eos: vocab.eos, unknown: vocab.unknown,
+                addsBOS: vocab.addsBOS, addsEOS: vocab.addsEOS, specialTokenIDs: vocab.controlTokenIDs)
+        case .byteLevel(let merges, _, let patterns, let ignoreMerges):
+            let model = BPEModel(tokens: vocab.tokens, merges: .ranked(merges), alphabet: .byteLevel,
+                                 unknownID: vocab.unknown, ignoreMerges: ignoreMerges, fuseUnknown: false)
+            return PipelineTokenizer(
+                model: model, addedTokens: vocab.addedTokens, spacePrefix: .none, normalizer: nil,
+                preTokenizer: patterns.map { .pattern($0) }, decoder: .byteLevel, verbatimIDs: verbatim,
+                bos: vocab.bos, eos: vocab.eos, unknown: vocab.unknown,
+                addsBOS: vocab.addsBOS, addsEOS: vocab.addsEOS, specialTokenIDs: vocab.controlTokenIDs)
         }
     }
 

@@ -3,7 +3,9 @@ import Foundation
 /// Builds a tokenizer from a Hugging Face `tokenizer.json` (HF `tokenizers` semantics): model `BPE`
 /// (byte-level or SentencePiece-style with `byte_fallback`, `ignore_merges`, `fuse_unk`), normalizers
 /// (Prepend, Replace, NFC/NFKC/NFD/NFKD, Lowercase, Sequence), pre-tokenizers (ByteLevel, Metaspace, Split with
-/// a known regex, Digits, Sequence), decoders, a TemplateProcessing BOS/EOS rule and `added_tokens`.
+/// a known regex, Digits, Sequence), decoders, a TemplateProcessing BOS/EOS rule and `added_tokens`. The
+/// `bos_token` / `eos_token` of a `tokenizer_config.json` beside the file name the BOS/EOS ids when the
+/// post-processor does not.
 enum HuggingFaceTokenizer {
     static func build(path: String, bosTokenID: Int? = nil, eosTokenID: Int? = nil) throws -> PipelineTokenizer {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -19,7 +21,26 @@ enum HuggingFaceTokenizer {
             throw TokenizerError.unreadable(file: path, reason: "invalid JSON: \(error.localizedDescription)")
         }
         var p = Parser(path: path)
-        return try p.tokenizer(root, bosTokenID: bosTokenID, eosTokenID: eosTokenID)
+        let named = try configuredSpecialTokens(besides: path)
+        return try p.tokenizer(root, bosTokenID: bosTokenID, eosTokenID: eosTokenID, bosText: named.bos, eosText: named.eos)
+    }
+
+    /// `bos_token` / `eos_token` of the `tokenizer_config.json` in the folder of `path`, when there is one; a
+    /// value is a string or an added-token object with `content`.
+    static func configuredSpecialTokens(besides path: String) throws -> (bos: String?, eos: String?) {
+        let config = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tokenizer_config.json")
+        guard let data = FileManager.default.contents(atPath: config) else { return (nil, nil) }
+        let root: Any
+        do { root = try JSONSerialization.jsonObject(with: data) } catch {
+            throw TokenizerError.unreadable(file: config, reason: "invalid JSON: \(error.localizedDescription)")
+        }
+        guard let object = root as? [String: Any] else {
+            throw TokenizerError.badValue(file: config, field: "(top level)", value: "non-object", reason: "expected a JSON object")
+        }
+        func name(_ key: String) -> String? {
+            (object[key] as? String) ?? ((object[key] as? [String: Any])?["content"] as? String)
+        }
+        return (name("bos_token"), name("eos_token"))
     }
 
     struct Parser {
@@ -41,7 +62,8 @@ enum HuggingFaceTokenizer {
             return s
         }
 
-        mutating func tokenizer(_ root: [String: Any], bosTokenID: Int?, eosTokenID: Int?) throws -> PipelineTokenizer {
+        mutating func tokenizer(_ root: [String: Any], bosTokenID: Int?, eosTokenID: Int?,
+                                bosText: String? = nil, eosText: String? = nil) throws -> PipelineTokenizer {
             let modelJSON = try object(root["model"], "model")
             let modelType = (modelJSON["type"] as? String) ?? "BPE"
             guard modelType == "BPE" else { throw TokenizerError.unsupported(file: path, field: "model.type", value: modelType) }
@@ -124,8 +146,8 @@ enum HuggingFaceTokenizer {
                 if let b { addsBOS = true; bos = bos ?? idOf(b) }
                 if let e { addsEOS = true; eos = eos ?? idOf(e) }
             }
-            bos = bos ?? ["<s>", "<|begin_of_text|>", "<|endoftext|>"].lazy.compactMap(idOf).first
-            eos = eos ?? ["</s>", "<|end_of_text|>", "<|endoftext|>"].lazy.compactMap(idOf).first
+            bos = bos ?? bosText.flatMap(idOf) ?? ["<s>", "<|begin_of_text|>", "<|endoftext|>"].lazy.compactMap(idOf).first
+            eos = eos ?? eosText.flatMap(idOf) ?? ["</s>", "<|end_of_text|>", "<|endoftext|>"].lazy.compactMap(idOf).first
 
             return PipelineTokenizer(
                 model: model, addedTokens: added, spacePrefix: .none, normalizer: normalizer, preTokenizer: steps,

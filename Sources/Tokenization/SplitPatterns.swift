@@ -14,20 +14,28 @@ enum SplitPattern: Equatable, Sendable {
     /// `[0-9][0-9][0-9]` (last step of llama.cpp's BPE "default" pre-tokenizer).
     case asciiDigitTriples
 
+    /// The regex this matcher implements, as tokenizer.json `Split` and llama.cpp write it.
+    var regex: String {
+        switch self {
+        case .gpt2: return #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+        case .llama3(let maxDigits):
+            let digits = maxDigits == 1 ? #"\p{N}"# : #"\p{N}{1,"# + "\(maxDigits)}"
+            return #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|"# + digits + #"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+        case .digits(let individual): return individual ? #"\p{N}"# : #"\p{N}+"#
+        case .punctuation: return #"[\p{P}\$\+<=>\^~\|]+"#
+        case .asciiDigitTriples: return "[0-9][0-9][0-9]"
+        }
+    }
+
     /// The known regex sources (as written in tokenizer.json files and llama.cpp) → matcher.
     static func recognise(_ regex: String) -> SplitPattern? {
-        let gpt2 = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+        // llama.cpp's "default" BPE pre-tokenizer writes GPT-2's without the final `|\s+`, which changes no split:
+        // the whitespace that `\s+` would take is then text between matches, a piece of its own all the same.
         let gpt2NoTail = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"#
-        let llama3 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-        let qwen2 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-        switch regex {
-        case gpt2, gpt2NoTail: return .gpt2
-        case llama3: return .llama3(maxDigits: 3)
-        case qwen2: return .llama3(maxDigits: 1)
-        case #"\p{N}"#: return .digits(individual: true)
-        case #"\p{N}+"#: return .digits(individual: false)
-        default: return nil
-        }
+        if regex == gpt2NoTail { return .gpt2 }
+        let known: [SplitPattern] = [.gpt2, .llama3(maxDigits: 3), .llama3(maxDigits: 1), .digits(individual: true),
+                                     .digits(individual: false), .punctuation, .asciiDigitTriples]
+        return known.first { $0.regex == regex }
     }
 
     /// Appends the end offsets (exclusive) of the pieces of `s[range]` to `ends`.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoints
 import Foundation
 import Pruning
+import Tokenization
 import Transformer
 
 extension ExportFormat: ExpressibleByArgument {}
@@ -13,7 +14,8 @@ struct Export: ParsableCommand {
         abstract: "Write a pruned model as a smaller checkpoint (Hugging Face folder or GGUF file) that other tools load.",
         discussion: """
             hf: model.safetensors + config.json + tokenizer files (+ plan.json). A uniform result is a plain
-            LlamaForCausalLM; a heterogeneous one adds per-layer lists to config.json.
+            LlamaForCausalLM; a heterogeneous one adds per-layer lists to config.json. A GGUF source's tokenizer
+            is converted to tokenizer.json, tokenizer_config.json and special_tokens_map.json.
             gguf: arch llama when every layer has the same shape, arch deci with per-layer arrays otherwise.
             Without --plan the model is written unpruned (a format conversion).
             """)
@@ -63,8 +65,11 @@ struct Export: ParsableCommand {
         provenance["dense_parameters"] = "\(dense.total)"
         provenance["dense_attention_mlp_parameters"] = "\(dense.prunable)"
         let name = ((model.model as NSString).lastPathComponent as NSString).deletingPathExtension + (plan == nil ? "" : "-pruned")
+        // An hf folder gets tokenizer.json and its companions converted from a GGUF tokenizer.
+        let tokenizerFiles = format == .hf ? try HuggingFaceTokenizerExport.files(for: checkpoint.tokenizer) : [:]
         let request = ExportRequest(config: config, weights: weights, format: format, dtype: dtype, tokenizer: checkpoint.tokenizer,
-                                    name: name, extraFiles: format == .hf ? extraFiles : [:], provenance: provenance)
+                                    name: name, extraFiles: format == .hf ? extraFiles : [:], tokenizerFiles: tokenizerFiles,
+                                    provenance: provenance)
         let result = try ModelExporter.export(request, to: out, force: force)
 
         print("wrote        \(result.path) (\(format.rawValue), \(dtype.rawValue), architecture \(result.architecture)\(result.uniform ? ", uniform" : ", per-layer sizes"))")

@@ -2,14 +2,17 @@ import Checkpoints
 import FixtureSupport
 import Foundation
 import Pruning
+import Tokenization
 import Transformer
 import XCTest
 
-/// The reference check of issue 6: Hugging Face transformers loads a uniform `hf` export and reproduces our logits.
-/// transformers is not part of the build machine, so this runs only when `POLICYPRUNE_TRANSFORMERS_PYTHON` names a
-/// Python with torch + transformers (see README, "Exported models and Hugging Face transformers"); otherwise it is
-/// reported as skipped, never passed. Tolerance: abs 1e-4 on logits, the fixture README's for stories260K
-/// (float32 engines with different summation orders).
+/// The reference checks with Hugging Face transformers. Issue 6: transformers loads a uniform `hf` export and
+/// reproduces our logits. Issue 14 item 3: `AutoTokenizer` on the tokenizer files converted from a GGUF gives the
+/// GGUF tokenizer's ids, and `AutoModelForCausalLM` loads the SmolLM2 export (`scripts/check-hf-export.py`).
+/// transformers is not part of the build machine, so these run only when `POLICYPRUNE_TRANSFORMERS_PYTHON` names a
+/// Python with torch + transformers (see README, "Exported models and Hugging Face transformers"); otherwise they
+/// are reported as skipped, never passed. Tolerance: abs 1e-4 on logits, the fixture README's for stories260K,
+/// and 5e-4 for SmolLM2, whose logits reach ~20 (float32 engines with different summation orders); exact ids.
 final class HuggingFaceReferenceTests: XCTestCase {
     static let script = """
         import json, sys
@@ -26,10 +29,88 @@ final class HuggingFaceReferenceTests: XCTestCase {
                           "max_abs_logit": float(np.abs(ours).max())}))
         """
 
-    func testTransformersReproducesUniformExport() throws {
+    static func python() throws -> String {
         guard let python = ProcessInfo.processInfo.environment["POLICYPRUNE_TRANSFORMERS_PYTHON"], !python.isEmpty else {
             throw XCTSkip("set POLICYPRUNE_TRANSFORMERS_PYTHON to a Python with torch and transformers to run the reference check")
         }
+        return python
+    }
+
+    /// Runs `python arguments`; returns stdout's lines, failing on a non-zero exit (stderr in the message).
+    func runPython(_ python: String, _ arguments: [String]) throws -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = arguments
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errors = Box()
+        // stderr is drained beside stdout so neither pipe fills up and blocks the script.
+        let drained = DispatchGroup()
+        DispatchQueue.global().async(group: drained) { errors.data = stderr.fileHandleForReading.readDataToEndOfFile() }
+        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        drained.wait()
+        let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
+        XCTAssertEqual(process.terminationStatus, 0, lines.joined(separator: "\n") + String(decoding: errors.data.suffix(4000), as: UTF8.self))
+        return lines
+    }
+
+    /// Issue 14 item 3, through `scripts/check-hf-export.py`: SmolLM2 exported as f32 with its converted tokenizer,
+    /// and the tokenizers of the five llama.cpp vocab fixtures; for each, the three eval texts and the strings of
+    /// all five fixtures (233 texts) in three modes (no specials; the BOS/EOS rule; special-token text parsed), plus
+    /// the decode. On a fixture's own strings our GGUF ids are llama.cpp's (`LlamaCppVocabTests`).
+    func testTransformersTokenizesLikeTheGGUF() throws {
+        let python = try Self.python()
+        let folder = try temporaryFolder(self)
+        let texts = try GGUFToHuggingFaceTests.texts()
+        func cases(_ tokenizer: any Tokenizer, _ texts: [(name: String, text: String)]) -> [[String: Any]] {
+            texts.map { name, text in
+                let ids = tokenizer.encode(text, addSpecialTokens: false)
+                return ["name": name, "text": text, "ids": ids, "ids_special": tokenizer.encode(text, addSpecialTokens: true),
+                        "ids_parsed": tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true), "decoded": tokenizer.decode(ids)]
+            }
+        }
+        var entries: [[String: Any]] = []
+
+        let m = try Models.smol()
+        let smolFolder = folder + "/smol-hf"
+        _ = try ModelExporter.export(ExportRequest(config: m.model.config, weights: m.model.weights, format: .hf, dtype: .f32,
+                                                   tokenizer: m.checkpoint.tokenizer, name: "smol",
+                                                   tokenizerFiles: try HuggingFaceTokenizerExport.files(for: m.checkpoint.tokenizer)),
+                                     to: smolFolder, force: false)
+        let logits = try m.model.dense.logits([m.ids])[0]
+        let logitsFile = folder + "/smol-logits.f32"
+        try logits.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: logitsFile))
+        entries.append(["label": "SmolLM2", "folder": smolFolder, "cases": cases(try TokenizerLoader.load(m.checkpoint.tokenizer), texts),
+                        "model": ["ids": m.ids, "logits_f32": logitsFile]])
+
+        for vocab in ["llama-spm", "phi-3", "llama-bpe", "gpt-2", "qwen2"] {
+            let file = try GGUFFile(path: try Shared.url("fixtures/tokenizers/ggml-vocab-\(vocab).gguf").path)
+            let out = folder + "/\(vocab)"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            for (name, data) in try HuggingFaceTokenizerExport.files(from: file) { try data.write(to: URL(fileURLWithPath: out + "/" + name)) }
+            entries.append(["label": vocab, "folder": out, "cases": cases(try TokenizerLoader.gguf(file), texts)])
+        }
+        let manifest = folder + "/manifest.json"
+        try JSONSerialization.data(withJSONObject: ["folders": entries]).write(to: URL(fileURLWithPath: manifest))
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/check-hf-export.py").path
+        let lines = try runPython(python, [script, "--manifest", manifest])
+        for line in lines { print("transformers tokenizer check: \(line)") }
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((lines.last ?? "").utf8)) as? [String: Any], lines.last ?? "")
+        XCTAssertEqual(summary["all_ids_identical"] as? Bool, true)
+        let results = try XCTUnwrap(summary["results"] as? [[String: Any]])
+        XCTAssertEqual(results.count, 6)
+        let smol = try XCTUnwrap(results.first)
+        XCTAssertEqual(smol["model_class"] as? String, "LlamaForCausalLM")
+        XCTAssertLessThanOrEqual(try XCTUnwrap(smol["max_abs_logit_diff"] as? Double), 5e-4)
+    }
+
+    func testTransformersReproducesUniformExport() throws {
+        let python = try Self.python()
         let m = try Models.stories()
         let folder = try temporaryFolder(self)
         let plan = try Plans.uniform(m.model.config, groups: 2, channels: 86)
