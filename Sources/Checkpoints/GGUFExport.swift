@@ -1,19 +1,26 @@
 import Foundation
 
-/// The `gguf` export (design.md section 6): arch `llama` (or `qwen2`) when every layer has the same shape, arch
-/// `deci` with per-layer `head_count`, `head_count_kv` and `feed_forward_length` arrays otherwise; q/k rows in the
-/// adjacent-pairs RoPE order (NeoX rotate-half for `qwen2`); the tokenizer metadata carried over.
+/// The `gguf` export (design.md section 6): arch `llama` (or `qwen2`, `qwen3`) when every layer has the same shape,
+/// arch `deci` with per-layer `head_count`, `head_count_kv` and `feed_forward_length` arrays otherwise; q/k rows in
+/// the adjacent-pairs RoPE order (NeoX rotate-half for the Qwen families); Llama 3.x RoPE scaling as llama.cpp's
+/// `rope_freqs.weight`; the tokenizer metadata carried over.
 enum GGUFExport {
     static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
         let uniform = ModelExporter.isUniform(request.config)
-        let arch = uniform ? (request.config.architecture == "qwen2" ? "qwen2" : "llama") : "deci"
-        if !uniform && request.config.architecture == "qwen2" && !request.config.attentionBias {
+        let source = request.config.architecture
+        let arch = uniform ? (["qwen2", "qwen3"].contains(source) ? source : "llama") : "deci"
+        if !uniform && source == "qwen2" && !request.config.attentionBias {
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason: "qwen2 without q/k/v biases")
+        }
+        if !uniform && request.config.queryKeyNorm {
+            // deci reads neither per-head q/k norms nor the NeoX RoPE order.
+            throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason:
+                "\(source) with per-head q/k norms and per-layer shapes has no llama.cpp architecture; export as hf")
         }
         var notes: [String] = []
         var (config, weights) = (request.config, request.weights)
         if arch == "deci" { notes += addLlamaCppPlaceholders(&config, &weights) }
-        let order: RoPERowOrder = arch == "qwen2" ? .rotateHalf : .adjacentPairs
+        let order = GGUFFile.ropeRowOrder(architecture: arch)
 
         var gguf = GGUFWriter()
         gguf.set("general.architecture", .string(arch))
@@ -48,8 +55,17 @@ enum GGUFExport {
         if let tokenizerNote { notes.append(tokenizerNote) }
         for (key, value) in request.provenance.sorted(by: { $0.key < $1.key }) { gguf.set("policyprune.\(key)", .string(value)) }
 
+        var records = WeightAssembly.records(config, weights, names: GGUFFile.names, order: order)
+        switch config.ropeScaling {
+        case nil: break
+        case .llama3(let p)?:
+            let factors = p.frequencyFactors(headDim: headDim, theta: config.ropeTheta)
+            records.insert(TensorRecord(name: GGUFFile.ropeFrequenciesTensor, shape: [factors.count], values: factors), at: 0)
+        case .frequencyFactors(let factors)?:
+            records.insert(TensorRecord(name: GGUFFile.ropeFrequenciesTensor, shape: [factors.count], values: factors), at: 0)
+        }
         var fallbacks: [String] = []
-        for record in WeightAssembly.records(config, weights, names: GGUFFile.names, order: order) {
+        for record in records {
             // llama.cpp keeps 1-D tensors (norms, biases) in F32; Q8_0 needs rows of whole 32-value blocks, and like
             // llama.cpp's converter a tensor whose rows are not falls back to F16.
             var type = request.dtype

@@ -2,8 +2,12 @@
 extension GGUFFile {
     /// GGUF architectures this reader builds models for. `llama` and `deci` store q/k rows in the adjacent-pairs
     /// RoPE order (llama.cpp's converter permutes them, and `deci` is the heterogeneous-llama export target);
-    /// `qwen2` uses NeoX RoPE, i.e. the Hugging Face rotate-half order, and q/k/v biases.
-    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2"]
+    /// `qwen2` and `qwen3` use NeoX RoPE, i.e. the Hugging Face rotate-half order; `qwen2` has q/k/v biases and
+    /// `qwen3` per-head q/k norms. Llama 3.x RoPE scaling arrives as a `rope_freqs.weight` tensor for any of them.
+    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2", "qwen3"]
+
+    /// llama.cpp's tensor of per-frequency RoPE divisors ([head width / 2], F32), written for Llama 3.x models.
+    static let ropeFrequenciesTensor = "rope_freqs.weight"
 
     /// An integer metadata value; `missingKey` when absent and required, `badValue` when not an integer.
     func integer(_ key: String) throws -> Int? {
@@ -107,9 +111,21 @@ extension GGUFFile {
             throw CheckpointError.badValue(file: path, key: "\(arch).vocab_size", value: "\(v)", reason: "token_embd.weight has \(vocab) rows")
         }
         let hasBias = arch == "qwen2" || tensorInfos.contains { $0.name.hasSuffix(".attn_q.bias") }
+        var scaling: RoPEScaling?
+        if let info = tensorInfo(named: Self.ropeFrequenciesTensor) {
+            guard info.shape == [headDim / 2] else {
+                throw CheckpointError.shapeMismatch(file: path, tensor: info.name, expected: "[\(headDim / 2)]", found: "\(info.shape)")
+            }
+            let factors = try floats(named: info.name)
+            if let bad = factors.first(where: { !($0 > 0) || !$0.isFinite }) {
+                throw CheckpointError.badValue(file: path, key: info.name, value: "\(bad)", reason: "RoPE frequency factors must be positive")
+            }
+            scaling = .frequencyFactors(factors)
+        }
         let config = ModelConfig(architecture: arch, hiddenSize: hidden, vocabSize: vocab, layers: layers, normEpsilon: eps,
                                  ropeTheta: theta, tiedEmbeddings: tensorInfo(named: Self.names.head) == nil,
-                                 attentionBias: hasBias, contextLength: context)
+                                 attentionBias: hasBias, queryKeyNorm: arch == "qwen3", ropeScaling: scaling,
+                                 contextLength: context)
         // No ggml encoding stores an element in less than one bit, so the file bounds the element count.
         let (maxElements, overflow) = file.count.multipliedReportingOverflow(by: 8)
         try config.checkFits(file: path, maxElements: overflow ? .max : maxElements, keys: configKeys(arch))
@@ -124,7 +140,12 @@ extension GGUFFile {
     }
 
     /// The q/k row order of this file's architecture.
-    var ropeRowOrder: RoPERowOrder { architecture == "qwen2" ? .rotateHalf : .adjacentPairs }
+    var ropeRowOrder: RoPERowOrder { Self.ropeRowOrder(architecture: architecture ?? "") }
+
+    /// The q/k row order llama.cpp uses for `architecture`: NeoX (rotate-half) for the Qwen families, else pairs.
+    static func ropeRowOrder(architecture: String) -> RoPERowOrder {
+        ["qwen2", "qwen3"].contains(architecture) ? .rotateHalf : .adjacentPairs
+    }
 
     /// llama.cpp's tensor names (`llama-arch.cpp`).
     static let names = WeightNames(
@@ -140,10 +161,13 @@ extension GGUFFile {
             case .bq: return p + "attn_q.bias"
             case .bk: return p + "attn_k.bias"
             case .bv: return p + "attn_v.bias"
+            case .qNorm: return p + "attn_q_norm.weight"
+            case .kNorm: return p + "attn_k_norm.weight"
             case .mlpNorm: return p + "ffn_norm.weight"
             case .gate: return p + "ffn_gate.weight"
             case .up: return p + "ffn_up.weight"
             case .down: return p + "ffn_down.weight"
             }
-        })
+        },
+        isIgnorable: { $0 == ropeFrequenciesTensor })
 }

@@ -1,7 +1,9 @@
 import Foundation
 
-/// A Hugging Face `config.json` for the LLaMA family (`llama`, `mistral`, `qwen2`). Hugging Face's names live only
-/// in `CodingKeys`; `init(from:)` validates and throws `CheckpointError` naming the key and its value.
+/// A Hugging Face `config.json` for the LLaMA family (`llama` including Llama 3.x RoPE scaling, `mistral`, `qwen2`,
+/// `qwen3`). Hugging Face's names live only in `CodingKeys`; `init(from:)` validates and throws `CheckpointError`
+/// naming the key and its value. The families differ only in fields of `ModelConfig` (`attentionBias`,
+/// `queryKeyNorm`, `ropeScaling`); there is one forward pass for all of them.
 public struct HFConfig: Decodable, Sendable, Equatable {
     /// `model_type`.
     public var modelType: String
@@ -27,8 +29,15 @@ public struct HFConfig: Decodable, Sendable, Equatable {
     public var vocabSize: Int
     /// Trained context length (default 2048).
     public var maxPositionEmbeddings: Int
-    /// Whether q/k/v carry biases (always for qwen2; `attention_bias` for llama).
+    /// Whether q/k/v carry biases (always for qwen2; `attention_bias` for llama and qwen3).
     public var attentionBias: Bool
+    /// Whether q and k heads are RMS-normalised before RoPE (qwen3).
+    public var queryKeyNorm: Bool
+    /// Llama 3.x RoPE scaling from `rope_scaling` or `rope_parameters`, else nil.
+    public var ropeScaling: RoPEScaling?
+    /// Mistral's `sliding_window` when not null. Recorded, not applied: the forward pass attends to the whole
+    /// context, which equals sliding-window attention only for contexts up to this many tokens.
+    public var slidingWindow: Int?
     /// Per-layer query heads of a heterogeneous (pruned) export (design.md section 6), else nil.
     public var attentionHeadsPerLayer: [Int]?
     /// Per-layer KV heads of a heterogeneous export, else nil.
@@ -57,19 +66,29 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         case attentionHeadsPerLayer = "num_attention_heads_per_layer"
         case kvHeadsPerLayer = "num_key_value_heads_per_layer"
         case intermediateSizePerLayer = "intermediate_size_per_layer"
+        case slidingWindow = "sliding_window"
+        case useSlidingWindow = "use_sliding_window"
     }
 
-    /// transformers v5 `rope_parameters` (only the default RoPE is supported).
+    /// transformers v5 `rope_parameters`, or the older `rope_scaling` (default RoPE or `llama3`).
     struct RopeParameters: Decodable {
         var ropeTheta: Double?
         var ropeType: String?
         /// Older configs name the scaling kind `type`.
         var type: String?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type", type }
+        var factor: Double?
+        var lowFreqFactor: Double?
+        var highFreqFactor: Double?
+        var originalMaxPositionEmbeddings: Int?
+        enum CodingKeys: String, CodingKey {
+            case ropeTheta = "rope_theta", ropeType = "rope_type", type, factor
+            case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
+            case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        }
     }
 
     /// The architectures this reader understands.
-    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2"]
+    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2", "qwen3"]
 
     /// Key for `JSONDecoder.userInfo`: the file path named in errors.
     public static let fileKey = CodingUserInfoKey(rawValue: "policyprune.checkpoint.file")!
@@ -125,14 +144,39 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         guard rmsNormEps >= 0, rmsNormEps < 1 else { throw bad(.rmsNormEps, rmsNormEps, "must be in [0, 1)") }
 
         let parameters = try get(RopeParameters.self, .ropeParameters)
-        if let type = parameters?.ropeType, type != "default" {
-            throw CheckpointError.badValue(file: file, key: "rope_parameters.rope_type", value: type, reason: "only default RoPE is supported")
+        var scalingSource: (key: String, parameters: RopeParameters)? = parameters.map { ("rope_parameters", $0) }
+        if c.contains(.ropeScaling), try !c.decodeNil(forKey: .ropeScaling), let scaling = try get(RopeParameters.self, .ropeScaling) {
+            scalingSource = ("rope_scaling", scaling)
         }
-        if c.contains(.ropeScaling), try !c.decodeNil(forKey: .ropeScaling) {
-            let scaling = try get(RopeParameters.self, .ropeScaling)
-            let type = scaling?.ropeType ?? scaling?.type ?? "unknown"
-            if type != "default" {
-                throw CheckpointError.badValue(file: file, key: "rope_scaling.rope_type", value: type, reason: "RoPE scaling is not supported")
+        ropeScaling = nil
+        if let (key, p) = scalingSource {
+            let type = p.ropeType ?? p.type ?? "default"
+            switch type {
+            case "default":
+                break
+            case "llama3":
+                func value(_ name: String, _ v: Double?) throws -> Float {
+                    guard let v, v > 0, v.isFinite else {
+                        throw CheckpointError.badValue(file: file, key: "\(key).\(name)", value: v.map { "\($0)" } ?? "(missing)",
+                                                       reason: "llama3 RoPE scaling needs a positive \(name)")
+                    }
+                    return Float(v)
+                }
+                let original = p.originalMaxPositionEmbeddings ?? 0
+                guard original > 0 else {
+                    throw CheckpointError.badValue(file: file, key: "\(key).original_max_position_embeddings", value: "\(original)",
+                                                   reason: "llama3 RoPE scaling needs a positive original context")
+                }
+                let low = try value("low_freq_factor", p.lowFreqFactor), high = try value("high_freq_factor", p.highFreqFactor)
+                guard high > low else {
+                    throw CheckpointError.badValue(file: file, key: "\(key).high_freq_factor", value: "\(high)",
+                                                   reason: "must exceed low_freq_factor \(low)")
+                }
+                ropeScaling = .llama3(Llama3RoPEScaling(factor: try value("factor", p.factor), lowFrequencyFactor: low,
+                                                        highFrequencyFactor: high, originalContextLength: original))
+            default:
+                throw CheckpointError.badValue(file: file, key: "\(key).rope_type", value: type,
+                                               reason: "only default and llama3 RoPE are supported")
             }
         }
         ropeTheta = try get(Double.self, .ropeTheta) ?? parameters?.ropeTheta ?? 10000
@@ -141,6 +185,12 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         vocabSize = try positive(.vocabSize)
         maxPositionEmbeddings = try get(Int.self, .maxPositionEmbeddings) ?? 2048
         attentionBias = modelType == "qwen2" ? true : (try get(Bool.self, .attentionBias) ?? false)
+        queryKeyNorm = modelType == "qwen3"
+        if try get(Bool.self, .useSlidingWindow) == true {
+            throw bad(.useSlidingWindow, true, "sliding-window attention is not supported")
+        }
+        // Qwen configs carry a sliding_window that applies only with use_sliding_window; Mistral's applies when set.
+        slidingWindow = modelType == "mistral" ? try get(Int.self, .slidingWindow) : nil
         if try get(Bool.self, .mlpBias) == true { throw bad(.mlpBias, true, "MLP biases are not supported") }
 
         func perLayer(_ key: CodingKeys) throws -> [Int]? {
@@ -201,7 +251,8 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         }
         return ModelConfig(architecture: modelType, hiddenSize: hiddenSize, vocabSize: vocabSize, layers: layers,
                            normEpsilon: Float(rmsNormEps), ropeTheta: Float(ropeTheta), tiedEmbeddings: tieWordEmbeddings,
-                           attentionBias: attentionBias, contextLength: maxPositionEmbeddings)
+                           attentionBias: attentionBias, queryKeyNorm: queryKeyNorm, ropeScaling: ropeScaling,
+                           contextLength: maxPositionEmbeddings)
     }
 
     /// Hugging Face tensor names (`model.layers.N.self_attn.q_proj.weight`, ...).
@@ -218,6 +269,8 @@ public struct HFConfig: Decodable, Sendable, Equatable {
             case .bq: return p + "self_attn.q_proj.bias"
             case .bk: return p + "self_attn.k_proj.bias"
             case .bv: return p + "self_attn.v_proj.bias"
+            case .qNorm: return p + "self_attn.q_norm.weight"
+            case .kNorm: return p + "self_attn.k_norm.weight"
             case .mlpNorm: return p + "post_attention_layernorm.weight"
             case .gate: return p + "mlp.gate_proj.weight"
             case .up: return p + "mlp.up_proj.weight"

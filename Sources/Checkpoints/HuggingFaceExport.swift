@@ -39,7 +39,7 @@ enum HuggingFaceExport {
         if !uniform {
             notes.append("heterogeneous model: config.json carries per-layer lists; Hugging Face transformers cannot build it (tensor shapes differ per layer), PolicyPrune and the plan beside it can")
         }
-        return ExportResult(path: path, files: written, architecture: config.architecture == "qwen2" ? "qwen2" : "llama",
+        return ExportResult(path: path, files: written, architecture: hfFamily(config).modelType,
                             uniform: uniform, notes: notes)
     }
 
@@ -68,7 +68,7 @@ enum HuggingFaceExport {
     /// keys plus `num_attention_heads_per_layer`, `num_key_value_heads_per_layer`, `intermediate_size_per_layer`
     /// and the removed sublayers (`no_op_attention_layers`, `no_op_mlp_layers`, in DeciLM's words).
     static func configJSON(_ config: ModelConfig, uniform: Bool, dtype: WeightDType, tokenizer: TokenizerSource) throws -> Data {
-        let qwen = config.architecture == "qwen2"
+        let family = hfFamily(config)
         // Model-wide values: the first layer with attention / an MLP (the per-layer lists override them).
         let attentionLayer = config.layers.first { $0.hasAttention && $0.kvHeads > 0 }
         let heads = attentionLayer?.queryHeads ?? 1
@@ -76,8 +76,8 @@ enum HuggingFaceExport {
         let ffn = config.layers.first { $0.hasMLP && $0.ffnDim > 0 }?.ffnDim ?? 1
         let headDim = config.layers.first?.headDim ?? config.hiddenSize / max(heads, 1)
         var json: [String: Any] = [
-            "architectures": [qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
-            "model_type": qwen ? "qwen2" : "llama",
+            "architectures": [family.className],
+            "model_type": family.modelType,
             "hidden_size": config.hiddenSize,
             "intermediate_size": ffn,
             "num_hidden_layers": config.layers.count,
@@ -96,7 +96,19 @@ enum HuggingFaceExport {
             "initializer_range": 0.02,
             "torch_dtype": ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][dtype.rawValue] ?? "float32",
         ]
-        if qwen { json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias") }
+        if family.modelType == "qwen2" { json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias") }
+        switch config.ropeScaling {
+        case nil:
+            break
+        case .llama3(let p)?:
+            json["rope_scaling"] = ["rope_type": "llama3", "factor": shortestDecimal(p.factor),
+                                    "low_freq_factor": shortestDecimal(p.lowFrequencyFactor),
+                                    "high_freq_factor": shortestDecimal(p.highFrequencyFactor),
+                                    "original_max_position_embeddings": p.originalContextLength] as [String: Any]
+        case .frequencyFactors?:
+            throw CheckpointWriteError.unsupportedModel(format: "hf", reason:
+                "RoPE frequency factors from a GGUF's rope_freqs.weight have no config.json form (llama.cpp keeps no llama3 parameters); export as gguf")
+        }
         switch tokenizer {
         case .llama2c:
             json["bos_token_id"] = 1; json["eos_token_id"] = 2
@@ -119,6 +131,16 @@ enum HuggingFaceExport {
     /// The Float as the Double with the same shortest decimal form (1e-05, not 9.999999747378752e-06), which is
     /// what the source config said and what reads back as the same Float.
     static func shortestDecimal(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
+
+    /// The transformers class and `model_type` of `config`'s family: `qwen2`, `qwen3`, else `llama` (Mistral
+    /// is the llama layout and is written as one).
+    static func hfFamily(_ config: ModelConfig) -> (className: String, modelType: String) {
+        switch config.architecture {
+        case "qwen2": return ("Qwen2ForCausalLM", "qwen2")
+        case "qwen3": return ("Qwen3ForCausalLM", "qwen3")
+        default: return ("LlamaForCausalLM", "llama")
+        }
+    }
 
     /// Copies a file into the folder being assembled.
     static func copy(_ source: String, to destination: String) throws {

@@ -152,6 +152,8 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
             case .bq: return "bq.\(l)"  // llama2.c has no biases; never expected
             case .bk: return "bk.\(l)"
             case .bv: return "bv.\(l)"
+            case .qNorm: return "q_norm.\(l)"
+            case .kNorm: return "k_norm.\(l)"
             case .mlpNorm: return "rms_ffn_weight.\(l)"
             case .gate: return "w1.\(l)"
             case .up: return "w3.\(l)"

@@ -50,12 +50,19 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var tiedEmbeddings: Bool
     /// Whether q/k/v projections carry biases (Qwen2 layout).
     public var attentionBias: Bool
+    /// Whether each query and key head is RMS-normalised (one `[headDim]` weight per layer for q, one for k)
+    /// after the projection and before RoPE (Qwen3 layout).
+    public var queryKeyNorm: Bool
+    /// How RoPE's inverse frequencies are adjusted (Llama 3.x), or nil for plain RoPE.
+    public var ropeScaling: RoPEScaling?
     /// Trained context length (informational; the forward pass does not enforce it).
     public var contextLength: Int
 
-    /// A model configuration; `attentionBias` defaults to false.
+    /// A model configuration; the family options (`attentionBias`, `queryKeyNorm`, `ropeScaling`) default to the
+    /// plain LLaMA layout.
     public init(architecture: String, hiddenSize: Int, vocabSize: Int, layers: [LayerSpec], normEpsilon: Float,
-                ropeTheta: Float, tiedEmbeddings: Bool, attentionBias: Bool = false, contextLength: Int) {
+                ropeTheta: Float, tiedEmbeddings: Bool, attentionBias: Bool = false, queryKeyNorm: Bool = false,
+                ropeScaling: RoPEScaling? = nil, contextLength: Int) {
         self.architecture = architecture
         self.hiddenSize = hiddenSize
         self.vocabSize = vocabSize
@@ -64,6 +71,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.ropeTheta = ropeTheta
         self.tiedEmbeddings = tiedEmbeddings
         self.attentionBias = attentionBias
+        self.queryKeyNorm = queryKeyNorm
+        self.ropeScaling = ropeScaling
         self.contextLength = contextLength
     }
 }
@@ -87,6 +96,10 @@ public struct LayerWeights: Sendable {
     public var bk: [Float]?
     /// Optional value bias: [kvHeads * headDim].
     public var bv: [Float]?
+    /// Optional per-head query RMSNorm weight (Qwen3): [headDim], rotate-half order, shared by every query head.
+    public var qNorm: [Float]?
+    /// Optional per-head key RMSNorm weight (Qwen3): [headDim], shared by every KV head.
+    public var kNorm: [Float]?
     /// [hidden]
     public var mlpNorm: [Float]
     /// [ffnDim, hidden]
@@ -98,11 +111,12 @@ public struct LayerWeights: Sendable {
 
     /// One layer's weights; an absent sublayer (see `LayerSpec`) has empty arrays.
     public init(attentionNorm: [Float], wq: [Float], wk: [Float], wv: [Float], wo: [Float],
-                bq: [Float]? = nil, bk: [Float]? = nil, bv: [Float]? = nil,
+                bq: [Float]? = nil, bk: [Float]? = nil, bv: [Float]? = nil, qNorm: [Float]? = nil, kNorm: [Float]? = nil,
                 mlpNorm: [Float], gate: [Float], up: [Float], down: [Float]) {
         self.attentionNorm = attentionNorm
         self.wq = wq; self.wk = wk; self.wv = wv; self.wo = wo
         self.bq = bq; self.bk = bk; self.bv = bv
+        self.qNorm = qNorm; self.kNorm = kNorm
         self.mlpNorm = mlpNorm
         self.gate = gate; self.up = up; self.down = down
     }
@@ -139,6 +153,9 @@ extension ModelConfig {
         try check("token_embedding", weights.tokenEmbedding.count, vocabSize * hiddenSize)
         try check("final_norm", weights.finalNorm.count, hiddenSize)
         if let head = weights.head { try check("lm_head", head.count, vocabSize * hiddenSize) }
+        if case .frequencyFactors(let factors)? = ropeScaling, let hd = layers.first?.headDim, factors.count != hd / 2 {
+            throw CheckpointError.shapeMismatch(file: file, tensor: "rope_freqs", expected: "\(hd / 2) elements", found: "\(factors.count) elements")
+        }
         if weights.layers.count != layers.count {
             throw CheckpointError.shapeMismatch(file: file, tensor: "layers", expected: "\(layers.count) layers", found: "\(weights.layers.count) layers")
         }
@@ -155,6 +172,11 @@ extension ModelConfig {
             if let b = w.bq { try check(p + "q_proj.bias", b.count, spec.queryDim) }
             if let b = w.bk { try check(p + "k_proj.bias", b.count, spec.kvDim) }
             if let b = w.bv { try check(p + "v_proj.bias", b.count, spec.kvDim) }
+            if let n = w.qNorm { try check(p + "q_norm", n.count, spec.headDim) }
+            if let n = w.kNorm { try check(p + "k_norm", n.count, spec.headDim) }
+            if queryKeyNorm && spec.hasAttention && (w.qNorm == nil || w.kNorm == nil) {
+                throw CheckpointError.missingTensor(file: file, tensor: p + (w.qNorm == nil ? "q_norm" : "k_norm"))
+            }
             try check(p + "mlp_norm", w.mlpNorm.count, mlpNormCount)
             try check(p + "gate_proj", w.gate.count, spec.ffnDim * hiddenSize)
             try check(p + "up_proj", w.up.count, spec.ffnDim * hiddenSize)

@@ -114,6 +114,10 @@ extension WeightAssembly {
                     out.append(TensorRecord(name: names.layer(i, .bk), shape: [spec.kvDim], values: rope(bk, heads: spec.kvHeads, headDim: spec.headDim)))
                     out.append(TensorRecord(name: names.layer(i, .bv), shape: [spec.kvDim], values: bv))
                 }
+                if let qNorm = w.qNorm, let kNorm = w.kNorm {
+                    out.append(TensorRecord(name: names.layer(i, .qNorm), shape: [spec.headDim], values: qNorm))
+                    out.append(TensorRecord(name: names.layer(i, .kNorm), shape: [spec.headDim], values: kNorm))
+                }
             }
             if spec.hasMLP {
                 out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: w.mlpNorm))

@@ -15,7 +15,7 @@ protocol TensorSource {
 
 /// A tensor's role in a LLaMA-family decoder layer.
 enum LayerTensor: CaseIterable {
-    case attentionNorm, wq, wk, wv, wo, bq, bk, bv, mlpNorm, gate, up, down
+    case attentionNorm, wq, wk, wv, wo, bq, bk, bv, qNorm, kNorm, mlpNorm, gate, up, down
 }
 
 /// One weight-name table: how a format names each tensor of `ModelWeights`.
@@ -54,6 +54,10 @@ enum WeightAssembly {
                     expected[names.layer(i, .bq)] = [spec.queryDim]
                     expected[names.layer(i, .bk)] = [spec.kvDim]
                     expected[names.layer(i, .bv)] = [spec.kvDim]
+                }
+                if config.queryKeyNorm {
+                    expected[names.layer(i, .qNorm)] = [spec.headDim]
+                    expected[names.layer(i, .kNorm)] = [spec.headDim]
                 }
             }
             if spec.hasMLP {
@@ -95,6 +99,12 @@ enum WeightAssembly {
                     w.bq = try readRoPE(names.layer(i, .bq), heads: spec.queryHeads, headDim: spec.headDim)
                     w.bk = try readRoPE(names.layer(i, .bk), heads: spec.kvHeads, headDim: spec.headDim)
                     w.bv = try read(names.layer(i, .bv))
+                }
+                if config.queryKeyNorm {
+                    // One weight per element of a head, in rotate-half order already: it scales a whole head before
+                    // RoPE, and only the NeoX-order families (qwen3) carry it.
+                    w.qNorm = try read(names.layer(i, .qNorm))
+                    w.kNorm = try read(names.layer(i, .kNorm))
                 }
             }
             if spec.hasMLP {

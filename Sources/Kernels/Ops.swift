@@ -188,16 +188,23 @@ public struct RotaryTable: Sendable {
     /// Tables for positions `0..<positions`. Inverse frequencies are computed in Float32 like transformers'
     /// `1 / base^(arange(0, d, 2) / d)`; the angles and their cos/sin in Double, then rounded to Float.
     public init(headDim: Int, theta: Float, positions: Int) {
-        self.headDim = headDim
+        let invFreq = (0..<(headDim / 2)).map { i in
+            Float(1) / Float(Foundation.pow(Double(theta), Double(Float(2 * i) / Float(headDim))))
+        }
+        self.init(inverseFrequencies: invFreq, positions: positions)
+    }
+
+    /// Tables for positions `0..<positions` from given inverse frequencies ([headDim / 2], e.g. after Llama 3.x
+    /// scaling): angle `Float(p) · invFreq[i]` in Float32, its cos/sin in Double, rounded to Float.
+    public init(inverseFrequencies invFreq: [Float], positions: Int) {
+        let half = invFreq.count
+        self.headDim = 2 * half
         self.positions = positions
-        let half = headDim / 2
         var c = [Float](repeating: 0, count: positions * half)
         var s = [Float](repeating: 0, count: positions * half)
         for i in 0..<half {
-            let exponent = Float(2 * i) / Float(headDim)
-            let invFreq = Float(1) / Float(Foundation.pow(Double(theta), Double(exponent)))
             for p in 0..<positions {
-                let angle = Float(p) * invFreq
+                let angle = Float(p) * invFreq[i]
                 c[p * half + i] = Float(Foundation.cos(Double(angle)))
                 s[p * half + i] = Float(Foundation.sin(Double(angle)))
             }

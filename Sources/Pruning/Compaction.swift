@@ -32,6 +32,9 @@ public enum Compaction {
                     out.bk = rows(bk, blocks: groups, blockRows: hd, columns: 1)
                     out.bv = rows(bv, blocks: groups, blockRows: hd, columns: 1)
                 }
+                // Per-head norms are shared by every head: kept whole.
+                out.qNorm = w.qNorm
+                out.kNorm = w.kNorm
             }
             if compacted.hasMLP {
                 let channels = kept.keptChannels

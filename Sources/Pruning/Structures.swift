@@ -104,6 +104,8 @@ extension ModelConfig {
             attention += spec.attentionParameters(hiddenSize: d, attentionBias: attentionBias)
             mlp += spec.mlpParameters(hiddenSize: d)
             norms += (spec.hasAttention ? d : 0) + (spec.hasMLP ? d : 0)
+            // Qwen3's per-head q/k norms: shared by every head, so no KV group removes them.
+            if queryKeyNorm && spec.hasAttention { norms += 2 * spec.headDim }
         }
         return ParameterCount(attention: attention, mlp: mlp, embeddings: vocabSize * d,
                               head: tiedEmbeddings ? 0 : vocabSize * d, norms: norms)

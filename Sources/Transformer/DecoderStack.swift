@@ -1,7 +1,8 @@
+import Checkpoints
 import Kernels
 
 extension PreparedModel {
-    /// Embeddings → every layer (RMSNorm, fused q/k/v with biases and RoPE, `attend`, o_proj into the residual;
+    /// Embeddings → every layer (RMSNorm, fused q/k/v with biases, per-head q/k norms and RoPE, `attend`, o_proj into the residual;
     /// RMSNorm, fused gate/up, SwiGLU, down_proj into the residual) → final norm, over `tokens.count` rows at
     /// once. Returns the final-normed hidden states [rows, hidden]. The one layer loop behind the batched forward
     /// (`runLayers`) and the packed zero-shot forward (`runPacked`); they differ only in positions and attention.
@@ -56,7 +57,8 @@ extension PreparedModel {
         let maxPosition = (positions.max() ?? 0) + 1
         var ropeTables = [Int: RotaryTable]()
         for hd in Set(layers.filter(\.attention).map(\.headDim)) {
-            ropeTables[hd] = RotaryTable(headDim: hd, theta: config.ropeTheta, positions: maxPosition)
+            let invFreq = RoPEScaling.inverseFrequencies(headDim: hd, theta: config.ropeTheta, scaling: config.ropeScaling)
+            ropeTables[hd] = RotaryTable(inverseFrequencies: invFreq, positions: maxPosition)
         }
 
         /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
@@ -94,8 +96,25 @@ extension PreparedModel {
                                             project(np, int8: layer.int8?.qkv, f32: layer.wqkv, inputs: d, outputs: layer.qkvDim,
                                                     bias: layer.bqkv, out: qp, accumulate: false)
                                             let rope = ropeTables[layer.headDim]!
+                                            let hd = layer.headDim
                                             Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
                                                 for r in range {
+                                                    if let qn = layer.qNorm, let kn = layer.kNorm {
+                                                        // Qwen3: each q head, then each k head, RMS-normalised
+                                                        // on its own before RoPE; one head per call, because
+                                                        // rows: 1 runs inline (no parallel loop in this one).
+                                                        let row = qp + r * layer.qkvDim
+                                                        qn.withUnsafeBufferPointer { w in
+                                                            for h in 0..<layer.queryHeads {
+                                                                Ops.rmsNorm(row + h * hd, weight: w.baseAddress!, out: row + h * hd, rows: 1, dim: hd, eps: config.normEpsilon)
+                                                            }
+                                                        }
+                                                        kn.withUnsafeBufferPointer { w in
+                                                            for h in layer.queryHeads..<(layer.queryHeads + layer.kvHeads) {
+                                                                Ops.rmsNorm(row + h * hd, weight: w.baseAddress!, out: row + h * hd, rows: 1, dim: hd, eps: config.normEpsilon)
+                                                            }
+                                                        }
+                                                    }
                                                     rope.apply(qp + r * layer.qkvDim, heads: layer.queryHeads + layer.kvHeads, position: pos[r])
                                                 }
                                             }

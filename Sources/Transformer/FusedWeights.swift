@@ -17,6 +17,8 @@ struct FusedLayerWeights: Sendable {
     let wqkv: [Float]
     /// Optional biases (Qwen2): [queryDim], [kvDim], [kvDim].
     let bq: [Float]?, bk: [Float]?, bv: [Float]?
+    /// Optional per-head q/k RMSNorm weights (Qwen3): [headDim] each, shared by every head.
+    let qNorm: [Float]?, kNorm: [Float]?
     /// [hidden, queryDim]
     let wo: [Float]
     /// [hidden], or empty when an absent MLP sublayer came without one.
@@ -33,6 +35,7 @@ struct FusedLayerWeights: Sendable {
         attentionNorm = w.attentionNorm
         wqkv = Self.stacking([w.wq, w.wk, w.wv])
         bq = w.bq; bk = w.bk; bv = w.bv
+        qNorm = w.qNorm; kNorm = w.kNorm
         wo = w.wo
         mlpNorm = w.mlpNorm
         wGateUp = Self.stacking([w.gate, w.up])
@@ -51,7 +54,7 @@ struct FusedLayerWeights: Sendable {
     var canonical: LayerWeights {
         LayerWeights(attentionNorm: attentionNorm,
                      wq: Array(wqkv[0..<keyOffset]), wk: Array(wqkv[keyOffset..<valueOffset]), wv: Array(wqkv[valueOffset...]),
-                     wo: wo, bq: bq, bk: bk, bv: bv, mlpNorm: mlpNorm,
+                     wo: wo, bq: bq, bk: bk, bv: bv, qNorm: qNorm, kNorm: kNorm, mlpNorm: mlpNorm,
                      gate: Array(wGateUp[0..<upOffset]), up: Array(wGateUp[upOffset...]), down: wDown)
     }
 

@@ -19,8 +19,13 @@ struct PreparedLayer: Sendable {
     let attentionNorm: [Float]
     /// [queryHeads·hd + 2·kvHeads·hd, hidden]: q rows, then k rows, then v rows.
     let wqkv: [Float]
-    /// [queryHeads·hd + 2·kvHeads·hd] or nil.
+    /// [queryHeads·hd + 2·kvHeads·hd] or nil: gathered with the rows of `wqkv`, so a pruned head or KV group
+    /// takes its bias rows with it.
     let bqkv: [Float]?
+    /// Per-head q and k RMSNorm weights [headDim] (Qwen3) or nil. Every head shares them, so pruning never
+    /// gathers them.
+    let qNorm: [Float]?
+    let kNorm: [Float]?
     /// [hidden, queryHeads·hd]
     let wo: [Float]
     /// [hidden]
@@ -52,6 +57,8 @@ struct PreparedLayer: Sendable {
         mlp = mlpOn
         attentionNorm = f.attentionNorm
         mlpNorm = f.mlpNorm
+        qNorm = f.qNorm
+        kNorm = f.kNorm
         var qkvInt8 = Int8Matrix.empty(columns: hidden)
         var oInt8 = Int8Matrix.empty(columns: 0)
         var gateUpInt8 = Int8Matrix.empty(columns: hidden)

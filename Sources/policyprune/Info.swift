@@ -22,6 +22,9 @@ struct Info: ParsableCommand {
         var ropeTheta: Float
         var tiedEmbeddings: Bool
         var attentionBias: Bool
+        var queryKeyNorm: Bool
+        /// `none`, `llama3 (factor F, low L, high H, original N)` or `rope_freqs (K factors)`.
+        var ropeScaling: String
         var contextLength: Int
         var parameters: ParameterCounts
         var prunable: PrunableCounts
@@ -53,6 +56,16 @@ struct Info: ParsableCommand {
         var mlpParameters: Int
     }
 
+    /// The RoPE scaling of a model in words.
+    static func describe(_ scaling: RoPEScaling?) -> String {
+        switch scaling {
+        case nil: return "none"
+        case .llama3(let p)?:
+            return "llama3 (factor \(p.factor), low \(p.lowFrequencyFactor), high \(p.highFrequencyFactor), original \(p.originalContextLength))"
+        case .frequencyFactors(let f)?: return "rope_freqs (\(f.count) factors)"
+        }
+    }
+
     static func report(_ checkpoint: LoadedCheckpoint) -> Report {
         let c = checkpoint.config
         let d = c.hiddenSize
@@ -66,7 +79,8 @@ struct Info: ParsableCommand {
         return Report(
             path: checkpoint.path, format: "\(checkpoint.format)", architecture: c.architecture, hiddenSize: d,
             vocabSize: c.vocabSize, layers: c.layers.count, normEpsilon: c.normEpsilon, ropeTheta: c.ropeTheta,
-            tiedEmbeddings: c.tiedEmbeddings, attentionBias: c.attentionBias, contextLength: c.contextLength,
+            tiedEmbeddings: c.tiedEmbeddings, attentionBias: c.attentionBias, queryKeyNorm: c.queryKeyNorm,
+            ropeScaling: Self.describe(c.ropeScaling), contextLength: c.contextLength,
             parameters: ParameterCounts(attentionAndMLP: counts.prunable, attention: counts.attention, mlp: counts.mlp,
                                         embeddings: counts.embeddings, head: counts.head, norms: counts.norms, total: counts.total),
             prunable: PrunableCounts(kvGroups: c.structureCount(.attention), mlpChannels: c.structureCount(.mlp),
@@ -83,6 +97,7 @@ struct Info: ParsableCommand {
         print("format       \(r.format), architecture \(r.architecture)")
         print("hidden       \(r.hiddenSize), vocab \(r.vocabSize), layers \(r.layers), context \(r.contextLength)")
         print("norm eps     \(r.normEpsilon), rope theta \(r.ropeTheta), tied embeddings \(r.tiedEmbeddings), qkv bias \(r.attentionBias)")
+        print("family       q/k norm \(r.queryKeyNorm), rope scaling \(r.ropeScaling)")
         print("")
         print("parameters")
         func line(_ name: String, _ v: Int) {

@@ -216,6 +216,28 @@ final class BadInputTests: XCTestCase {
         assertError(try CheckpointLoader.load(path: missing.path), names: ["hidden_size"]) { if case .missingKey = $0 { return true }; return false }
     }
 
+    /// RoPE types other than default and llama3, and llama3 without its parameters, are errors naming the key.
+    func testConfigRoPEScaling() throws {
+        let yarn = try hfCopy(editConfig: { $0["rope_scaling"] = ["rope_type": "yarn", "factor": 4.0] })
+        let yarnConfig = yarn.appendingPathComponent("config.json").path
+        assertError(try CheckpointLoader.load(path: yarn.path), names: [yarnConfig, "rope_scaling.rope_type", "yarn"]) {
+            if case .badValue = $0 { return true }; return false
+        }
+        let incomplete = try hfCopy(editConfig: { $0["rope_scaling"] = ["rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                                      "high_freq_factor": 4.0] })
+        assertError(try CheckpointLoader.load(path: incomplete.path), names: ["rope_scaling.original_max_position_embeddings"]) {
+            if case .badValue = $0 { return true }; return false
+        }
+        let llama3 = try hfCopy(editConfig: { $0["rope_scaling"] = ["type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192] })
+        XCTAssertEqual(try CheckpointLoader.load(path: llama3.path).config.ropeScaling,
+                       .llama3(Llama3RoPEScaling(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalContextLength: 8192)))
+        let sliding = try hfCopy(editConfig: { $0["model_type"] = "qwen2"; $0["use_sliding_window"] = true })
+        assertError(try CheckpointLoader.load(path: sliding.path), names: ["use_sliding_window"]) {
+            if case .badValue = $0 { return true }; return false
+        }
+    }
+
     func testTensorShapeDisagreeingWithConfig() throws {
         let target = try hfCopy(editConfig: { $0["intermediate_size"] = 170 })
         let file = target.appendingPathComponent("model.safetensors").path

@@ -1,0 +1,79 @@
+import Foundation
+
+/// How a model adjusts RoPE's inverse frequencies for contexts longer than it was first trained on. Both cases
+/// end as one divisor per frequency (`inverseFrequencies`), the form llama.cpp stores.
+public enum RoPEScaling: Codable, Sendable, Equatable {
+    /// Llama 3.x (`rope_type: "llama3"` in config.json), as transformers' `_compute_llama3_parameters`.
+    case llama3(Llama3RoPEScaling)
+    /// One divisor per frequency, [headDim / 2], as a GGUF's `rope_freqs.weight` stores them (llama.cpp's
+    /// converter writes the llama3 adjustment this way and keeps no llama3 parameters).
+    case frequencyFactors([Float])
+
+    /// The inverse frequencies of a head of width `headDim` at base `theta`, adjusted by `scaling` (nil: plain RoPE).
+    /// Plain: `1 / theta^(2i / headDim)` in Float32, like transformers' default RoPE.
+    public static func inverseFrequencies(headDim: Int, theta: Float, scaling: RoPEScaling?) -> [Float] {
+        let plain = (0..<(headDim / 2)).map { i in
+            Float(1) / Float(Foundation.pow(Double(theta), Double(Float(2 * i) / Float(headDim))))
+        }
+        switch scaling {
+        case nil:
+            return plain
+        case .llama3(let p)?:
+            return p.adjust(plain)
+        case .frequencyFactors(let factors)?:
+            // llama.cpp divides the angle by the factor (ggml_rope_ext's freq_factors).
+            return plain.enumerated().map { i, f in i < factors.count ? f / factors[i] : f }
+        }
+    }
+}
+
+/// The parameters of Llama 3.x RoPE scaling (config.json `rope_scaling` / `rope_parameters` with
+/// `rope_type: "llama3"`): wavelengths shorter than `originalContextLength / highFrequencyFactor` are kept,
+/// longer than `originalContextLength / lowFrequencyFactor` are divided by `factor`, and those between are
+/// interpolated.
+public struct Llama3RoPEScaling: Codable, Sendable, Equatable {
+    /// `factor`: the divisor of the low frequencies.
+    public var factor: Float
+    /// `low_freq_factor`.
+    public var lowFrequencyFactor: Float
+    /// `high_freq_factor`.
+    public var highFrequencyFactor: Float
+    /// `original_max_position_embeddings`.
+    public var originalContextLength: Int
+
+    /// Llama 3.x scaling parameters.
+    public init(factor: Float, lowFrequencyFactor: Float, highFrequencyFactor: Float, originalContextLength: Int) {
+        self.factor = factor
+        self.lowFrequencyFactor = lowFrequencyFactor
+        self.highFrequencyFactor = highFrequencyFactor
+        self.originalContextLength = originalContextLength
+    }
+
+    /// transformers' `_compute_llama3_parameters`, step by step in Float32 as torch does it on a float32 tensor.
+    func adjust(_ invFreq: [Float]) -> [Float] {
+        let old = Float(originalContextLength)
+        let lowWavelength = old / lowFrequencyFactor
+        let highWavelength = old / highFrequencyFactor
+        return invFreq.map { f in
+            let wavelength = 2 * Float.pi / f
+            let scaled = wavelength > lowWavelength ? f / factor : f
+            if wavelength < highWavelength || wavelength > lowWavelength { return scaled }
+            let smooth = (old / wavelength - lowFrequencyFactor) / (highFrequencyFactor - lowFrequencyFactor)
+            return (1 - smooth) * scaled / factor + smooth * scaled
+        }
+    }
+
+    /// The divisor per frequency that llama.cpp's `convert_hf_to_gguf.py` writes as `rope_freqs.weight` for
+    /// this scaling (computed as it does: wavelengths in Double from Float32 frequencies).
+    public func frequencyFactors(headDim: Int, theta: Float) -> [Float] {
+        let old = Double(originalContextLength)
+        let low = Double(lowFrequencyFactor), high = Double(highFrequencyFactor), factor = Double(self.factor)
+        return RoPEScaling.inverseFrequencies(headDim: headDim, theta: theta, scaling: nil).map { f in
+            let wavelength = 2 * Double.pi / Double(f)
+            if wavelength < old / high { return 1 }
+            if wavelength > old / low { return Float(factor) }
+            let smooth = (old / wavelength - low) / (high - low)
+            return Float(1 / ((1 - smooth) / factor + smooth))
+        }
+    }
+}
