@@ -101,10 +101,10 @@ extension Dictionary where Key == String, Value == Any {
             current = next
         }
         if let v = current as? T { return v }
-        if T.self == [Double].self, let arr = current as? [NSNumber] { return arr.map { $0.doubleValue } as! T }
-        if T.self == [Int].self, let arr = current as? [NSNumber] { return arr.map { $0.intValue } as! T }
-        if T.self == Double.self, let n = current as? NSNumber { return n.doubleValue as! T }
-        if T.self == Int.self, let n = current as? NSNumber { return n.intValue as! T }
+        if T.self == [Double].self, let arr = current as? [NSNumber], let v = arr.map({ $0.doubleValue }) as? T { return v }
+        if T.self == [Int].self, let arr = current as? [NSNumber], let v = arr.map({ $0.intValue }) as? T { return v }
+        if T.self == Double.self, let n = current as? NSNumber, let v = n.doubleValue as? T { return v }
+        if T.self == Int.self, let n = current as? NSNumber, let v = n.intValue as? T { return v }
         throw Shared.Missing(description: "fixture key path \(keys.joined(separator: ".")) has type \(Swift.type(of: current)), wanted \(T.self)")
     }
 }

@@ -167,7 +167,7 @@ final class BadInputTests: XCTestCase {
     }
 
     private static func setField(_ header: inout [String: Any], _ tensor: String, _ key: String, _ value: Any) {
-        var entry = header[tensor] as! [String: Any]
+        var entry = header[tensor] as? [String: Any] ?? [:]
         entry[key] = value
         header[tensor] = entry
     }

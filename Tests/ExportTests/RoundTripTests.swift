@@ -52,7 +52,7 @@ final class RoundTripTests: XCTestCase {
                 XCTAssertEqual(r.reloaded.format, .huggingFace)
                 let folderPath = r.reloaded.path
                 XCTAssertTrue(FileManager.default.fileExists(atPath: folderPath + "/plan.json"))
-                let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folderPath + "/config.json"))) as! [String: Any]
+                let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folderPath + "/config.json"))) as? [String: Any])
                 XCTAssertEqual(json["num_attention_heads_per_layer"] as? [Int], layers.map { $0.hasAttention ? $0.queryHeads : 0 })
                 XCTAssertEqual(json["intermediate_size_per_layer"] as? [Int], layers.map { $0.hasMLP ? $0.ffnDim : 0 })
                 XCTAssertEqual((json["no_op_attention_layers"] as? [Int])?.contains(1), true)
@@ -102,7 +102,7 @@ final class RoundTripTests: XCTestCase {
                 XCTAssertEqual(gguf.metadata["llama.feed_forward_length"], .uint32(86))
                 XCTAssertEqual(gguf.metadata["tokenizer.ggml.model"]?.string, "llama", "the llama2.c tokenizer is carried over")
             } else {
-                let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: r.reloaded.path + "/config.json"))) as! [String: Any]
+                let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: r.reloaded.path + "/config.json"))) as? [String: Any])
                 XCTAssertEqual(json["architectures"] as? [String], ["LlamaForCausalLM"])
                 XCTAssertEqual(json["model_type"] as? String, "llama")
                 XCTAssertEqual(json["num_attention_heads"] as? Int, 4)

@@ -40,7 +40,7 @@ final class ScoreCommandTests: XCTestCase {
         let score = try run(["score", "--model", stories, "--metric", "wanda-sp", "--rate", "0.3", "--calibration-windows", "4",
                              "--calibration-length", "64", "--out", plan])
         XCTAssertEqual(score.status, 0, score.stderr)
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: plan))) as! [String: Any]
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: plan))) as? [String: Any])
         XCTAssertEqual(json["method"] as? String, "wanda-sp")
         XCTAssertEqual((json["options"] as? [String: Any])?["scope"] as? String, "per_layer", "per-layer is the default scope")
         XCTAssertEqual((json["model_sha256"] as? String)?.count, 64)
@@ -64,7 +64,7 @@ final class ScoreCommandTests: XCTestCase {
         XCTAssertTrue(wrongHash.stderr.contains("model_sha256") && wrongHash.stderr.contains(other), wrongHash.stderr)
 
         // Ids out of range.
-        var layers = json["layers"] as! [[String: Any]]
+        var layers = try XCTUnwrap(json["layers"] as? [[String: Any]])
         layers[0]["kept_channels"] = [0, 1, 999]
         tampered = json
         tampered["layers"] = layers

@@ -17,7 +17,7 @@ final class WandaSPFixtureTests: XCTestCase {
         let calibration = try CalibrationData.fixtureRecipe(dataRoot: try TestModel.dataRoot()) {
             m.tokenizer.encode($0, addSpecialTokens: true)
         }
-        XCTAssertEqual(calibration.windows, expectedWindows.map { ($0 as! [NSNumber]).map(\.intValue) }, "\(name): calibration windows")
+        XCTAssertEqual(calibration.windows, try expectedWindows.map { try XCTUnwrap($0 as? [NSNumber]).map(\.intValue) }, "\(name): calibration windows")
         XCTAssertEqual(calibration.windows.count, 8)
 
         for (key, variant) in [("no_mask_between_layers", WandaSP.Variant.dense), ("init_mask_between_layers", .initMask)] {

@@ -76,9 +76,9 @@ final class PruneCommandTests: XCTestCase {
     func sampleLosses(_ dir: URL) throws -> [[Double]] {
         let text = String(decoding: try bytes(dir, "log.jsonl"), as: UTF8.self)
         return try text.split(separator: "\n").compactMap { line -> [Double]? in
-            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             guard object["event"] as? String == "step" else { return nil }
-            return (object["sample_losses"] as! [NSNumber]).map(\.doubleValue)
+            return try XCTUnwrap(object["sample_losses"] as? [NSNumber]).map(\.doubleValue)
         }
     }
 
@@ -154,13 +154,13 @@ final class PruneCommandTests: XCTestCase {
         // Another seed: a different plan; record the spread.
         let other = scratch.appendingPathComponent("seed8")
         XCTAssertEqual(try launch(try runArguments(other, seed: 8)).status, 0)
-        let planA = try JSONSerialization.jsonObject(with: bytes(reference, "plan.json")) as! [String: Any]
-        let planB = try JSONSerialization.jsonObject(with: bytes(other, "plan.json")) as! [String: Any]
+        let planA = try XCTUnwrap(try JSONSerialization.jsonObject(with: bytes(reference, "plan.json")) as? [String: Any])
+        let planB = try XCTUnwrap(try JSONSerialization.jsonObject(with: bytes(other, "plan.json")) as? [String: Any])
         func kept(_ plan: [String: Any]) -> Set<String> {
             var s = Set<String>()
-            for (l, layer) in (plan["layers"] as! [[String: Any]]).enumerated() {
-                for g in layer["kept_kv_groups"] as! [Int] { s.insert("a\(l).\(g)") }
-                for ch in layer["kept_channels"] as! [Int] { s.insert("m\(l).\(ch)") }
+            for (l, layer) in (plan["layers"] as? [[String: Any]] ?? []).enumerated() {
+                for g in layer["kept_kv_groups"] as? [Int] ?? [] { s.insert("a\(l).\(g)") }
+                for ch in layer["kept_channels"] as? [Int] ?? [] { s.insert("m\(l).\(ch)") }
             }
             return s
         }
@@ -181,11 +181,11 @@ final class PruneCommandTests: XCTestCase {
                 + ["--granularity", granularity, "--init-windows", "4", "--init-seq", "128"]
             let r = try launch(arguments.swapping(["--rate", "0.3"], with: ["--rate", "0.4"]))
             XCTAssertEqual(r.status, 0, "\(granularity): \(r.stderr.suffix(800))")
-            let plan = try JSONSerialization.jsonObject(with: try bytes(dir, "plan.json")) as! [String: Any]
-            let layers = plan["layers"] as! [[String: Any]]
+            let plan = try XCTUnwrap(try JSONSerialization.jsonObject(with: try bytes(dir, "plan.json")) as? [String: Any])
+            let layers = try XCTUnwrap(plan["layers"] as? [[String: Any]])
             XCTAssertEqual(layers.count, 5)
-            let groups = layers.map { ($0["kept_kv_groups"] as! [Int]).count }
-            let channels = layers.map { ($0["kept_channels"] as! [Int]).count }
+            let groups = layers.map { ($0["kept_kv_groups"] as? [Int] ?? []).count }
+            let channels = layers.map { ($0["kept_channels"] as? [Int] ?? []).count }
             switch granularity {
             case "heads":
                 XCTAssertEqual(channels, Array(repeating: 172, count: 5), "heads never prunes the MLP")

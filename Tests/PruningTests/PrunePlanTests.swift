@@ -62,7 +62,7 @@ final class PrunePlanTests: XCTestCase {
 
     /// Decoding rejects unsorted ids, rates outside [0, 1] and unknown format versions, naming the problem.
     func testDecodeErrors() throws {
-        let good = try JSONSerialization.jsonObject(with: try plan().jsonData()) as! [String: Any]
+        let good = try XCTUnwrap(try JSONSerialization.jsonObject(with: try plan().jsonData()) as? [String: Any])
         func decode(_ edit: (inout [String: Any]) -> Void) -> Error? {
             var object = good
             edit(&object)
@@ -72,7 +72,7 @@ final class PrunePlanTests: XCTestCase {
                        .invalidValue(key: "requested_rate", value: "1.5", reason: "must be in [0, 1]"))
         XCTAssertEqual(decode { $0["format_version"] = 2 } as? PruningError, .unsupportedFormatVersion(found: 2, supported: 1))
         XCTAssertEqual(decode {
-            var layers = $0["layers"] as! [[String: Any]]
+            var layers = $0["layers"] as? [[String: Any]] ?? []
             layers[1]["kept_channels"] = [2, 0]
             $0["layers"] = layers
         } as? PruningError, .idsNotAscending(what: "plan kept_channels", layer: 1, id: 0))

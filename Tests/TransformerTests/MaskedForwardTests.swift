@@ -20,8 +20,8 @@ final class MaskedForwardTests: XCTestCase {
             let expected: Double = try c.get("mean_nll")
             var mask: StructureMask? = nil
             if c["kept_kv_groups"] != nil {
-                let groups: [[Int]] = try (c.get("kept_kv_groups") as [Any]).map { ($0 as! [NSNumber]).map(\.intValue) }
-                let channels: [[Int]] = try (c.get("kept_mlp_channels") as [Any]).map { ($0 as! [NSNumber]).map(\.intValue) }
+                let groups: [[Int]] = try (c.get("kept_kv_groups") as [Any]).map { try XCTUnwrap($0 as? [NSNumber]).map(\.intValue) }
+                let channels: [[Int]] = try (c.get("kept_mlp_channels") as [Any]).map { try XCTUnwrap($0 as? [NSNumber]).map(\.intValue) }
                 mask = StructureMask(layers: zip(groups, channels).map { StructureMask.Layer(keptKVGroups: $0, keptChannels: $1) })
             }
             let nll = try model.prepared(mask: mask).tokenNLL([ids])[0]
