@@ -79,14 +79,8 @@ public struct LayerAllocation: Codable, Sendable, Equatable {
     /// fraction is what that mask keeps there, and the order within a layer is `initial`'s.
     public init(initial: KeepProbabilities, keepRatios: KeepRatios, config: ModelConfig) {
         let mask = initial.hardMask(keepRatios: keepRatios, scope: .global, config: config, exactBudget: true)
-        func quantiles(_ v: [Double]) -> [Double] {
-            let order = v.indices.sorted { v[$0] < v[$1] || (v[$0] == v[$1] && $0 < $1) }
-            var q = [Double](repeating: 0, count: v.count)
-            for (rank, i) in order.enumerated() { q[i] = (Double(rank) + 0.5) / Double(v.count) }
-            return q
-        }
-        attentionQuantiles = initial.attention.map(quantiles)
-        mlpQuantiles = initial.mlp.map(quantiles)
+        attentionQuantiles = initial.attention.map(rankQuantiles)
+        mlpQuantiles = initial.mlp.map(rankQuantiles)
         attention = initial.attention.indices.map { l in
             let n = initial.attention[l].count
             return n == 0 ? 1 : Double(mask.layers[l].keptKVGroups.count) / Double(n)

@@ -80,6 +80,16 @@ public func planCentred(_ x: [Double], initMask: [Bool], temperature tau: Double
     return q.map { 1 / (1 + exp(-($0 - boundary) / t)) }
 }
 
+/// Rank quantiles `(rank + 0.5) / n` by ascending value, ties by index: values in (0, 1) that keep the order of
+/// `x` and nothing else (the fixed within-layer order of the allocation policy, and `score --save-scores`).
+public func rankQuantiles(_ x: [Double]) -> [Double] {
+    var q = [Double](repeating: 0, count: x.count)
+    for (rank, i) in x.indices.sorted(by: { x[$0] < x[$1] || (x[$0] == x[$1] && $0 < $1) }).enumerated() {
+        q[i] = (Double(rank) + 0.5) / Double(x.count)
+    }
+    return q
+}
+
 /// `norm` of spec §3.2: `(x − min) / (max − min + 1e-8)`, shift to mean μ, clip to [0,1]. n = 0 gives `[]`;
 /// n = 1 gives `[clip(μ)]` (falls out of the formula: the single value maps to 0, then shifts to μ).
 public func minMaxNorm(_ x: [Double], mean mu: Double) -> [Double] {

@@ -6,20 +6,6 @@ import Kernels
 import Pruning
 import Transformer
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Peak resident memory of this process (Linux `ru_maxrss`, KiB → bytes).
-enum PeakMemory {
-    /// Bytes of the largest resident set this process has had so far.
-    static var bytes: Int {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return Int(usage.ru_maxrss) * 1024
-    }
-}
-
 /// `policyprune plan`: what a `prune` run with these options will keep, write, hold in memory and take, before it
 /// runs. Memory and times are measured by a probe that does the run's own work once (load, data, one metric-init
 /// batch, one step, one held-out evaluation); sizes come from exporting the uniform plan at the budget to a

@@ -135,17 +135,10 @@ struct Score: ParsableCommand {
         try writeAtomically(try plan.jsonData(), to: out, option: "--out")
         if let saveScores {
             guard resolvedGranularity == .channels else { throw ValidationError("--save-scores needs --granularity channels") }
-            // Each layer's scores as rank quantiles (rank + 0.5) / n by ascending metric, ties by index: values in
-            // (0, 1), as a scores file holds, with the order — all that `--mapping plan` reads — unchanged.
-            func quantiles(_ v: [Double]) -> [Double] {
-                var q = [Double](repeating: 0, count: v.count)
-                for (rank, i) in v.indices.sorted(by: { v[$0] < v[$1] || (v[$0] == v[$1] && $0 < $1) }).enumerated() {
-                    q[i] = (Double(rank) + 0.5) / Double(v.count)
-                }
-                return q
-            }
+            // Each layer's scores as rank quantiles: values in (0, 1), as a scores file holds, with the order — all
+            // that `--mapping plan` reads — unchanged.
             let file = ScoresFile(modelSHA256: modelHash, step: 0,
-                                  keepProbabilities: KeepProbabilities(attention: scores.attention.map(quantiles), mlp: scores.mlp.map(quantiles)))
+                                  keepProbabilities: KeepProbabilities(attention: scores.attention.map(rankQuantiles), mlp: scores.mlp.map(rankQuantiles)))
             try writeAtomically(try file.jsonData(), to: saveScores, option: "--save-scores")
         }
         let seconds = Date().timeIntervalSince(t0)
