@@ -25,8 +25,6 @@ static corename_fn p_corename = NULL;
 static set_threads_fn p_set_threads = NULL;
 static get_threads_fn p_get_threads = NULL;
 
-/// Chooses an OpenBLAS core type from cpuid: AVX-512 (F, BW, VL, DQ, CD) -> SkylakeX, AVX2 + FMA -> Haswell.
-/// Returns NULL where OpenBLAS's own detection should be trusted.
 /// The file a loaded symbol came from (the real path behind a symlink candidate), else the candidate's name.
 static void record_library_path(void *symbol, const char *candidate, char *out, size_t size) {
     Dl_info info;
@@ -36,6 +34,8 @@ static void record_library_path(void *symbol, const char *candidate, char *out, 
         snprintf(out, size, "%s", candidate);
 }
 
+/// Chooses an OpenBLAS core type from cpuid: AVX-512 (F, BW, VL, DQ, CD) -> SkylakeX, AVX2 + FMA -> Haswell.
+/// Returns NULL where OpenBLAS's own detection should be trusted.
 static const char *detect_coretype(void) {
 #if defined(__x86_64__)
     unsigned int a, b, c, d;
@@ -111,6 +111,10 @@ int pp_blas_load(void) {
 const char *pp_blas_error(void) { return error_text; }
 const char *pp_blas_library_path(void) { return library_path; }
 const char *pp_blas_chosen_coretype(void) { return chosen; }
+const char *pp_blas_cpu_coretype(void) {
+    const char *type = detect_coretype();
+    return type ? type : "";
+}
 
 const char *pp_blas_corename(void) {
     if (pp_blas_load() != 0 || p_corename == NULL) return "unknown";

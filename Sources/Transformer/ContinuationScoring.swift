@@ -123,7 +123,7 @@ extension PreparedModel {
                             var row0 = 0
                             while row0 < rows {
                                 let count = min(blockRows, rows - row0)
-                                BLAS.gemm(m: count, n: vocab, k: d, a: h.baseAddress! + row0 * d,
+                                F32GEMM.gemm(m: count, n: vocab, k: d, a: h.baseAddress! + row0 * d,
                                           b: w.baseAddress!, transposeB: true, c: lg.baseAddress!)
                                 let lgBase = lg.baseAddress!, lpBase = lp.baseAddress!, grBase = gr.baseAddress!
                                 Parallel.forEachChunk(count, minimumPerChunk: 2) { range in

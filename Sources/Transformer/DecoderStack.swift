@@ -70,7 +70,7 @@ extension PreparedModel {
                 return
             }
             f32.withUnsafeBufferPointer { w in
-                BLAS.gemm(m: n, n: outputs, k: inputs, a: input, b: w.baseAddress!, transposeB: true, c: out, beta: accumulate ? 1 : 0)
+                F32GEMM.gemm(m: n, n: outputs, k: inputs, a: input, b: w.baseAddress!, transposeB: true, c: out, beta: accumulate ? 1 : 0)
             }
             bias?.withUnsafeBufferPointer { bb in
                 for r in 0..<n { Ops.add(bb.baseAddress!, into: out + r * outputs, count: outputs) }

@@ -236,16 +236,17 @@ extension PreparedModel {
 }
 
 extension PreparedModel {
-    /// The Float32 GEMM of this model's attention and head (`BLAS.gemm`'s contract): OpenBLAS for f32 models, oneDNN's
-    /// sgemm for int8 ones, so that an int8 forward runs on one thread pool (OpenBLAS's idle workers spin for a while
-    /// after each call, next to the OpenMP team of the int8 GEMM that follows).
+    /// The Float32 GEMM of this model's attention and head (`BLAS.gemm`'s contract): `F32GEMM` for f32 models (OpenBLAS
+    /// unless it runs below the CPU's kernels), oneDNN's sgemm for int8 ones, so that an int8 forward runs on one
+    /// thread pool (OpenBLAS's idle workers spin for a while after each call, next to the OpenMP team of the int8 GEMM
+    /// that follows).
     @inline(__always)
     func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int? = nil, b: UnsafePointer<Float>, ldb: Int? = nil,
                transposeB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int? = nil, alpha: Float = 1, beta: Float = 0) {
         if precision == .int8 && Self.int8UsesDNNLSgemm {
             DNNL.sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc, alpha: alpha, beta: beta)
         } else {
-            BLAS.gemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc, alpha: alpha, beta: beta)
+            F32GEMM.gemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc, alpha: alpha, beta: beta)
         }
     }
 

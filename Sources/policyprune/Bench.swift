@@ -85,6 +85,8 @@ struct Bench: ParsableCommand {
         var batch: Int, seq: Int, repeats: Int, keep: Double
         var openblas: String, openblasCore: String, threads: Int
         var dnnl: String?
+        /// The library F32 models' GEMMs go through (`F32GEMM`), and why.
+        var f32GEMM: String, f32GEMMReason: String
         var loadAverage: String
         var gemm: [GEMMRow]
         var sgemmFLOPWeightedGFLOPS: Double
@@ -116,12 +118,14 @@ struct Bench: ParsableCommand {
         var report = Report(model: model.model, batch: batch, seq: seq, repeats: repeats, keep: keep,
                             openblas: BLAS.libraryPath, openblasCore: BLAS.coreName, threads: Parallel.threads,
                             dnnl: dnnl ? "\(DNNL.libraryPath) \(DNNL.version) (\(DNNL.usesOpenMP ? "OpenMP" : "own") threads: \(DNNL.threads), VNNI: \(DNNL.cpuHasVNNI ? "yes" : "no"))" : nil,
+                            f32GEMM: F32GEMM.choice.backend.rawValue, f32GEMMReason: F32GEMM.choice.reason,
                             loadAverage: Self.loadAverage(), gemm: [], sgemmFLOPWeightedGFLOPS: 0, forward: [], nll: [],
                             denseGFLOPPerPass: lm.dense.flops(batch: batch, sequence: seq) / 1e9)
         if !json {
             print("OpenBLAS: \(BLAS.libraryPath)")
             print("OpenBLAS core: \(BLAS.coreName) (core type chosen by policyprune: \(BLAS.chosenCoreType ?? "none, OPENBLAS_CORETYPE set by environment"))")
             print("oneDNN: \(report.dnnl ?? "not available (apt-get install libdnnl-dev)")")
+            print("F32 GEMMs of the forward: \(report.f32GEMM) (\(report.f32GEMMReason))")
             print("threads: OpenBLAS \(BLAS.threads), kernels \(Parallel.threads); load average at start: \(report.loadAverage)")
         }
         if tokenizer { try benchTokenizer(loaded) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
+import Kernels
 import Tokenization
 import Transformer
 
@@ -27,6 +28,7 @@ struct ModelOptions: ParsableArguments {
         let weights = checkpoint.weights
         checkpoint.weights = ModelWeights(tokenEmbedding: [], layers: [], finalNorm: [], head: nil)
         let lm = try LanguageModel(config: checkpoint.config, weights: consume weights, file: model)
+        if F32GEMM.choice.notable { note("note: F32 GEMMs: \(F32GEMM.choice.reason)") }
         return Loaded(path: checkpoint.path, tokenizer: checkpoint.tokenizer, model: lm, seconds: Date().timeIntervalSince(t0))
     }
 

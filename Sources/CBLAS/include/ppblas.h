@@ -25,6 +25,9 @@ const char *pp_blas_error(void);
 const char *pp_blas_library_path(void);
 /// The core type this process chose ("" when the environment had already set OPENBLAS_CORETYPE).
 const char *pp_blas_chosen_coretype(void);
+/// The best OpenBLAS core type for this CPU from cpuid ("SkylakeX", "Haswell"), or "" where OpenBLAS's own
+/// detection should be trusted. Independent of the environment.
+const char *pp_blas_cpu_coretype(void);
 /// The kernel OpenBLAS reports (openblas_get_corename), or "unknown".
 const char *pp_blas_corename(void);
 /// OpenBLAS thread count (set / get).
