@@ -1,5 +1,6 @@
 import ArgumentParser
 import Corpora
+import Essentials
 import Foundation
 import Kernels
 import Pruning

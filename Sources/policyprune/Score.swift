@@ -1,5 +1,6 @@
 import ArgumentParser
 import Corpora
+import Essentials
 import Foundation
 import Pruning
 import Transformer
@@ -129,7 +130,7 @@ struct Score: ParsableCommand {
         let scores = try MetricPruning.scores(model: loaded.model, options: options, calibration: calibration) { done, _ in
             bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
         }
-        let modelHash = try ModelIdentity.sha256(path: model.model)
+        let modelHash = try modelSHA256(model.model)
         let plan = try MetricPruning.plan(scores: scores, config: config, options: options, calibration: calibration,
                                           modelSHA256: modelHash, toolVersion: "policyprune \(PolicyPrune.version)")
         try writeAtomically(try plan.jsonData(), to: out, option: "--out")

@@ -91,7 +91,12 @@ public struct SHA256 {
     public static func hex(_ data: Data) -> String {
         var digest = SHA256()
         digest.update(data)
-        return digest.finalize().map { String(format: "%02x", $0) }.joined()
+        return hexString(digest.finalize())
+    }
+
+    /// Lowercase hex of digest bytes.
+    public static func hexString(_ digest: [UInt8]) -> String {
+        digest.map { String(format: "%02x", $0) }.joined()
     }
 
     /// The lowercase hex SHA-256 of a string's UTF-8 bytes.
