@@ -18,11 +18,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // SHA-256 only (Essentials): 6.6-7.8x our former pure-Swift digest (BENCHMARKS.md).
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"4.0.0"),
     ],
     targets: [
         // What every layer needs and no layer owns: SHA-256 and the one model fingerprint, atomic file writes, JSON
-        // reading and writing, seeded generators, mapped files, gzip. Depends on nothing.
-        .target(name: "Essentials", swiftSettings: optimised),
+        // reading and writing, seeded generators, mapped files, gzip. Depends on no module of ours; its digest is
+        // swift-crypto's.
+        .target(name: "Essentials", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimised),
         // The one C boundary: loads OpenBLAS at run time after choosing its core type, and oneDNN (optional, int8) on
         // first use (see ppblas.c).
         .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
