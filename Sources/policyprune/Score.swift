@@ -136,10 +136,7 @@ struct Score: ParsableCommand {
         try writeAtomically(try plan.jsonData(), to: out, option: "--out")
         if let saveScores {
             guard resolvedGranularity == .channels else { throw ValidationError("--save-scores needs --granularity channels") }
-            // Each layer's scores as rank quantiles: values in (0, 1), as a scores file holds, with the order — all
-            // that `--mapping plan` reads — unchanged.
-            let file = ScoresFile(modelSHA256: modelHash, step: 0,
-                                  keepProbabilities: KeepProbabilities(attention: scores.attention.map(rankQuantiles), mlp: scores.mlp.map(rankQuantiles)))
+            let file = ScoresFile(rankingsOf: scores, modelSHA256: modelHash)
             try writeAtomically(try file.jsonData(), to: saveScores, option: "--save-scores")
         }
         let seconds = Date().timeIntervalSince(t0)
