@@ -17,6 +17,7 @@ struct Plan: ParsableCommand {
         discussion: "Channels granularity (KV groups and MLP channels). A probe loads the model and the data, runs one batch of the metric init, one policy-gradient step (K forwards) and one held-out evaluation, and measures the process's peak memory; the export sizes come from the uniform plan at the budget. Options mean what they mean for `prune`.")
 
     @Option(help: "Model: llama2.c .bin, .gguf, or a Hugging Face directory.") var model: String
+    @OptionGroup(title: "Data (as for prune)") var runData: PruneDataOptions
     @Option(help: "Pruning rate of both kinds (default 0.3).") var rate: Double = 0.3
     @Option(help: "Pruning rate of the attention structures in [0, 1) (default --rate).") var attentionRate: Double?
     @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
@@ -24,30 +25,26 @@ struct Plan: ParsableCommand {
     @Option(help: "Iterations of the run (ignored with --time-budget).") var steps = 1000
     @Option(help: ArgumentHelp("Derive the steps from a wall-clock budget, as prune does (e.g. 45m).", valueName: "duration"))
     var timeBudget: String?
-    @Option(help: "Windows per mini-batch.") var batch = 8
-    @Option(help: "Tokens per window.") var seq = 128
     @Option(help: "Masks sampled per step.") var k = 2
     @Option(help: "Arithmetic of the sampled forwards (f32 or int8).") var compute: ComputePrecision = .f32
     @Option(help: "Initial scores: wanda-sp, magnitude, flap, random, uniform.") var `init`: InitMethod = .wandaSP
     @Option(help: "Calibration windows of a metric init.") var initWindows = 128
     @Option(help: "Tokens per calibration window of a metric init.") var initSeq = 1024
     @Option(help: "Held-out evaluation every N iterations (0: start and end only).") var evalEvery = 100
-    @Option(help: "Held-out windows.") var evalWindows = 32
     @Option(help: "Sampled masks per held-out evaluation.") var heldoutSamples = 2
     @Option(help: "Export dtypes to size (comma-separated: f32, f16, q8_0).") var dtypes = "f32,f16,q8_0"
-    @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Flag(help: "Print the plan as JSON on stdout.") var json = false
 
     func validate() throws {
         for (name, v) in [("--rate", Optional(rate)), ("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
             if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
         }
-        guard k >= 2, batch >= 1, seq >= 2, steps >= 1 else { throw ValidationError("--k >= 2, --batch >= 1, --seq >= 2 and --steps >= 1") }
+        guard k >= 2, runData.batch >= 1, runData.seq >= 2, steps >= 1 else { throw ValidationError("--k >= 2, --batch >= 1, --seq >= 2 and --steps >= 1") }
         guard channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(channelMultiple)") }
         guard `init`.supports(.channels) else {
             throw ValidationError("--init must be wanda-sp, magnitude, flap, random or uniform, got \(`init`.rawValue)")
         }
-        guard initWindows >= 1, initSeq >= 2, evalWindows >= 1, evalEvery >= 0, heldoutSamples >= 0 else {
+        guard initWindows >= 1, initSeq >= 2, runData.evalWindows >= 1, evalEvery >= 0, heldoutSamples >= 0 else {
             throw ValidationError("--init-windows, --eval-windows >= 1; --init-seq >= 2; --eval-every, --heldout-samples >= 0")
         }
         for d in dtypes.split(separator: ",") where WeightDType(rawValue: String(d)) == nil {
@@ -79,7 +76,7 @@ struct Plan: ParsableCommand {
     }
 
     func run() throws {
-        let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+        let dataRoot = try DataRoot.resolve(explicit: runData.shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
         let loaded = try ModelOptions.load(path: model)
         let lm = loaded.model
         let config = lm.config
@@ -95,7 +92,7 @@ struct Plan: ParsableCommand {
 
         // The probe: the run's own work once, in this process.
         note("probe: data, one metric-init batch, one step of \(k) masks, one held-out evaluation")
-        let (data, _, _) = try Prune.buildData(dataRoot: dataRoot, sequenceLength: seq, heldoutWindows: evalWindows, encode: encode)
+        let (data, _, _) = try Prune.buildData(dataRoot: dataRoot, sequenceLength: runData.seq, heldoutWindows: runData.evalWindows, encode: encode)
         var initSeconds = 0.0
         if let metric = `init`.metric {
             var calibration: CalibrationData? = nil
@@ -114,7 +111,7 @@ struct Plan: ParsableCommand {
             Array(repeating: rates.attention, count: config.structureCount(.attention, layer: l)) },
                                               mlp: config.layers.indices.map { l in
             Array(repeating: rates.mlp, count: config.structureCount(.mlp, layer: l)) })
-        let probe = try RunProbe.measure(model: lm, data: data, keepProbabilities: probabilities, samplesPerStep: k, batch: batch,
+        let probe = try RunProbe.measure(model: lm, data: data, keepProbabilities: probabilities, samplesPerStep: k, batch: runData.batch,
                                          compute: compute, heldoutSampledMasks: heldoutSamples)
         let stepSeconds = probe.stepSeconds, heldoutSeconds = probe.evaluationSeconds
         let peak = probe.peakMemoryBytes
@@ -172,7 +169,7 @@ struct Plan: ParsableCommand {
         }
         print("memory       peak \(mib(peak)) (F32 weights \(mib(dense.total * 4)))")
         print(String(format: "time         init %@, step %.2f s (%d masks x %d x %d tokens, %@), held-out evaluation %.1f s every %d steps",
-                     ProgressBar.clock(initSeconds), stepSeconds, k, batch, seq, compute.rawValue, heldoutSeconds, evalEvery))
+                     ProgressBar.clock(initSeconds), stepSeconds, k, runData.batch, runData.seq, compute.rawValue, heldoutSeconds, evalEvery))
         print("run          \(steps) steps, about \(ProgressBar.clock(runSeconds))\(timeBudget.map { " (time budget \($0))" } ?? "")")
     }
 }
