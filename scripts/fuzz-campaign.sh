@@ -28,6 +28,10 @@ cd "$root"
 export POLICYPRUNE_SHARED="${POLICYPRUNE_SHARED:-$root/../shared}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# Every swift invocation leaves a TemporaryDirectory.* of the Swift driver in $TMPDIR (scripts/test-tiers.sh): keep
+# them, and the tests' scratch folders, inside $work.
+mkdir -p "$work/tmp"
+export TMPDIR="$work/tmp"
 report="${out:-$work/report.jsonl}"
 : > "$report"
 

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -101,9 +102,10 @@ final class OutputFile {
     }
 }
 
-/// Atomic placement of an output: everything is written under a hidden temporary name in the destination folder,
-/// then renamed into place, so a failure or a kill never leaves a partial file at the destination. A leftover
-/// temporary is removed on failure.
+/// Atomic placement of an export: everything is written under a hidden temporary name in the destination folder,
+/// then renamed into place (`AtomicFile.place`), so a failure or a kill never leaves a partial file at the
+/// destination. Adds the export's rules: the folder must exist, an existing output needs `force`, errors are
+/// `CheckpointWriteError`s, and a leftover temporary is removed on failure.
 public enum AtomicOutput {
     /// Checks that `path` may be written: its folder exists and is a folder, and `path` is absent unless `force`.
     public static func checkDestination(_ path: String, force: Bool) throws {
@@ -152,37 +154,17 @@ public enum AtomicOutput {
         try file.finish()
     }
 
-    /// Renames `temporary` to `path`. An existing `path` (only with `force`) is first moved aside, then removed.
+    /// Renames `temporary` to `path` (`AtomicFile.place`); an existing `path` only with `force`.
     private static func place(_ temporary: String, at path: String, force: Bool) throws {
-        var aside: String? = nil
-        if exists(path) {
-            guard force else { throw CheckpointWriteError.outputExists(path: path) }
-            let old = temporaryName(for: path, tag: "old")
-            if rename(path, old) != 0 {
-                throw CheckpointWriteError.unwritable(path: path, reason: "cannot move the old output aside: \(String(cString: strerror(errno)))")
-            }
-            aside = old
+        if !force && AtomicFile.exists(path) { throw CheckpointWriteError.outputExists(path: path) }
+        do { try AtomicFile.place(temporary, at: path) } catch let error as AtomicFile.Failure {
+            throw CheckpointWriteError.unwritable(path: path, reason: error.reason)
         }
-        if rename(temporary, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            if let aside { _ = rename(aside, path) }
-            throw CheckpointWriteError.unwritable(path: path, reason: reason)
-        }
-        if let aside { try? FileManager.default.removeItem(atPath: aside) }
     }
 
-    private static func exists(_ path: String) -> Bool {
-        var info = stat()
-        return lstat(path, &info) == 0
-    }
+    private static func exists(_ path: String) -> Bool { AtomicFile.exists(path) }
 
-    static func parentFolder(of path: String) -> String {
-        let folder = ((path as NSString).standardizingPath as NSString).deletingLastPathComponent
-        return folder.isEmpty ? "." : folder
-    }
+    static func parentFolder(of path: String) -> String { AtomicFile.parentFolder(of: path) }
 
-    private static func temporaryName(for path: String, tag: String) -> String {
-        let name = ((path as NSString).standardizingPath as NSString).lastPathComponent
-        return (parentFolder(of: path) as NSString).appendingPathComponent(".\(name).\(tag)-\(UUID().uuidString.prefix(8))")
-    }
+    private static func temporaryName(for path: String, tag: String) -> String { AtomicFile.temporaryName(for: path, tag: tag) }
 }

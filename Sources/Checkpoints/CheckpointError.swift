@@ -1,3 +1,5 @@
+import Essentials
+
 /// Everything that can be wrong with a checkpoint file. Every case names the file and, where there is one,
 /// the tensor or metadata key.
 public enum CheckpointError: Error, CustomStringConvertible, Equatable {
@@ -34,5 +36,24 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case .unknownArchitecture(let f, let a): return "\(f): unknown architecture '\(a)'"
         case .corrupt(let f, let r): return "\(f): corrupt: \(r)"
         }
+    }
+}
+
+extension CheckpointError {
+    /// The checkpoint form of a mapped-file error: the same case and the same text.
+    public init(_ error: MappedFileError) {
+        switch error {
+        case .fileNotFound(let file): self = .fileNotFound(file: file)
+        case .unreadable(let file, let reason): self = .unreadable(file: file, reason: reason)
+        case .truncated(let file, let what, let needed, let available):
+            self = .truncated(file: file, what: what, needed: needed, available: available)
+        }
+    }
+}
+
+extension MappedFile {
+    /// Maps a checkpoint (or any file a reader of this module reads); its errors are `CheckpointError`s.
+    public convenience init(checkpoint path: String) throws {
+        try self.init(path: path, errors: { CheckpointError($0) })
     }
 }

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 
 /// The on-disk format a checkpoint came from.
@@ -57,7 +58,7 @@ public enum CheckpointLoader {
             throw CheckpointError.fileNotFound(file: path)
         }
         if isDirectory.boolValue { return try loadHuggingFace(directory: path) }
-        let file = try MappedFile(path: path)
+        let file = try MappedFile(checkpoint: path)
         if file.count >= 4, let magic = try? file.bytes(at: 0, length: 4, "magic"), Array(magic) == Array("GGUF".utf8) {
             return try loadGGUF(path: path)
         }

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 
 /// The `gguf` export (design.md section 6): arch `llama` (or `qwen2`, `qwen3`) when every layer has the same shape,
@@ -145,7 +146,7 @@ enum GGUFExport {
     /// llama2.c `tokenizer.bin` (int32 max_token_length, then per token float32 score, int32 length, bytes) as
     /// GGUF `llama` tokenizer metadata.
     static func llama2cVocabulary(path: String, vocabSize: Int) throws -> [(String, GGUFValue)] {
-        let file = try MappedFile(path: path)
+        let file = try MappedFile(checkpoint: path)
         var reader = MappedReader(file, offset: 4)
         var tokens: [String] = [], scores: [Float] = [], types: [Int32] = []
         for id in 0..<vocabSize {

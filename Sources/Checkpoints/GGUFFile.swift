@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import Kernels
 
@@ -47,7 +48,7 @@ public final class GGUFFile: @unchecked Sendable {
     /// type, and every tensor's data range.
     public init(path: String) throws {
         self.path = path
-        file = try MappedFile(path: path)
+        file = try MappedFile(checkpoint: path)
         var reader = MappedReader(file)
         let magic = try file.bytes(at: 0, length: 4, "GGUF magic")
         guard Array(magic) == Array("GGUF".utf8) else {

@@ -1,3 +1,5 @@
+import Essentials
+
 /// The type tag of a GGUF metadata value (`enum gguf_type`).
 public enum GGUFValueType: UInt32, Sendable, CaseIterable {
     case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6, bool = 7, string = 8

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 
 /// A Hugging Face `config.json` for the LLaMA family (`llama` including Llama 3.x RoPE scaling, `mistral`, `qwen2`,
@@ -215,7 +216,7 @@ public struct HFConfig: Decodable, Sendable, Equatable {
 
     /// Parses `config.json` at `path`.
     public static func load(path: String) throws -> HFConfig {
-        let file = try MappedFile(path: path)
+        let file = try MappedFile(checkpoint: path)
         let bytes = try file.bytes(at: 0, length: file.count, "config JSON")
         let decoder = JSONDecoder()
         decoder.userInfo[fileKey] = path

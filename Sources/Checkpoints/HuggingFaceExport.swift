@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 
 /// The `hf` export: a folder with `model.safetensors` (Hugging Face names, rotate-half q/k rows), `config.json`
@@ -144,7 +145,7 @@ enum HuggingFaceExport {
 
     /// Copies a file into the folder being assembled.
     static func copy(_ source: String, to destination: String) throws {
-        let file = try MappedFile(path: source)
+        let file = try MappedFile(checkpoint: source)
         let bytes = try file.bytes(at: 0, length: file.count, "tokenizer file")
         let out = try OutputFile(creating: destination)
         try out.write(bytes)

@@ -1,3 +1,5 @@
+import Essentials
+
 /// A llama2.c legacy (version 0) checkpoint, memory-mapped: a 28-byte header of 7 int32
 /// (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len) followed by float32 tensors in a fixed
 /// order (see `models/stories260K/SOURCE.md`). A negative vocab_size means a separate classifier `wcls` at the end.
@@ -33,7 +35,7 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
     /// `wcls`), else `truncated` (too short) or `corrupt` (too long).
     public init(path: String) throws {
         self.path = path
-        file = try MappedFile(path: path)
+        file = try MappedFile(checkpoint: path)
         let names = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"]
         var header: [Int] = []
         for (i, name) in names.enumerated() {

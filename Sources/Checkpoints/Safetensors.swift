@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import Kernels
 
@@ -38,7 +39,7 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// offsets inside the data section with a byte count matching dtype and shape.
     public init(path: String) throws {
         self.path = path
-        file = try MappedFile(path: path)
+        file = try MappedFile(checkpoint: path)
         let rawLength = try file.integer(UInt64.self, at: 0, "safetensors header length")
         guard let headerLength = Int(exactly: rawLength), headerLength <= file.count - 8 else {
             throw CheckpointError.truncated(file: path, what: "safetensors JSON header", needed: Int(clamping: rawLength), available: file.count - 8)
@@ -165,7 +166,7 @@ public final class SafetensorsStore: @unchecked Sendable {
     /// tensor must be in its shard, and each shard tensor must be listed.
     public init(index path: String) throws {
         self.path = path
-        let file = try MappedFile(path: path)
+        let file = try MappedFile(checkpoint: path)
         let bytes = try file.bytes(at: 0, length: file.count, "index JSON")
         guard let json = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             throw CheckpointError.corrupt(file: path, reason: "not a JSON object")

@@ -1,10 +1,19 @@
+import Essentials
 import Foundation
 
 /// Reading text and JSON-lines files (gunzipping `.gz`), with errors that name the file.
 public enum TextFiles {
-    /// The file's bytes (decompressed when the name ends in `.gz`).
+    /// The file's bytes, decompressed when the name ends in `.gz` (a damaged stream is `CorpusError.corrupt`).
     public static func bytes(_ url: URL) throws -> Data {
-        try Gzip.readFile(url)
+        guard FileManager.default.fileExists(atPath: url.path) else { throw CorpusError.fileNotFound(file: url.path) }
+        let raw: Data
+        do { raw = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw CorpusError.unreadable(file: url.path, reason: "\(error)")
+        }
+        guard url.pathExtension == "gz" else { return raw }
+        do { return try Gzip.decompress(raw, file: url.path) } catch let error as GzipError {
+            throw CorpusError.corrupt(file: error.file, reason: error.reason)
+        }
     }
 
     /// The file decoded as UTF-8; invalid UTF-8 is an error, not replaced.

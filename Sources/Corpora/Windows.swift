@@ -1,3 +1,5 @@
+import Essentials
+
 /// Non-overlapping evaluation windows over a tokenized text (spec §4.4): windows of `context` tokens with stride
 /// `context`, the remainder after the last full window dropped, optionally only the first `limit` windows.
 public struct EvalWindows: Sendable, Equatable {
@@ -30,37 +32,6 @@ public struct EvalWindows: Sendable, Equatable {
     public var predictedTokens: Int { windows.count * (context - 1) }
     /// Tokens of the text not in any used window (the remainder, plus whole windows cut off by `limit`).
     public var droppedTokens: Int { totalTokens - tokensUsed }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator, so Corpora needs no dependency on Kernels.
-/// Its stream is fixed by the algorithm, so a seed gives the same sample on every platform and Swift version.
-public struct SplitMix64: RandomNumberGenerator, Codable, Sendable, Equatable {
-    /// The whole generator state.
-    public private(set) var state: UInt64
-
-    /// A generator seeded with `seed`.
-    public init(seed: UInt64) { state = seed }
-
-    /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform integer in `0..<bound` (Lemire's multiply-shift with rejection, so no modulo bias).
-    public mutating func uniform(below bound: Int) -> Int {
-        precondition(bound > 0, "uniform(below:) needs a positive bound")
-        let b = UInt64(bound)
-        var product = next().multipliedFullWidth(by: b)
-        if product.low < b {
-            let threshold = (0 &- b) % b
-            while product.low < threshold { product = next().multipliedFullWidth(by: b) }
-        }
-        return Int(product.high)
-    }
 }
 
 /// Calibration samples from documents (C4 train), tokenized by a closure so this module needs no model.

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 
 /// One multiple-choice example as lm-evaluation-harness 0.4.5 builds its loglikelihood requests (0-shot):

@@ -1,5 +1,6 @@
-import Foundation
 import Corpora
+import Essentials
+import Foundation
 
 /// Locates and reads the shared fixtures, models and data (`../shared` beside the package root, or
 /// `$POLICYPRUNE_SHARED`). Tests that need them fail, never skip, when they are missing.

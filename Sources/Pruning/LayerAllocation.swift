@@ -1,4 +1,5 @@
 import Checkpoints
+import Essentials
 import Foundation
 import Kernels
 

@@ -1,5 +1,6 @@
-import Foundation
 import Checkpoints
+import Essentials
+import Foundation
 import Kernels
 import Transformer
 

@@ -1,5 +1,6 @@
-import Foundation
 import Checkpoints
+import Essentials
+import Foundation
 import Transformer
 
 /// A JSON value for free-form option records (method options of a plan). JSON does not distinguish `2` from `2.0`:

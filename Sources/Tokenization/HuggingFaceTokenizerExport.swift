@@ -1,4 +1,5 @@
 import Checkpoints
+import Essentials
 import Foundation
 
 /// Converts a GGUF tokenizer (`tokenizer.ggml.*`) into the files Hugging Face `tokenizers` and transformers read

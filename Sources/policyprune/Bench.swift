@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Corpora
+import Essentials
 import Foundation
 import Kernels
 import Tokenization

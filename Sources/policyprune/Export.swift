@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoints
+import Essentials
 import Foundation
 import Pruning
 import Tokenization
@@ -45,7 +46,7 @@ struct Export: ParsableCommand {
         if let planPath = plan {
             let prunePlan = try PlanOptions.read(planPath, option: "--plan")
             // The same identity rule as every --plan: shapes, ids, parameter count and (when recorded) sha256.
-            let hash = try ModelIdentity.sha256(path: model.model)
+            let hash = try modelSHA256(model.model)
             do {
                 try prunePlan.validate(against: original, modelSHA256: hash)
                 (config, weights) = try prunePlan.compact(config: original, weights: checkpoint.weights)

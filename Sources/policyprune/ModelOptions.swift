@@ -18,11 +18,17 @@ struct ModelOptions: ParsableArguments {
         let tokenizer: TokenizerSource
         let model: LanguageModel
         let seconds: Double
+
+        /// The tokenizer that goes with the model.
+        func loadTokenizer() throws -> any Tokenizer { try TokenizerLoader.load(tokenizer) }
     }
 
     /// Loads the model. The checkpoint's canonical weights are handed over to the `LanguageModel` (not kept here), so
     /// the process holds one copy of the weights.
-    func load() throws -> Loaded {
+    func load() throws -> Loaded { try Self.load(path: model) }
+
+    /// Loads the model at `path` (as `load()` does for `--model`).
+    static func load(path model: String) throws -> Loaded {
         let t0 = Date()
         var checkpoint = try CheckpointLoader.load(path: model)
         let weights = checkpoint.weights
@@ -32,9 +38,8 @@ struct ModelOptions: ParsableArguments {
         return Loaded(path: checkpoint.path, tokenizer: checkpoint.tokenizer, model: lm, seconds: Date().timeIntervalSince(t0))
     }
 
-    func loadTokenizer(_ loaded: Loaded) throws -> any Tokenizer {
-        try TokenizerLoader.load(loaded.tokenizer)
-    }
+    /// The tokenizer that goes with a loaded model.
+    func loadTokenizer(_ loaded: Loaded) throws -> any Tokenizer { try loaded.loadTokenizer() }
 
     /// The tokenizer alone, without reading the weights.
     func loadTokenizerOnly() throws -> any Tokenizer {

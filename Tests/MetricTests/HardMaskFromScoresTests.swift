@@ -1,3 +1,4 @@
+import Essentials
 import Checkpoints
 import Corpora
 import FixtureSupport

@@ -1,4 +1,5 @@
 import XCTest
+import Essentials
 import FixtureSupport
 import Checkpoints
 @testable import Pruning
@@ -92,17 +93,12 @@ final class ProjectionTests: XCTestCase {
     }
 }
 
-/// A tiny deterministic uniform [0,1) source for test inputs (independent of the library's RNG).
+/// A tiny deterministic uniform [0,1) source for test inputs: Essentials' SplitMix64 (its stream is pinned to
+/// Vigna's reference values by `WindowsTests`), 53 bits a draw.
 struct SplitRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Double((z ^ (z >> 31)) >> 11) * 0x1p-53
-    }
+    var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+    mutating func next() -> Double { Double(generator.next() >> 11) * 0x1p-53 }
 }
 
 /// A uniform toy config: hidden 8, head dim 4.

@@ -1,3 +1,4 @@
+import Essentials
 import Corpora
 import Foundation
 import XCTest

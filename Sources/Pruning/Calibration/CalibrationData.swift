@@ -1,4 +1,5 @@
 import Corpora
+import Essentials
 import Foundation
 
 /// Calibration windows for the metric scorers, with a record of where they came from (the plan stores the

@@ -1,5 +1,6 @@
 import Checkpoints
 import Corpora
+import Essentials
 import Transformer
 
 /// Which norm the magnitude metric takes of a structure's coupled weights.

@@ -1,4 +1,5 @@
 import Checkpoints
+import Essentials
 import Transformer
 
 /// The options of a metric-based plan (`policyprune score`): which metric, what to remove and how much.

@@ -1,4 +1,5 @@
 import Corpora
+import Essentials
 
 /// The order in which calibration blocks are visited: epochs of a seeded Fisher–Yates permutation (SplitMix64),
 /// consumed `batchSize` blocks at a time; a partial tail is skipped and a new permutation drawn (like a DataLoader

@@ -1,5 +1,6 @@
 import Checkpoints
 import Corpora
+import Essentials
 import Foundation
 import Kernels
 
@@ -103,43 +104,5 @@ public struct ScoresFile: Codable, Sendable, Equatable {
             }
         }
         return file
-    }
-}
-
-/// sha256 of a model: of the file itself, or for a folder of the sorted list of its top-level regular files with
-/// their own sha256 (`name sha256\n` lines), the same identity `policyprune score` / `--plan` use.
-public enum ModelFingerprint {
-    /// The hex digest.
-    public static func sha256(path: String) throws -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw RunError.unreadable(path: path, reason: "no such file")
-        }
-        guard isDirectory.boolValue else { return try fileSHA256(path) }
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-        var lines = ""
-        for name in names {
-            let full = (path as NSString).appendingPathComponent(name)
-            var sub: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: full, isDirectory: &sub), !sub.boolValue else { continue }
-            lines += name + " " + (try fileSHA256(full)) + "\n"
-        }
-        return SHA256.hex(lines)
-    }
-
-    /// Streams one file through SHA-256 in 4 MiB pieces.
-    public static func fileSHA256(_ path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw RunError.unreadable(path: path, reason: "cannot open") }
-        defer { try? handle.close() }
-        var digest = SHA256()
-        while true {
-            let chunk: Data
-            do { chunk = try handle.read(upToCount: 4 << 20) ?? Data() } catch {
-                throw RunError.unreadable(path: path, reason: "\(error.localizedDescription)")
-            }
-            if chunk.isEmpty { break }
-            digest.update(chunk)
-        }
-        return digest.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }

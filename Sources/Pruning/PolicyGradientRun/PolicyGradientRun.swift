@@ -1,5 +1,6 @@
 import Checkpoints
 import Corpora
+import Essentials
 import Foundation
 import Kernels
 import Transformer

@@ -1,11 +1,7 @@
 import Corpora
+import Essentials
 import Foundation
 import Kernels
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Every piece of state a run needs to continue exactly (design.md decision 4): the optimizer state (scores,
 /// baseline, schedule position), the iteration counter, the mask generator and the data order.
@@ -172,49 +168,4 @@ public struct CheckpointStore: Sendable {
 struct CheckpointFault: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// Writing a file so that its final name only ever holds complete contents: write to a temporary name, fsync,
-/// rename over the final name, fsync the folder.
-public enum AtomicFile {
-    /// A failed write; the temporary file has been removed.
-    public struct Failure: Error, CustomStringConvertible {
-        /// The system's reason (e.g. "No space left on device").
-        public let reason: String
-        /// The reason.
-        public var description: String { reason }
-    }
-
-    /// Writes `data` to `url` via `temporary` (default: `.tmp-<name>` beside it).
-    public static func write(_ data: Data, to url: URL, temporary: URL? = nil) throws {
-        let tmp = temporary ?? url.deletingLastPathComponent().appendingPathComponent(".tmp-" + url.lastPathComponent)
-        // O_TRUNC without O_EXCL: a temporary left by a killed run is simply overwritten.
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw Failure(reason: String(cString: strerror(errno))) }
-        var failed: String?
-        data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                #if canImport(Glibc)
-                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-                #else
-                let n = Darwin.write(fd, raw.baseAddress! + done, raw.count - done)
-                #endif
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failed = String(cString: strerror(errno)); return
-                }
-                done += n
-            }
-        }
-        if failed == nil, fsync(fd) != 0 { failed = String(cString: strerror(errno)) }
-        if close(fd) != 0, failed == nil { failed = String(cString: strerror(errno)) }
-        if failed == nil, rename(tmp.path, url.path) != 0 { failed = String(cString: strerror(errno)) }
-        if let failed {
-            unlink(tmp.path)
-            throw Failure(reason: failed)
-        }
-        let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
-    }
 }

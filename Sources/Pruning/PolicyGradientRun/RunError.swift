@@ -1,3 +1,5 @@
+import Essentials
+
 /// Errors of a policy-gradient run directory. Every case names the path or the option.
 public enum RunError: Error, CustomStringConvertible, Equatable {
     /// A new run was asked for in a folder that already holds one.

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import Transformer
 
@@ -137,7 +138,9 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
     public var channelMultiple: Int?
 
     /// The policy's name: `structures` (the paper's) or `allocation`.
-    public var policyName: String { allocation == nil ? "structures" : "allocation" }
+    public var policyName: String { policy.rawValue }
+    /// The policy the run learns.
+    public var policy: RunPolicy { allocation == nil ? .structures : .allocation }
 
     /// Options of a new run (current format version).
     public init(toolVersion: String, model: ModelRecord, seed: UInt64, rate: Double, granularity: String = "channels",
@@ -255,4 +258,10 @@ public struct PolicyGradientRunOptions: Codable, Sendable, Equatable {
             ["allocation_sigma": .number(a.sigma), "allocation_learning_rate": .number(a.learningRate.initial)]
         } ?? [:]) { a, _ in a }
     }
+}
+
+/// The policy a run learns (`prune --policy`): the paper's Bernoulli keep probability per KV group and channel, or
+/// PolicyPrune's Gaussian policy over each layer's kept fraction per kind (`LayerAllocation`).
+public enum RunPolicy: String, CaseIterable, Sendable {
+    case structures, allocation
 }

@@ -21,11 +21,11 @@ struct Inflater {
         self.member = member
     }
 
-    private func fail(_ reason: String) -> CorpusError {
-        .corrupt(file: file, reason: member == 0 ? reason : "member \(member + 1): \(reason)")
+    private func fail(_ reason: String) -> GzipError {
+        GzipError(file: file, reason: member == 0 ? reason : "member \(member + 1): \(reason)")
     }
 
-    private var truncated: CorpusError { fail("truncated (compressed data ends inside a DEFLATE block)") }
+    private var truncated: GzipError { fail("truncated (compressed data ends inside a DEFLATE block)") }
 
     /// Bits consumed so far are beyond the input: the stream was cut.
     private var overran: Bool { pos * 8 - bitCount > end * 8 }

@@ -4,8 +4,18 @@ import Glibc
 import Darwin
 #endif
 
+/// What can go wrong reading a mapped file; the owner of the file turns it into its own typed error (`errors`).
+public enum MappedFileError: Error, Equatable, Sendable {
+    /// No file at the path.
+    case fileNotFound(file: String)
+    /// The file exists but cannot be opened, is a folder, or cannot be mapped.
+    case unreadable(file: String, reason: String)
+    /// A read of `needed` bytes (`what`) does not fit: only `available` bytes are left.
+    case truncated(file: String, what: String, needed: Int, available: Int)
+}
+
 /// A whole file memory-mapped read-only. Every read is bounds-checked against the file size first and throws
-/// `CheckpointError.truncated` naming the file and what was being read; nothing is copied until asked for.
+/// `truncated` (through `errors`) naming the file and what was being read; nothing is copied until asked for.
 public final class MappedFile: @unchecked Sendable {
     // @unchecked Sendable: the mapping is read-only and never changes after init, so sharing it is safe.
 
@@ -15,28 +25,31 @@ public final class MappedFile: @unchecked Sendable {
     public let count: Int
     /// Start of the mapping (nil for an empty file, which has no mapping).
     public let base: UnsafeRawPointer?
+    /// Turns a `MappedFileError` into the error the owner's callers expect (Checkpoints: `CheckpointError`).
+    public let errors: @Sendable (MappedFileError) -> Error
 
-    /// Maps `path` read-only. Throws `fileNotFound` / `unreadable`.
-    public init(path: String) throws {
+    /// Maps `path` read-only. Throws `fileNotFound` / `unreadable`, each passed through `errors`.
+    public init(path: String, errors: @escaping @Sendable (MappedFileError) -> Error) throws {
         self.path = path
+        self.errors = errors
         let fd = open(path, O_RDONLY)
         if fd < 0 {
             let code = errno
-            if code == ENOENT { throw CheckpointError.fileNotFound(file: path) }
-            throw CheckpointError.unreadable(file: path, reason: String(cString: strerror(code)))
+            if code == ENOENT { throw errors(.fileNotFound(file: path)) }
+            throw errors(.unreadable(file: path, reason: String(cString: strerror(code))))
         }
         defer { close(fd) }
         var info = stat()
         if fstat(fd, &info) != 0 {
-            throw CheckpointError.unreadable(file: path, reason: String(cString: strerror(errno)))
+            throw errors(.unreadable(file: path, reason: String(cString: strerror(errno))))
         }
         if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw CheckpointError.unreadable(file: path, reason: "is a directory")
+            throw errors(.unreadable(file: path, reason: "is a directory"))
         }
         count = Int(info.st_size)
         if count == 0 { base = nil; return }
         guard let mapped = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
-            throw CheckpointError.unreadable(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+            throw errors(.unreadable(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))"))
         }
         base = UnsafeRawPointer(mapped)
     }
@@ -63,7 +76,7 @@ public final class MappedFile: @unchecked Sendable {
     @inline(__always)
     public func check(_ offset: Int, _ length: Int, _ what: @autoclosure () -> String) throws {
         if offset < 0 || length < 0 || offset > count || length > count - offset {
-            throw CheckpointError.truncated(file: path, what: what(), needed: length, available: max(0, count - max(0, offset)))
+            throw errors(.truncated(file: path, what: what(), needed: length, available: max(0, count - max(0, offset))))
         }
     }
 

@@ -2,7 +2,7 @@
 /// need this: Swift `String` equality is canonical equivalence, so a `[String: Any]` (and so
 /// `JSONSerialization`) would fold distinct tokens such as U+03AF "ί" and U+1F77 "ί" (both in LLaMA's
 /// SentencePiece vocabulary) into one key.
-indirect enum JSONWriter {
+public indirect enum JSONWriter: Sendable {
     case null
     case bool(Bool)
     case int(Int)
@@ -12,7 +12,7 @@ indirect enum JSONWriter {
 
     /// UTF-8 JSON text. `pretty` puts each member of an object, and each element of an array that holds
     /// objects or arrays, on its own line (two-space indent); arrays of scalars stay on one line.
-    func encoded(pretty: Bool) -> [UInt8] {
+    public func encoded(pretty: Bool) -> [UInt8] {
         var out: [UInt8] = []
         write(into: &out, pretty: pretty, depth: 0)
         if pretty { out.append(0x0A) }

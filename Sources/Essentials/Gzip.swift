@@ -1,15 +1,25 @@
 import Foundation
 
+/// A gzip stream that does not decode: the file it came from (as the caller named it) and what is wrong.
+public struct GzipError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The name used in the message (the path the bytes came from).
+    public let file: String
+    /// What is wrong (header, code, distance, truncation, checksum, trailing bytes).
+    public let reason: String
+    /// `<file>: corrupt: <reason>`, the text of Corpora's `corrupt` error.
+    public var description: String { "\(file): corrupt: \(reason)" }
+}
+
 /// gzip (RFC 1952) / DEFLATE (RFC 1951) decompression in pure Swift, so that data sets read without zlib.
 ///
 /// Every member's CRC-32 and ISIZE are checked; concatenated members are decoded in order and their outputs joined
 /// (as `gzip -d` does). Any malformed header, invalid code, distance reaching before the member's output, truncation,
-/// bad checksum or trailing bytes that are not a gzip member throw `CorpusError.corrupt` naming `file`.
+/// bad checksum or trailing bytes that are not a gzip member throw `GzipError` naming `file`.
 public enum Gzip {
     /// Decompresses a whole gzip stream (one member or several concatenated members).
     /// - Parameter file: the name used in errors (the path the bytes came from).
     public static func decompress(_ data: Data, file: String = "<gzip>") throws -> Data {
-        guard !data.isEmpty else { throw CorpusError.corrupt(file: file, reason: "empty gzip stream") }
+        guard !data.isEmpty else { throw GzipError(file: file, reason: "empty gzip stream") }
         return try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Data in
             let input = raw.bindMemory(to: UInt8.self)
             var output = OutputBuffer(initialCapacity: initialCapacity(input))
@@ -30,16 +40,6 @@ public enum Gzip {
         }
     }
 
-    /// Reads a file and decompresses it when its name ends in `.gz`; returns the bytes unchanged otherwise.
-    public static func readFile(_ url: URL) throws -> Data {
-        guard FileManager.default.fileExists(atPath: url.path) else { throw CorpusError.fileNotFound(file: url.path) }
-        let raw: Data
-        do { raw = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw CorpusError.unreadable(file: url.path, reason: "\(error)")
-        }
-        return url.pathExtension == "gz" ? try decompress(raw, file: url.path) : raw
-    }
-
     /// ISIZE of the last member (the uncompressed size mod 2^32) is a good first guess for the output size.
     private static func initialCapacity(_ input: UnsafeBufferPointer<UInt8>) -> Int {
         let n = input.count
@@ -51,8 +51,8 @@ public enum Gzip {
     /// Decodes the member starting at `start`; returns the offset just past its trailer.
     private static func decodeMember(_ input: UnsafeBufferPointer<UInt8>, from start: Int, into output: inout OutputBuffer,
                                      file: String, member: Int) throws -> Int {
-        func fail(_ reason: String) -> CorpusError {
-            .corrupt(file: file, reason: member == 0 ? reason : "member \(member + 1): \(reason)")
+        func fail(_ reason: String) -> GzipError {
+            GzipError(file: file, reason: member == 0 ? reason : "member \(member + 1): \(reason)")
         }
         var p = start
         guard input.count - p >= 18 else {

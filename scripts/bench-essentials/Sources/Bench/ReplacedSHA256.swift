@@ -1,8 +1,8 @@
 import Foundation
 
-/// SHA-256 (FIPS 180-4), used to identify data files and token-id lists (`plan.json` hashes, fixture checks).
+/// The pure-Swift SHA-256 that Essentials used before swift-crypto (commit 05f6b2a), kept here only to measure it.
 /// Foundation on Linux has no CryptoKit, and one small pure-Swift digest avoids a dependency.
-public struct SHA256 {
+public struct ReplacedSHA256 {
     private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var pending: [UInt8] = []
     private var totalBytes: UInt64 = 0
@@ -89,7 +89,7 @@ public struct SHA256 {
 
     /// The lowercase hex SHA-256 of `data`.
     public static func hex(_ data: Data) -> String {
-        var digest = SHA256()
+        var digest = ReplacedSHA256()
         digest.update(data)
         return digest.finalize().map { String(format: "%02x", $0) }.joined()
     }

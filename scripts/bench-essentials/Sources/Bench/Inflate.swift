@@ -1,0 +1,1 @@
+../../../../Sources/Essentials/Inflate.swift
