@@ -118,12 +118,18 @@ extension WeightAssembly {
                     out.append(TensorRecord(name: names.layer(i, .qNorm), shape: [spec.headDim], values: qNorm))
                     out.append(TensorRecord(name: names.layer(i, .kNorm), shape: [spec.headDim], values: kNorm))
                 }
+                if let n = w.postAttentionNorm {
+                    out.append(TensorRecord(name: names.layer(i, .postAttentionNorm), shape: [d], values: n))
+                }
             }
             if spec.hasMLP {
                 out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: w.mlpNorm))
                 out.append(TensorRecord(name: names.layer(i, .gate), shape: [spec.ffnDim, d], values: w.gate))
                 out.append(TensorRecord(name: names.layer(i, .up), shape: [spec.ffnDim, d], values: w.up))
                 out.append(TensorRecord(name: names.layer(i, .down), shape: [d, spec.ffnDim], values: w.down))
+                if let n = w.postMLPNorm {
+                    out.append(TensorRecord(name: names.layer(i, .postMLPNorm), shape: [d], values: n))
+                }
             }
         }
         out.append(TensorRecord(name: names.finalNorm, shape: [d], values: weights.finalNorm))

@@ -106,6 +106,8 @@ extension ModelConfig {
             norms += (spec.hasAttention ? d : 0) + (spec.hasMLP ? d : 0)
             // Qwen3's per-head q/k norms: shared by every head, so no KV group removes them.
             if queryKeyNorm && spec.hasAttention { norms += 2 * spec.headDim }
+            // Gemma's post-sublayer norms go with their sublayer.
+            if postSublayerNorms { norms += (spec.hasAttention ? d : 0) + (spec.hasMLP ? d : 0) }
         }
         return ParameterCount(attention: attention, mlp: mlp, embeddings: vocabSize * d,
                               head: tiedEmbeddings ? 0 : vocabSize * d, norms: norms)

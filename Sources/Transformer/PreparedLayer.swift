@@ -34,6 +34,10 @@ struct PreparedLayer: Sendable {
     let wGateUp: [Float]
     /// [hidden, ffnDim]
     let wDown: [Float]
+    /// RMSNorm weights [hidden] of the attention and MLP outputs before the residual add (Gemma), or nil. Like the
+    /// q/k norms they act on the whole residual width, so pruning never gathers them.
+    let postAttentionNorm: [Float]?
+    let postMLPNorm: [Float]?
     /// The projections in int8 (then `wqkv`, `wo`, `wGateUp` and `wDown` are empty), or nil for Float32.
     let int8: Int8Projections?
 
@@ -59,6 +63,8 @@ struct PreparedLayer: Sendable {
         mlpNorm = f.mlpNorm
         qNorm = f.qNorm
         kNorm = f.kNorm
+        postAttentionNorm = f.postAttentionNorm
+        postMLPNorm = f.postMLPNorm
         var qkvInt8 = Int8Matrix.empty(columns: hidden)
         var oInt8 = Int8Matrix.empty(columns: 0)
         var gateUpInt8 = Int8Matrix.empty(columns: hidden)
