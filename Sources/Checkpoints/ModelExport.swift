@@ -87,6 +87,22 @@ public enum ModelExporter {
         return config.layers.allSatisfy { $0 == first }
     }
 
+    /// Refuses a model whose family options the target cannot express: the Gemma parts (scaled embeddings,
+    /// post-sublayer norms, GELU-tanh, sliding windows, a non-default attention scale) exist only in GGUF's
+    /// `gemma3` (whose loader implies the window pattern, local RoPE base and scale), so any other target
+    /// (`arch` `llama`, `deci`, `qwen2`, `qwen3`, or an hf folder) would silently compute another model.
+    static func checkFamilyFits(_ config: ModelConfig, arch: String, format: String) throws {
+        var parts: [String] = []
+        if config.embeddingScale != nil { parts.append("scaled input embeddings") }
+        if config.postSublayerNorms { parts.append("post-sublayer norms") }
+        if config.mlpActivation != .silu { parts.append("\(config.mlpActivation.rawValue) MLP") }
+        if config.localAttention != nil { parts.append("sliding-window layers") }
+        if config.attentionScale != nil { parts.append("attention scale") }
+        guard !parts.isEmpty, arch != "gemma3" else { return }
+        throw CheckpointWriteError.unsupportedModel(format: format, reason:
+            "\(config.architecture) has \(parts.joined(separator: ", ")), which \(arch) cannot express; export a gemma3 model as gguf (one width per layer)")
+    }
+
     /// File size in bytes (0 when unreadable).
     static func size(of path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
