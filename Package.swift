@@ -43,8 +43,9 @@ let package = Package(
         // Fixtures/ holds the generated dequantisation fixture and the script that made it; tests read it via #filePath.
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "Checkpoints", "FixtureSupport"], swiftSettings: plain),
-        // Fixtures/families holds tiny transformers-made models of each family and the script that made them.
-        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
+        // Fixtures/families holds tiny transformers-made models of each family and the script that made them;
+        // Fixtures/gemma3 the long-sequence golden values of the real Gemma 3 270M and their script.
+        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenization", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
         .testTarget(name: "CorporaTests", dependencies: ["Corpora", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "FixtureSupport"], swiftSettings: plain),
