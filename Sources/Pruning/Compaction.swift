@@ -35,6 +35,8 @@ public enum Compaction {
                 // Per-head norms are shared by every head: kept whole.
                 out.qNorm = w.qNorm
                 out.kNorm = w.kNorm
+                // Gemma's post-attention norm acts on the residual width: kept whole, gone with the sublayer.
+                out.postAttentionNorm = w.postAttentionNorm
             }
             if compacted.hasMLP {
                 let channels = kept.keptChannels
@@ -42,6 +44,7 @@ public enum Compaction {
                 out.gate = rows(w.gate, blocks: channels, blockRows: 1, columns: d)
                 out.up = rows(w.up, blocks: channels, blockRows: 1, columns: d)
                 out.down = columns(w.down, rows: d, columns: original.ffnDim, blocks: channels, blockWidth: 1)
+                out.postMLPNorm = w.postMLPNorm
             }
             layers.append(out)
         }
