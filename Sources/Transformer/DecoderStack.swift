@@ -78,15 +78,6 @@ extension PreparedModel {
                                                          scaling: config.ropeScaling(layer: li))
             ropeTables[key] = RotaryTable(inverseFrequencies: invFreq, positions: maxPosition)
         }
-        /// x += RMSNorm(sublayer output) with `norm` (Gemma's post-sublayer norms): the output is projected into
-        /// `scratch` ([n, d]), normalised in place and added, instead of accumulated straight into x.
-        func addNormalised(_ scratch: UnsafeMutablePointer<Float>, norm: [Float], into x: UnsafeMutablePointer<Float>) {
-            norm.withUnsafeBufferPointer { w in
-                Ops.rmsNorm(scratch, weight: w.baseAddress!, out: scratch, rows: n, dim: d, eps: config.normEpsilon)
-            }
-            for r in 0..<n { Ops.add(scratch + r * d, into: x + r * d, count: d) }
-        }
-
         /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
         /// int8 weights when it has them, else its Float32 weights.
         func project(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, outputs: Int,
@@ -101,6 +92,22 @@ extension PreparedModel {
             bias?.withUnsafeBufferPointer { bb in
                 for r in 0..<n { Ops.add(bb.baseAddress!, into: out + r * outputs, count: outputs) }
             }
+        }
+
+        /// x += input[n, inputs] · Wᵀ, the sublayer's output into the residual stream. With a post-sublayer norm
+        /// (Gemma) the output goes to `scratch` ([n, d], free at that point) instead, is RMS-normalised in place,
+        /// then added.
+        func addToResidual(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, postNorm: [Float]?,
+                           x: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+            guard let postNorm else {
+                project(input, int8: int8, f32: f32, inputs: inputs, outputs: d, out: x, accumulate: true)
+                return
+            }
+            project(input, int8: int8, f32: f32, inputs: inputs, outputs: d, out: scratch, accumulate: false)
+            postNorm.withUnsafeBufferPointer { w in
+                Ops.rmsNorm(scratch, weight: w.baseAddress!, out: scratch, rows: n, dim: d, eps: config.normEpsilon)
+            }
+            for r in 0..<n { Ops.add(scratch + r * d, into: x + r * d, count: d) }
         }
 
         x.withUnsafeMutableBufferPointer { xb in
@@ -146,15 +153,9 @@ extension PreparedModel {
                                             }
                                             attend(layer, li, qp, ap)
                                             observer?.observe(layer: li, point: .outputProjectionInput, values: ap, rows: n, width: layer.queryDim)
-                                            if let post = layer.postAttentionNorm {
-                                                // `normed` is free once q/k/v are projected.
-                                                project(ap, int8: layer.int8?.o, f32: layer.wo, inputs: layer.queryDim, outputs: d,
-                                                        out: np, accumulate: false)
-                                                addNormalised(np, norm: post, into: xp)
-                                            } else {
-                                                project(ap, int8: layer.int8?.o, f32: layer.wo, inputs: layer.queryDim, outputs: d,
-                                                        out: xp, accumulate: true)
-                                            }
+                                            // `normed` is free once q/k/v are projected.
+                                            addToResidual(ap, int8: layer.int8?.o, f32: layer.wo, inputs: layer.queryDim,
+                                                          postNorm: layer.postAttentionNorm, x: xp, scratch: np)
                                         }
                                         observer?.observe(layer: li, point: .mlpInput, values: xp, rows: n, width: d)
                                         if layer.mlp {
@@ -168,14 +169,8 @@ extension PreparedModel {
                                             case .geluTanh: Ops.geluTanhGLU(gp, out: actp, rows: n, width: layer.ffnDim)
                                             }
                                             observer?.observe(layer: li, point: .downProjectionInput, values: actp, rows: n, width: layer.ffnDim)
-                                            if let post = layer.postMLPNorm {
-                                                project(actp, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim, outputs: d,
-                                                        out: np, accumulate: false)
-                                                addNormalised(np, norm: post, into: xp)
-                                            } else {
-                                                project(actp, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim, outputs: d,
-                                                        out: xp, accumulate: true)
-                                            }
+                                            addToResidual(actp, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim,
+                                                          postNorm: layer.postMLPNorm, x: xp, scratch: np)
                                         }
                                         observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)
                                     }
