@@ -182,6 +182,26 @@ final class Gemma3GoldenTests: XCTestCase {
         }
     }
 
+    /// The packed zero-shot forward (`scoreContinuations`: a shared context segment, continuations attending to it)
+    /// applies the same windows: two continuations of a 540-token context, so positions past 512 see fewer keys on
+    /// the local layers, score as the batched forward of each whole sequence does (1e-4 nats per token: the two
+    /// paths sum in another order).
+    func testPackedContinuationsPastTheWindowMatchTheBatchedForward() throws {
+        let model = try Self.load().model.dense
+        let ids = try Self.long().ids
+        let a = ContinuationRequest(tokens: Array(ids[0..<600]), scoredCount: 60)
+        let b = ContinuationRequest(tokens: Array(ids[0..<540]) + Array(ids[100..<120]), scoredCount: 20)
+        let scores = try model.scoreContinuations([[a, b]])[0]
+        for (request, score) in zip([a, b], scores) {
+            let nll = try model.tokenNLL([request.tokens])[0]
+            let n = request.tokens.count
+            let batched = ((n - request.scoredCount)..<n).map { -nll[$0 - 1] }
+            if let failure = compareAll(score.tokenLogProbabilities, batched, Tolerance(absolute: 1e-4), "packed vs batched, \(n) tokens") {
+                XCTFail(failure)
+            }
+        }
+    }
+
     /// Each Gemma part changes the output beyond the tolerance: the fixture tests it. Without the local layers'
     /// RoPE base (all layers global) the short prompts move; without the window (local base kept) only positions
     /// past 512 move.
