@@ -13,7 +13,7 @@ enum GGUFExport {
             // (n_ff(), n_head()), and have no way to drop a sublayer; the deci graph has none of Gemma's norms,
             // scaled embeddings, GELU or sliding windows. Refused before anything is written.
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason:
-                "gemma3 with per-layer shapes (\(shapeSummary(request.config))) has no llama.cpp architecture: its gemma3 loader needs every layer as wide as layer 0 with both sublayers; prune to one width per layer (e.g. --scope per-layer, attention rate 0) or export as hf")
+                "gemma3 with per-layer shapes (\(shapeSummary(request.config))) has no llama.cpp architecture: its gemma3 loader needs every layer as wide as layer 0 with both sublayers, and no other format computes Gemma; prune to one width per layer (--scope per-layer, --attention-rate 0, an MLP rate that keeps a multiple of --channel-multiple, e.g. 0.3125)")
         }
         try ModelExporter.checkFamilyFits(request.config, arch: uniform ? source : "deci", format: "GGUF")
         let arch = uniform ? (["qwen2", "qwen3", "gemma3"].contains(source) ? source : "llama") : "deci"
