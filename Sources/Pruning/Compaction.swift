@@ -21,7 +21,14 @@ public enum Compaction {
             if compacted.hasAttention {
                 let hd = original.headDim, g = original.groupSize
                 let groups = kept.keptKVGroups
-                let heads = groups.flatMap { group in (0..<g).map { group * g + $0 } }
+                let heads = kept.queryHeads(original)
+                // A compacted layer maps query head h to KV group h / (heads / groups): every kept group must keep
+                // the same number of heads (always so with one KV head, as Gemma 3 270M).
+                let perGroup = groups.map { group in heads.filter { $0 / g == group }.count }
+                if Set(perGroup).count > 1 {
+                    throw PruningError.invalidValue(key: "layers[\(i)].kept_query_heads", value: "\(heads)",
+                                                    reason: "KV groups keep \(perGroup) query heads; a compacted model needs the same number in each")
+                }
                 out.attentionNorm = w.attentionNorm
                 out.wq = rows(w.wq, blocks: heads, blockRows: hd, columns: d)
                 out.wk = rows(w.wk, blocks: groups, blockRows: hd, columns: d)

@@ -85,8 +85,11 @@ extension LayerSpec {
     public func mlpChannelParameterCost(hiddenSize d: Int) -> Int { 3 * d }
 
     /// Attention projection parameters of this layer (0 when the sublayer is absent).
+    /// Counted per head (q rows and o columns per query head, k and v rows per KV head), so it also holds after
+    /// the query-head granularity left groups of unequal size.
     public func attentionParameters(hiddenSize d: Int, attentionBias: Bool) -> Int {
-        hasAttention ? kvHeads * kvGroupParameterCost(hiddenSize: d, attentionBias: attentionBias) : 0
+        guard hasAttention else { return 0 }
+        return (2 * queryHeads + 2 * kvHeads) * headDim * d + (attentionBias ? (queryHeads + 2 * kvHeads) * headDim : 0)
     }
 
     /// MLP projection parameters of this layer (0 when the sublayer is absent).

@@ -189,7 +189,6 @@ extension PreparedModel {
                         batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?) {
         let hd = layer.headDim
         let stride = layer.qkvDim
-        let g = layer.queryHeads / layer.kvHeads
         let scale = attentionScale(headDim: hd)
         let window = config.attentionWindow(layer: layerIndex)
         let start = cache?.pointee.count ?? 0
@@ -199,7 +198,7 @@ extension PreparedModel {
             scores.withUnsafeMutableBufferPointer { sb in
                 let s = sb.baseAddress!
                 for h in 0..<layer.queryHeads {
-                    let grp = h / g
+                    let grp = layer.queryGroups[h]
                     let q = qkv + b * length * stride + h * hd
                     sgemm(m: length, n: keysTotal, k: hd, a: q, lda: stride, b: kBase + grp * hd, ldb: kStride,
                               transposeB: true, c: s, alpha: scale)

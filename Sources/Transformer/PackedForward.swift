@@ -38,7 +38,6 @@ extension PreparedModel {
                               out: UnsafeMutablePointer<Float>) {
         let hd = layer.headDim
         let stride = layer.qkvDim
-        let g = layer.queryHeads / layer.kvHeads
         let scale = attentionScale(headDim: hd)
         let heads = layer.queryHeads
         let longest = segments.map { $0.length + ($0.parent.map { segments[$0].length } ?? 0) }.max() ?? 0
@@ -48,7 +47,7 @@ extension PreparedModel {
             for item in range {
                 let segment = segments[item / heads]
                 let h = item % heads
-                let kvOffset = layer.queryDim + (h / g) * hd
+                let kvOffset = layer.queryDim + layer.queryGroups[h] * hd
                 let parentStart = segment.parent.map { segments[$0].start } ?? 0
                 let parentLength = segment.parent.map { segments[$0].length } ?? 0
                 // Row of key j (parent rows first, then own rows).
