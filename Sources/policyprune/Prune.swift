@@ -57,7 +57,7 @@ struct Prune: ParsableCommand {
         func supports(_ granularity: PruningGranularity) -> Bool {
             guard let metric else { return true }
             switch granularity {
-            case .channels, .heads, .layers: return metric.granularities.contains(granularity)
+            case .channels, .heads, .layers, .queryHeads: return metric.granularities.contains(granularity)
             case .sublayers: return false
             }
         }
@@ -66,7 +66,7 @@ struct Prune: ParsableCommand {
         /// influence for layers, random (the paper's random init) for sublayers, which no metric scores.
         static func defaultInit(for granularity: PruningGranularity) -> InitMethod {
             switch granularity {
-            case .channels, .heads: return .wandaSP
+            case .channels, .heads, .queryHeads: return .wandaSP
             case .layers: return .blockInfluence
             case .sublayers: return .random
             }
@@ -357,10 +357,10 @@ struct Prune: ParsableCommand {
         case .wandaSP, .magnitude, .flap, .blockInfluence, .perplexityDrop:
             let metric = method.metric!
             func initRate(_ keep: Double) -> Double { 1 - keep >= 1 ? 0.999 : max(1 - keep, 0) }
-            let options = MetricPruningOptions(metric: metric, rate: max(initRate(mu), granularity == .channels ? 0 : 1e-9),
+            let options = MetricPruningOptions(metric: metric, rate: max(initRate(mu), granularity.prunesBothKinds ? 0 : 1e-9),
                                                granularity: granularity, scope: .global,
                                                seed: seed, wandaVariant: wandaVariant == "dense" ? .dense : .initMask, batchSize: 8,
-                                               attentionRate: granularity == .channels ? initRate(muPerKind.attention) : nil)
+                                               attentionRate: granularity.prunesBothKinds ? initRate(muPerKind.attention) : nil)
             var calibration: CalibrationData? = nil
             if metric.needsCalibration {
                 calibration = try CalibrationData.c4Train(dataRoot: dataRoot, count: initWindows, length: initSeq, seed: initCalibrationSeed) {
@@ -379,7 +379,7 @@ struct Prune: ParsableCommand {
             let config = lm.config
             let attention: [[Double]], mlp: [[Double]]
             switch granularity {
-            case .channels: (attention, mlp) = (scores.attention, scores.mlp)
+            case .channels, .queryHeads: (attention, mlp) = (scores.attention, scores.mlp)
             case .heads: (attention, mlp) = (scores.attention, scores.attention.map { _ in [] })
             case .layers, .sublayers:
                 attention = config.layers.indices.map { l in

@@ -79,8 +79,8 @@ struct Score: ParsableCommand {
         for (name, v) in [("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
             if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
         }
-        if (attentionRate != nil || mlpRate != nil) && resolvedGranularity != .channels {
-            throw ValidationError("--attention-rate and --mlp-rate need --granularity channels; use --rate")
+        if (attentionRate != nil || mlpRate != nil) && !resolvedGranularity.prunesBothKinds {
+            throw ValidationError("--attention-rate and --mlp-rate need --granularity channels or query-heads; use --rate")
         }
         guard rates.mlp > 0 || (rates.attention ?? 0) > 0 else { throw ValidationError("nothing to prune: every rate is 0") }
         guard metric.granularities.contains(resolvedGranularity) else {
@@ -112,7 +112,7 @@ struct Score: ParsableCommand {
         options.channelMultiple = channelMultiple
         try options.validate()
         let loaded = try model.load()
-        let requested = resolvedGranularity == .channels ? 1 - options.keepRatios.joint(config: loaded.model.config) : rates.mlp
+        let requested = resolvedGranularity.prunesBothKinds ? 1 - options.keepRatios.joint(config: loaded.model.config) : rates.mlp
         let config = loaded.model.config
         let t0 = Date()
         var calibration: CalibrationData? = nil

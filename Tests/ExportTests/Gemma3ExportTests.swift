@@ -74,4 +74,34 @@ final class Gemma3ExportTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(format): nothing written")
         }
     }
+
+    /// The query-head granularity on the one-KV-head layers: every layer keeps 3 of its 4 query heads (a different
+    /// one dropped per layer) and its KV group. The masked forward equals the GGUF `gemma3` export with
+    /// `head_count` 3, reloaded; keeping all four heads through `keptQueryHeads` is the dense model.
+    func testQueryHeadPlanExportsAndMatchesTheMaskedForward() throws {
+        let m = try Models.gemma3()
+        let config = m.model.config
+        let allHeads = StructureMask(layers: config.layers.map {
+            StructureMask.Layer(keptKVGroups: [0], keptChannels: Array(0..<$0.ffnDim), keptQueryHeads: Array(0..<$0.queryHeads))
+        })
+        assertLogitsEqual(try m.model.prepared(mask: allHeads).logits([m.ids])[0], try m.model.dense.logits([m.ids])[0],
+                          relative: 0, "all query heads kept = dense")
+        let plan = try Plans.plan(config.layers.indices.map { l in
+            StructureMask.Layer(keptKVGroups: [0], keptChannels: Array(0..<config.layers[l].ffnDim),
+                                keptQueryHeads: (0..<4).filter { $0 != l % 4 })
+        }, for: config)
+        let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+        let compacted = try plan.compact(config: config, weights: m.model.weights)
+        XCTAssertEqual(Set(compacted.config.layers.map(\.queryHeads)), [3])
+        XCTAssertEqual(plan.keptParameters.attention, 18 * (2 * 3 + 2) * 256 * 640, "q/o of 3 heads + k/v of the group")
+        let out = (try temporaryFolder(self) as NSString).appendingPathComponent("gemma3-3heads.gguf")
+        let request = ExportRequest(config: compacted.config, weights: compacted.weights, format: .gguf, dtype: .f32,
+                                    tokenizer: m.checkpoint.tokenizer, name: "gemma3-3heads", extraFiles: [:], provenance: [:])
+        XCTAssertEqual(try ModelExporter.export(request, to: out, force: false).architecture, "gemma3")
+        let reloaded = try CheckpointLoader.load(path: out)
+        XCTAssertEqual(reloaded.config.layers[0], LayerSpec(queryHeads: 3, kvHeads: 1, headDim: 256, ffnDim: 2048))
+        XCTAssertEqual(reloaded.config.attentionScale, config.attentionScale, "the scale follows the head width, not the head count")
+        let model = try LanguageModel(config: reloaded.config, weights: reloaded.weights, file: out)
+        assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "gemma3 3-head gguf vs masked")
+    }
 }
