@@ -97,7 +97,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Pruning rate in (0, 1) of both kinds (keep ratio = 1 - rate); with equal rates, the share of attention+MLP parameters removed.") var rate: Double = 0.3
     @Option(help: "Pruning rate of the attention structures in [0, 1) (default --rate; 0 keeps attention whole and out of the sampling).") var attentionRate: Double?
     @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
-    @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|sublayers|layers"))
+    @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), query-heads (query heads + MLP channels; a KV group goes with its last query head), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|query-heads|sublayers|layers"))
     var granularity: PruningGranularity = .channels
     @Option(help: "Initial scores: random, uniform, wanda-sp, magnitude, flap (channels, heads), block-influence, ppl-drop (layers). Default: wanda-sp; block-influence for layers; random for sublayers.")
     var `init`: InitMethod?

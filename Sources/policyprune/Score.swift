@@ -24,7 +24,9 @@ struct Score: ParsableCommand {
         abstract: "Score structures with a metric and write a prune plan (hard mask at the rate).",
         discussion: """
             Granularities: channels = KV groups and MLP channels, each at keep ratio 1 - rate (wanda-sp, flap, \
-            magnitude, random); heads = KV groups only; layers = whole decoder layers (block-influence, ppl-drop, \
+            magnitude, random); heads = KV groups only; query-heads = query heads and MLP channels, a KV group \
+            going with its last query head (wanda-sp; for one or few KV heads, e.g. Gemma 3); layers = whole \
+            decoder layers (block-influence, ppl-drop, \
             magnitude, random). The rate is measured over attention+MLP parameters; the plan records the rate \
             achieved over attention+MLP and over the whole model.
 
@@ -50,7 +52,7 @@ struct Score: ParsableCommand {
     }
     @Option(help: "Thresholds per layer (per-layer, the default) or over all layers (global; harmful on raw metrics, see below).")
     var scope: ScopeArgument = .perLayer
-    @Option(help: "What to remove: channels, heads or layers (default: layers for block-influence and ppl-drop, else channels).")
+    @Option(help: "What to remove: channels, heads, query-heads or layers (default: layers for block-influence and ppl-drop, else channels).")
     var granularity: PruningGranularity?
     @Option(help: "Calibration windows (C4 train).") var calibrationWindows = 32
     @Option(help: "Tokens per calibration window.") var calibrationLength = 128
