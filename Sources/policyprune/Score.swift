@@ -147,9 +147,10 @@ struct Score: ParsableCommand {
         let mask = plan.structureMask
         let keptLayers = mask.layers.filter { $0.attentionActive || $0.mlpActive }.count
         if plan.achievedRate.attentionMLP < requested - 0.01 {
-            note(String(format: "note: achieved %.4f of attention+MLP, below the requested %.4f: per-layer thresholds keep "
-                        + "ceil(n · (1 - rate)) of a layer's n KV groups (ties kept), which with few groups per layer removes less",
-                        plan.achievedRate.attentionMLP, requested))
+            let why = resolvedGranularity == .queryHeads
+                ? "a query head's KV group stays while another of its heads does, so removing a head frees only its q/o share"
+                : "per-layer thresholds keep ceil(n · (1 - rate)) of a layer's n KV groups (ties kept), which with few groups per layer removes less"
+            note(String(format: "note: achieved %.4f of attention+MLP, below the requested %.4f: ", plan.achievedRate.attentionMLP, requested) + why)
         }
         if json {
             try printJSON(Summary(out: out, method: plan.method, requestedRate: requested, achievedRate: plan.achievedRate,
@@ -159,6 +160,10 @@ struct Score: ParsableCommand {
         }
         print("plan             \(out)")
         print("metric           \(metric.rawValue), granularity \(resolvedGranularity.rawValue), scope \(resolvedGranularity == .layers ? "global" : scope.rawValue)")
+        if resolvedGranularity == .queryHeads {
+            let heads = zip(mask.layers, config.layers).reduce(0) { $0 + ($1.0.attentionActive ? $1.0.queryHeads($1.1).count : 0) }
+            print("kept             \(heads)/\(config.layers.reduce(0) { $0 + $1.queryHeads }) query heads")
+        }
         print("kept             \(mask.keptCount(.attention))/\(config.structureCount(.attention)) KV groups, "
               + "\(mask.keptCount(.mlp))/\(config.structureCount(.mlp)) MLP channels, \(keptLayers)/\(config.layers.count) layers")
         print(String(format: "rate             requested %.4f of attention+MLP; achieved %.4f (%d -> %d), %.4f of all parameters (%d -> %d)",
