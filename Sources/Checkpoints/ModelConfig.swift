@@ -98,7 +98,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     /// The RoPE base of layer `layer`: the local base on a sliding-window layer, else `ropeTheta`.
     public func ropeTheta(layer: Int) -> Float {
-        localAttention?.isLocal(layer) == true ? localAttention!.ropeTheta : ropeTheta
+        if let local = localAttention, local.isLocal(layer) { return local.ropeTheta }
+        return ropeTheta
     }
 
     /// The RoPE scaling of layer `layer`: none on a sliding-window layer (llama.cpp's `freq_scale_l`), else
@@ -110,7 +111,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// How many keys a query of layer `layer` sees, itself included (the sliding window), or nil for all earlier
     /// positions.
     public func attentionWindow(layer: Int) -> Int? {
-        localAttention?.isLocal(layer) == true ? localAttention!.window : nil
+        if let local = localAttention, local.isLocal(layer) { return local.window }
+        return nil
     }
 }
 
