@@ -129,6 +129,19 @@ final class Gemma3GoldenTests: XCTestCase {
         print("gemma3 golden: worst |Δ log-prob| \(worstLogProbability), worst |Δ top-10 logit| \(worstLogit)")
     }
 
+    /// `policyprune generate` (the built binary, greedy by default) prints transformers' 32 tokens for the first
+    /// prompt: prompt ids, KV cache and sampler as the CLI wires them.
+    func testGenerateCommandMatchesTransformers() throws {
+        guard let url = try Shared.cachedModel(.gemma3_270m) else { throw XCTSkip(Shared.howToFetch(.gemma3_270m)) }
+        let c = try XCTUnwrap(try Self.cases().first)
+        let run = try Shared.run(["generate", "--model", url.path, "--prompt", c.prompt, "--max-tokens", "\(c.greedy.count)", "--json"],
+                                 environment: ["POLICYPRUNE_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], run.stdout)
+        XCTAssertEqual(try json.get("promptIDs") as [Int], c.promptIDs)
+        XCTAssertEqual(try json.get("generatedIDs") as [Int], c.greedy)
+    }
+
     struct Long {
         let ids: [Int]
         let positions: [(position: Int, topIDs: [Int], topLogits: [Double], logSumExp: Double)]
