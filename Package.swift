@@ -49,8 +49,9 @@ let package = Package(
         // Fixtures/ holds the generated dequantisation fixture and the script that made it; tests read it via #filePath.
         .testTarget(name: "CheckpointsTests", dependencies: ["Essentials", "Checkpoints", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
         .testTarget(name: "TokenizationTests", dependencies: ["Essentials", "Tokenization", "Checkpoints", "FixtureSupport"], swiftSettings: plain),
-        // Fixtures/families holds tiny transformers-made models of each family and the script that made them.
-        .testTarget(name: "TransformerTests", dependencies: ["Essentials", "Transformer", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
+        // Fixtures/families holds tiny transformers-made models of each family and the script that made them;
+        // Fixtures/gemma3 the long-sequence golden values of the real Gemma 3 270M and their script.
+        .testTarget(name: "TransformerTests", dependencies: ["Essentials", "Transformer", "Tokenization", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
         .testTarget(name: "CorporaTests", dependencies: ["Essentials", "Corpora", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "EvaluationTests", dependencies: ["Essentials", "Evaluation", "FixtureSupport"], swiftSettings: plain),
         .testTarget(name: "PruningTests", dependencies: ["Essentials", "Pruning", "FixtureSupport"], swiftSettings: plain),

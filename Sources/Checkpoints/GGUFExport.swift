@@ -9,7 +9,15 @@ enum GGUFExport {
     static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
         let uniform = ModelExporter.isUniform(request.config)
         let source = request.config.architecture
-        let arch = uniform ? (["qwen2", "qwen3"].contains(source) ? source : "llama") : "deci"
+        if source == "gemma3" && !uniform {
+            // llama.cpp's gemma3 loader and graph size every layer by layer 0's feed_forward_length and head counts
+            // (n_ff(), n_head()), and have no way to drop a sublayer; the deci graph has none of Gemma's norms,
+            // scaled embeddings, GELU or sliding windows. Refused before anything is written.
+            throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason:
+                "gemma3 with per-layer shapes (\(shapeSummary(request.config))) has no llama.cpp architecture: its gemma3 loader needs every layer as wide as layer 0 with both sublayers, and no other format computes Gemma; prune to one width per layer (--scope per-layer, --attention-rate 0, an MLP rate that keeps a multiple of --channel-multiple, e.g. 0.3125)")
+        }
+        try ModelExporter.checkFamilyFits(request.config, arch: uniform ? source : "deci", format: "GGUF")
+        let arch = uniform ? (["qwen2", "qwen3", "gemma3"].contains(source) ? source : "llama") : "deci"
         if !uniform && source == "qwen2" && !request.config.attentionBias {
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason: "qwen2 without q/k/v biases")
         }
@@ -51,6 +59,9 @@ enum GGUFExport {
         gguf.set("\(arch).rope.dimension_count", .uint32(UInt32(headDim)))
         gguf.set("\(arch).rope.freq_base", .float32(config.ropeTheta))
         gguf.set("\(arch).attention.layer_norm_rms_epsilon", .float32(config.normEpsilon))
+        if let local = config.localAttention {   // gemma3 only (checkFamilyFits): the pattern and local base are implied
+            gguf.set("\(arch).attention.sliding_window", .uint32(UInt32(local.window)))
+        }
         let (tokenizer, tokenizerNote) = try tokenizerMetadata(request.tokenizer, vocabSize: config.vocabSize)
         for (key, value) in tokenizer { gguf.set(key, value) }
         if let tokenizerNote { notes.append(tokenizerNote) }
@@ -82,6 +93,16 @@ enum GGUFExport {
         }
         try AtomicOutput.writeFile(path, force: force) { temporary in try gguf.write(to: temporary) }
         return ExportResult(path: path, files: [("", ModelExporter.size(of: path))], architecture: arch, uniform: uniform, notes: notes)
+    }
+
+    /// The distinct layer shapes of `config`, for an error message: "ffn 1024×5, 2048×13; attention off ×2".
+    static func shapeSummary(_ config: ModelConfig) -> String {
+        var counts: [String: Int] = [:]
+        for l in config.layers {
+            let key = !l.hasMLP ? "no MLP" : !l.hasAttention ? "no attention" : "ffn \(l.ffnDim), \(l.queryHeads)/\(l.kvHeads) heads"
+            counts[key, default: 0] += 1
+        }
+        return counts.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: "; ")
     }
 
     /// llama.cpp's `deci` graph (src/models/deci.cpp) has two gaps that would change the model's output:

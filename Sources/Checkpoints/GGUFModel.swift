@@ -4,7 +4,9 @@ extension GGUFFile {
     /// RoPE order (llama.cpp's converter permutes them, and `deci` is the heterogeneous-llama export target);
     /// `qwen2` and `qwen3` use NeoX RoPE, i.e. the Hugging Face rotate-half order; `qwen2` has q/k/v biases and
     /// `qwen3` per-head q/k norms. Llama 3.x RoPE scaling arrives as a `rope_freqs.weight` tensor for any of them.
-    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2", "qwen3"]
+    /// `gemma3` (NeoX order) adds what `gemma3Options` reads: scaled input embeddings, post-sublayer norms,
+    /// GELU-tanh, q/k norms and interleaved sliding-window layers.
+    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2", "qwen3", "gemma3"]
 
     /// llama.cpp's tensor of per-frequency RoPE divisors ([head width / 2], F32), written for Llama 3.x models.
     static let ropeFrequenciesTensor = "rope_freqs.weight"
@@ -122,14 +124,45 @@ extension GGUFFile {
             }
             scaling = .frequencyFactors(factors)
         }
-        let config = ModelConfig(architecture: arch, hiddenSize: hidden, vocabSize: vocab, layers: layers, normEpsilon: eps,
+        var config = ModelConfig(architecture: arch, hiddenSize: hidden, vocabSize: vocab, layers: layers, normEpsilon: eps,
                                  ropeTheta: theta, tiedEmbeddings: tensorInfo(named: Self.names.head) == nil,
                                  attentionBias: hasBias, queryKeyNorm: arch == "qwen3", ropeScaling: scaling,
                                  contextLength: context)
+        if arch == "gemma3" { try gemma3Options(&config, heads: heads) }
         // No ggml encoding stores an element in less than one bit, so the file bounds the element count.
         let (maxElements, overflow) = file.count.multipliedReportingOverflow(by: 8)
         try config.checkFits(file: path, maxElements: overflow ? .max : maxElements, keys: configKeys(arch))
         return config
+    }
+
+    /// The Gemma 3 parts of `config`, as llama.cpp's gemma3 hparams and graph define them (`llama-model.cpp`,
+    /// `models/gemma3.cpp`), which transformers' `Gemma3ForCausalLM` computes too:
+    /// - input embeddings × sqrt(hidden) (transformers casts the factor to the weights' dtype: Float32 here);
+    /// - RMSNorm after each sublayer (`post_attention_norm`, `post_ffw_norm`), per-head q/k norms before RoPE; the
+    ///   converter has already added Gemma's `1 +` to every norm weight, so they are used as stored;
+    /// - `gelu_pytorch_tanh(gate) · up`;
+    /// - sliding window `attention.sliding_window` on five layers of every six (`set_swa_pattern(6)`), those layers
+    ///   rotating with base 10,000, the global ones with `rope.freq_base`;
+    /// - attention scale 1/sqrt(key_length), except the 62-layer 27B model: 1/sqrt(hidden / heads).
+    func gemma3Options(_ config: inout ModelConfig, heads: [Int]) throws {
+        let windowKey = "gemma3.attention.sliding_window"
+        guard let window = try integer(windowKey) else { throw CheckpointError.missingKey(file: path, key: windowKey) }
+        guard window > 0 else { throw CheckpointError.badValue(file: path, key: windowKey, value: "\(window)", reason: "must be positive") }
+        if config.ropeScaling != nil {
+            // llama.cpp scales only the global layers; not modelled here.
+            throw CheckpointError.badValue(file: path, key: Self.ropeFrequenciesTensor, value: "present", reason: "RoPE scaling of gemma3 is not supported")
+        }
+        let layerCount = config.layers.count
+        config.embeddingScale = Float(Double(config.hiddenSize).squareRoot())
+        config.postSublayerNorms = true
+        config.queryKeyNorm = true
+        config.mlpActivation = .geluTanh
+        config.localAttention = LocalAttention(window: window, ropeTheta: 10_000, layers: LocalAttention.pattern(period: 6, layers: layerCount))
+        if layerCount == 62, let h = heads.first, h > 0 {
+            config.attentionScale = 1 / Float(config.hiddenSize / h).squareRoot()
+        } else {
+            config.attentionScale = 1 / Float(config.layers.first?.headDim ?? 1).squareRoot()
+        }
     }
 
     /// The GGUF keys behind each `ModelConfig` field for architecture `arch`.
@@ -142,9 +175,9 @@ extension GGUFFile {
     /// The q/k row order of this file's architecture.
     var ropeRowOrder: RoPERowOrder { Self.ropeRowOrder(architecture: architecture ?? "") }
 
-    /// The q/k row order llama.cpp uses for `architecture`: NeoX (rotate-half) for the Qwen families, else pairs.
+    /// The q/k row order llama.cpp uses for `architecture`: NeoX (rotate-half) for the Qwen and Gemma families, else pairs.
     static func ropeRowOrder(architecture: String) -> RoPERowOrder {
-        ["qwen2", "qwen3"].contains(architecture) ? .rotateHalf : .adjacentPairs
+        ["qwen2", "qwen3", "gemma3"].contains(architecture) ? .rotateHalf : .adjacentPairs
     }
 
     /// llama.cpp's tensor names (`llama-arch.cpp`).
@@ -163,10 +196,12 @@ extension GGUFFile {
             case .bv: return p + "attn_v.bias"
             case .qNorm: return p + "attn_q_norm.weight"
             case .kNorm: return p + "attn_k_norm.weight"
+            case .postAttentionNorm: return p + "post_attention_norm.weight"
             case .mlpNorm: return p + "ffn_norm.weight"
             case .gate: return p + "ffn_gate.weight"
             case .up: return p + "ffn_up.weight"
             case .down: return p + "ffn_down.weight"
+            case .postMLPNorm: return p + "post_ffw_norm.weight"
             }
         },
         isIgnorable: { $0 == ropeFrequenciesTensor })

@@ -272,6 +272,10 @@ public struct HFConfig: Decodable, Sendable, Equatable {
             case .bv: return p + "self_attn.v_proj.bias"
             case .qNorm: return p + "self_attn.q_norm.weight"
             case .kNorm: return p + "self_attn.k_norm.weight"
+            // Gemma's post-sublayer norms: never expected here (no Hugging Face family read here has them, and the
+            // hf export refuses such models), named so that a stray tensor is reported by a readable name.
+            case .postAttentionNorm: return p + "post_attention_norm.weight"
+            case .postMLPNorm: return p + "post_feedforward_layernorm.weight"
             case .mlpNorm: return p + "post_attention_layernorm.weight"
             case .gate: return p + "mlp.gate_proj.weight"
             case .up: return p + "mlp.up_proj.weight"

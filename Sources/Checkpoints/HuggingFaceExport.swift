@@ -7,6 +7,7 @@ enum HuggingFaceExport {
     static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
         let config = request.config
         let uniform = ModelExporter.isUniform(config)
+        try ModelExporter.checkFamilyFits(config, arch: "hf", format: "hf")
         var notes: [String] = []
         let configJSON = try configJSON(config, uniform: uniform, dtype: request.dtype, tokenizer: request.tokenizer)
         var metadata = request.provenance

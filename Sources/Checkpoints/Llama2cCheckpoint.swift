@@ -156,6 +156,8 @@ public final class Llama2cCheckpoint: @unchecked Sendable {
             case .bv: return "bv.\(l)"
             case .qNorm: return "q_norm.\(l)"
             case .kNorm: return "k_norm.\(l)"
+            case .postAttentionNorm: return "post_attention_norm.\(l)"  // never expected
+            case .postMLPNorm: return "post_ffn_norm.\(l)"
             case .mlpNorm: return "rms_ffn_weight.\(l)"
             case .gate: return "w1.\(l)"
             case .up: return "w3.\(l)"

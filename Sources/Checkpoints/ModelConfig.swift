@@ -57,12 +57,27 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var ropeScaling: RoPEScaling?
     /// Trained context length (informational; the forward pass does not enforce it).
     public var contextLength: Int
+    /// Factor applied to the token embeddings entering layer 0 (Gemma: sqrt(hidden) in Float32), or nil for none.
+    /// The tied output head uses the unscaled embedding.
+    public var embeddingScale: Float?
+    /// Whether each sublayer's output is RMS-normalised (`LayerWeights.postAttentionNorm` / `postMLPNorm`) before
+    /// it joins the residual stream (Gemma 2/3 layout).
+    public var postSublayerNorms: Bool
+    /// The activation of the gated MLP: `act(gate) · up`.
+    public var mlpActivation: MLPActivation
+    /// Factor on the attention scores q·k, or nil for 1/sqrt(head width) (Gemma 3 27B uses another).
+    public var attentionScale: Float?
+    /// Sliding-window attention and its own RoPE base on some layers (Gemma 3), or nil when every layer attends
+    /// to the whole causal context.
+    public var localAttention: LocalAttention?
 
-    /// A model configuration; the family options (`attentionBias`, `queryKeyNorm`, `ropeScaling`) default to the
-    /// plain LLaMA layout.
+    /// A model configuration; the family options (`attentionBias`, `queryKeyNorm`, `ropeScaling`, and the Gemma
+    /// ones from `embeddingScale` on) default to the plain LLaMA layout.
     public init(architecture: String, hiddenSize: Int, vocabSize: Int, layers: [LayerSpec], normEpsilon: Float,
                 ropeTheta: Float, tiedEmbeddings: Bool, attentionBias: Bool = false, queryKeyNorm: Bool = false,
-                ropeScaling: RoPEScaling? = nil, contextLength: Int) {
+                ropeScaling: RoPEScaling? = nil, contextLength: Int, embeddingScale: Float? = nil,
+                postSublayerNorms: Bool = false, mlpActivation: MLPActivation = .silu, attentionScale: Float? = nil,
+                localAttention: LocalAttention? = nil) {
         self.architecture = architecture
         self.hiddenSize = hiddenSize
         self.vocabSize = vocabSize
@@ -74,7 +89,66 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.queryKeyNorm = queryKeyNorm
         self.ropeScaling = ropeScaling
         self.contextLength = contextLength
+        self.embeddingScale = embeddingScale
+        self.postSublayerNorms = postSublayerNorms
+        self.mlpActivation = mlpActivation
+        self.attentionScale = attentionScale
+        self.localAttention = localAttention
     }
+
+    /// The RoPE base of layer `layer`: the local base on a sliding-window layer, else `ropeTheta`.
+    public func ropeTheta(layer: Int) -> Float {
+        if let local = localAttention, local.isLocal(layer) { return local.ropeTheta }
+        return ropeTheta
+    }
+
+    /// The RoPE scaling of layer `layer`: none on a sliding-window layer (llama.cpp's `freq_scale_l`), else
+    /// `ropeScaling`.
+    public func ropeScaling(layer: Int) -> RoPEScaling? {
+        localAttention?.isLocal(layer) == true ? nil : ropeScaling
+    }
+
+    /// How many keys a query of layer `layer` sees, itself included (the sliding window), or nil for all earlier
+    /// positions.
+    public func attentionWindow(layer: Int) -> Int? {
+        if let local = localAttention, local.isLocal(layer) { return local.window }
+        return nil
+    }
+}
+
+/// The activation of a gated MLP (`down(act(gate(x)) · up(x))`).
+public enum MLPActivation: String, Codable, Sendable, Equatable {
+    /// SiLU: SwiGLU (LLaMA, Qwen, Mistral).
+    case silu
+    /// GELU with the tanh approximation (Gemma's `gelu_pytorch_tanh`, llama.cpp's `ggml_gelu`).
+    case geluTanh
+}
+
+/// Interleaved local attention (Gemma 3): the layers marked local attend only to the last `window` positions
+/// (a query included) and rotate with their own RoPE base; the others are global.
+public struct LocalAttention: Codable, Sendable, Equatable {
+    /// Keys a query sees on a local layer, itself included (transformers: `kv > q - sliding_window`).
+    public var window: Int
+    /// RoPE base of the local layers.
+    public var ropeTheta: Float
+    /// One entry per layer: whether it is local.
+    public var layers: [Bool]
+
+    /// A local-attention pattern.
+    public init(window: Int, ropeTheta: Float, layers: [Bool]) {
+        self.window = window
+        self.ropeTheta = ropeTheta
+        self.layers = layers
+    }
+
+    /// llama.cpp's `set_swa_pattern(period)`: layer i is local unless i % period == period - 1 (Gemma 3: five local
+    /// layers, then one global).
+    public static func pattern(period: Int, layers: Int) -> [Bool] {
+        (0..<layers).map { period <= 0 || $0 % period < period - 1 }
+    }
+
+    /// Whether layer `layer` is local.
+    public func isLocal(_ layer: Int) -> Bool { layer >= 0 && layer < layers.count && layers[layer] }
 }
 
 /// Weights of one decoder layer in the canonical layout (design.md decision 1): row-major `[out, in]` Float32,
@@ -100,6 +174,8 @@ public struct LayerWeights: Sendable {
     public var qNorm: [Float]?
     /// Optional per-head key RMSNorm weight (Qwen3): [headDim], shared by every KV head.
     public var kNorm: [Float]?
+    /// Optional RMSNorm weight of the attention output before the residual add (Gemma): [hidden].
+    public var postAttentionNorm: [Float]?
     /// [hidden]
     public var mlpNorm: [Float]
     /// [ffnDim, hidden]
@@ -108,17 +184,22 @@ public struct LayerWeights: Sendable {
     public var up: [Float]
     /// [hidden, ffnDim]
     public var down: [Float]
+    /// Optional RMSNorm weight of the MLP output before the residual add (Gemma): [hidden].
+    public var postMLPNorm: [Float]?
 
     /// One layer's weights; an absent sublayer (see `LayerSpec`) has empty arrays.
     public init(attentionNorm: [Float], wq: [Float], wk: [Float], wv: [Float], wo: [Float],
                 bq: [Float]? = nil, bk: [Float]? = nil, bv: [Float]? = nil, qNorm: [Float]? = nil, kNorm: [Float]? = nil,
-                mlpNorm: [Float], gate: [Float], up: [Float], down: [Float]) {
+                postAttentionNorm: [Float]? = nil, mlpNorm: [Float], gate: [Float], up: [Float], down: [Float],
+                postMLPNorm: [Float]? = nil) {
         self.attentionNorm = attentionNorm
         self.wq = wq; self.wk = wk; self.wv = wv; self.wo = wo
         self.bq = bq; self.bk = bk; self.bv = bv
         self.qNorm = qNorm; self.kNorm = kNorm
+        self.postAttentionNorm = postAttentionNorm
         self.mlpNorm = mlpNorm
         self.gate = gate; self.up = up; self.down = down
+        self.postMLPNorm = postMLPNorm
     }
 }
 
@@ -156,6 +237,10 @@ extension ModelConfig {
         if case .frequencyFactors(let factors)? = ropeScaling, let hd = layers.first?.headDim, factors.count != hd / 2 {
             throw CheckpointError.shapeMismatch(file: file, tensor: "rope_freqs", expected: "\(hd / 2) elements", found: "\(factors.count) elements")
         }
+        if let local = localAttention, local.layers.count != layers.count || local.window <= 0 {
+            throw CheckpointError.shapeMismatch(file: file, tensor: "local_attention", expected: "\(layers.count) layers, window > 0",
+                                                found: "\(local.layers.count) layers, window \(local.window)")
+        }
         if weights.layers.count != layers.count {
             throw CheckpointError.shapeMismatch(file: file, tensor: "layers", expected: "\(layers.count) layers", found: "\(weights.layers.count) layers")
         }
@@ -176,6 +261,14 @@ extension ModelConfig {
             if let n = w.kNorm { try check(p + "k_norm", n.count, spec.headDim) }
             if queryKeyNorm && spec.hasAttention && (w.qNorm == nil || w.kNorm == nil) {
                 throw CheckpointError.missingTensor(file: file, tensor: p + (w.qNorm == nil ? "q_norm" : "k_norm"))
+            }
+            if let n = w.postAttentionNorm { try check(p + "post_attention_norm", n.count, hiddenSize) }
+            if let n = w.postMLPNorm { try check(p + "post_mlp_norm", n.count, hiddenSize) }
+            if postSublayerNorms && spec.hasAttention && w.postAttentionNorm == nil {
+                throw CheckpointError.missingTensor(file: file, tensor: p + "post_attention_norm")
+            }
+            if postSublayerNorms && spec.hasMLP && w.postMLPNorm == nil {
+                throw CheckpointError.missingTensor(file: file, tensor: p + "post_mlp_norm")
             }
             try check(p + "mlp_norm", w.mlpNorm.count, mlpNormCount)
             try check(p + "gate_proj", w.gate.count, spec.ffnDim * hiddenSize)

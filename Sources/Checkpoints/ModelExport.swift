@@ -87,6 +87,22 @@ public enum ModelExporter {
         return config.layers.allSatisfy { $0 == first }
     }
 
+    /// Refuses a model whose family options the target cannot express: the Gemma parts (scaled embeddings,
+    /// post-sublayer norms, GELU-tanh, sliding windows, a non-default attention scale) exist only in GGUF's
+    /// `gemma3` (whose loader implies the window pattern, local RoPE base and scale), so any other target
+    /// (`arch` `llama`, `deci`, `qwen2`, `qwen3`, or an hf folder) would silently compute another model.
+    static func checkFamilyFits(_ config: ModelConfig, arch: String, format: String) throws {
+        var parts: [String] = []
+        if config.embeddingScale != nil { parts.append("scaled input embeddings") }
+        if config.postSublayerNorms { parts.append("post-sublayer norms") }
+        if config.mlpActivation != .silu { parts.append("\(config.mlpActivation.rawValue) MLP") }
+        if config.localAttention != nil { parts.append("sliding-window layers") }
+        if config.attentionScale != nil { parts.append("attention scale") }
+        guard !parts.isEmpty, arch != "gemma3" else { return }
+        throw CheckpointWriteError.unsupportedModel(format: format, reason:
+            "\(config.architecture) has \(parts.joined(separator: ", ")), which \(arch) cannot express; export a gemma3 model as gguf (one width per layer)")
+    }
+
     /// File size in bytes (0 when unreadable).
     static func size(of path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
@@ -118,12 +134,18 @@ extension WeightAssembly {
                     out.append(TensorRecord(name: names.layer(i, .qNorm), shape: [spec.headDim], values: qNorm))
                     out.append(TensorRecord(name: names.layer(i, .kNorm), shape: [spec.headDim], values: kNorm))
                 }
+                if let n = w.postAttentionNorm {
+                    out.append(TensorRecord(name: names.layer(i, .postAttentionNorm), shape: [d], values: n))
+                }
             }
             if spec.hasMLP {
                 out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: w.mlpNorm))
                 out.append(TensorRecord(name: names.layer(i, .gate), shape: [spec.ffnDim, d], values: w.gate))
                 out.append(TensorRecord(name: names.layer(i, .up), shape: [spec.ffnDim, d], values: w.up))
                 out.append(TensorRecord(name: names.layer(i, .down), shape: [d, spec.ffnDim], values: w.down))
+                if let n = w.postMLPNorm {
+                    out.append(TensorRecord(name: names.layer(i, .postMLPNorm), shape: [d], values: n))
+                }
             }
         }
         out.append(TensorRecord(name: names.finalNorm, shape: [d], values: weights.finalNorm))

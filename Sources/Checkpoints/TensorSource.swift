@@ -15,7 +15,7 @@ protocol TensorSource {
 
 /// A tensor's role in a LLaMA-family decoder layer.
 enum LayerTensor: CaseIterable {
-    case attentionNorm, wq, wk, wv, wo, bq, bk, bv, qNorm, kNorm, mlpNorm, gate, up, down
+    case attentionNorm, wq, wk, wv, wo, bq, bk, bv, qNorm, kNorm, postAttentionNorm, mlpNorm, gate, up, down, postMLPNorm
 }
 
 /// One weight-name table: how a format names each tensor of `ModelWeights`.
@@ -59,12 +59,14 @@ enum WeightAssembly {
                     expected[names.layer(i, .qNorm)] = [spec.headDim]
                     expected[names.layer(i, .kNorm)] = [spec.headDim]
                 }
+                if config.postSublayerNorms { expected[names.layer(i, .postAttentionNorm)] = [hidden] }
             }
             if spec.hasMLP {
                 expected[names.layer(i, .mlpNorm)] = [hidden]
                 expected[names.layer(i, .gate)] = [spec.ffnDim, hidden]
                 expected[names.layer(i, .up)] = [spec.ffnDim, hidden]
                 expected[names.layer(i, .down)] = [hidden, spec.ffnDim]
+                if config.postSublayerNorms { expected[names.layer(i, .postMLPNorm)] = [hidden] }
             }
         }
         for name in source.tensorNames where expected[name] == nil && !names.isIgnorable(name) {
@@ -106,12 +108,14 @@ enum WeightAssembly {
                     w.qNorm = try read(names.layer(i, .qNorm))
                     w.kNorm = try read(names.layer(i, .kNorm))
                 }
+                if config.postSublayerNorms { w.postAttentionNorm = try read(names.layer(i, .postAttentionNorm)) }
             }
             if spec.hasMLP {
                 w.mlpNorm = try read(names.layer(i, .mlpNorm))
                 w.gate = try read(names.layer(i, .gate))
                 w.up = try read(names.layer(i, .up))
                 w.down = try read(names.layer(i, .down))
+                if config.postSublayerNorms { w.postMLPNorm = try read(names.layer(i, .postMLPNorm)) }
             }
             layers.append(w)
         }

@@ -81,6 +81,21 @@ public enum Ops {
     /// SwiGLU: for each of `rows` rows, `out[c] = silu(gateUp[c]) * gateUp[width + c]` where a row of `gateUp` holds
     /// `[gate | up]` (2·width values, row stride `2 * width`) and `out` rows have stride `width`.
     public static func swiGLU(_ gateUp: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        gatedSigmoidUnit(gateUp, out: out, rows: rows, width: width, geluTanh: false)
+    }
+
+    /// GeGLU with GELU's tanh approximation (Gemma, torch `gelu(approximate="tanh")`): like `swiGLU` with
+    /// `gelu(g) = 0.5·g·(1 + tanh(u))`, u = sqrt(2/π)·(g + 0.044715·g³), computed as the equal `g · sigmoid(2u)`.
+    public static func geluTanhGLU(_ gateUp: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        gatedSigmoidUnit(gateUp, out: out, rows: rows, width: width, geluTanh: true)
+    }
+
+    /// `out = g · sigmoid(z) · up` per element, z = g (SiLU) or 2u (GELU-tanh): both activations are a gate times
+    /// a sigmoid, so one loop serves both.
+    private static func gatedSigmoidUnit(_ gateUp: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+                                         geluTanh: Bool) {
+        // 2·sqrt(2/π) and 2·sqrt(2/π)·0.044715
+        let c1: Float = 1.595_769_1, c3: Float = 0.071_354_816
         Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
             for r in range {
                 let g = gateUp + r * 2 * width
@@ -90,13 +105,15 @@ public enum Ops {
                 while i + 16 <= width {
                     let gv = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
                     let uv = UnsafeRawPointer(u + i).loadUnaligned(as: V.self)
-                    let silu = gv / (V(repeating: 1) + exp(-gv))
-                    UnsafeMutableRawPointer(o + i).storeBytes(of: silu * uv, as: V.self)
+                    let z = geluTanh ? gv * (V(repeating: c1) + V(repeating: c3) * gv * gv) : gv
+                    let activated = gv / (V(repeating: 1) + exp(-z))
+                    UnsafeMutableRawPointer(o + i).storeBytes(of: activated * uv, as: V.self)
                     i += 16
                 }
                 while i < width {
                     let gv = g[i]
-                    o[i] = gv / (1 + Foundation.exp(-gv)) * u[i]
+                    let z = geluTanh ? gv * (c1 + c3 * gv * gv) : gv
+                    o[i] = gv / (1 + Foundation.exp(-z)) * u[i]
                     i += 1
                 }
             }

@@ -21,7 +21,14 @@ public enum Compaction {
             if compacted.hasAttention {
                 let hd = original.headDim, g = original.groupSize
                 let groups = kept.keptKVGroups
-                let heads = groups.flatMap { group in (0..<g).map { group * g + $0 } }
+                let heads = kept.queryHeads(original)
+                // A compacted layer maps query head h to KV group h / (heads / groups): every kept group must keep
+                // the same number of heads (always so with one KV head, as Gemma 3 270M).
+                let perGroup = groups.map { group in heads.filter { $0 / g == group }.count }
+                if Set(perGroup).count > 1 {
+                    throw PruningError.invalidValue(key: "layers[\(i)].kept_query_heads", value: "\(heads)",
+                                                    reason: "KV groups keep \(perGroup) query heads; a compacted model needs the same number in each")
+                }
                 out.attentionNorm = w.attentionNorm
                 out.wq = rows(w.wq, blocks: heads, blockRows: hd, columns: d)
                 out.wk = rows(w.wk, blocks: groups, blockRows: hd, columns: d)
@@ -35,6 +42,8 @@ public enum Compaction {
                 // Per-head norms are shared by every head: kept whole.
                 out.qNorm = w.qNorm
                 out.kNorm = w.kNorm
+                // Gemma's post-attention norm acts on the residual width: kept whole, gone with the sublayer.
+                out.postAttentionNorm = w.postAttentionNorm
             }
             if compacted.hasMLP {
                 let channels = kept.keptChannels
@@ -42,6 +51,7 @@ public enum Compaction {
                 out.gate = rows(w.gate, blocks: channels, blockRows: 1, columns: d)
                 out.up = rows(w.up, blocks: channels, blockRows: 1, columns: d)
                 out.down = columns(w.down, rows: d, columns: original.ffnDim, blocks: channels, blockWidth: 1)
+                out.postMLPNorm = w.postMLPNorm
             }
             layers.append(out)
         }

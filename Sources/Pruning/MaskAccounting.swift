@@ -13,7 +13,7 @@ extension StructureMask {
             let attention = spec.hasAttention && kept.attentionActive
             let mlp = spec.hasMLP && kept.mlpActive
             let groups = attention ? kept.keptKVGroups.count : 0
-            return LayerSpec(queryHeads: groups * spec.groupSize, kvHeads: groups, headDim: spec.headDim,
+            return LayerSpec(queryHeads: attention ? kept.queryHeads(spec).count : 0, kvHeads: groups, headDim: spec.headDim,
                              ffnDim: mlp ? kept.keptChannels.count : 0, hasAttention: attention, hasMLP: mlp)
         }
     }

@@ -59,17 +59,22 @@ public struct PrunePlan: Codable, Sendable, Equatable {
         public var attention: Bool
         /// Whether the MLP sublayer is present.
         public var mlp: Bool
+        /// Kept query-head ids, ascending, under the query-head granularity; absent otherwise (every head of the
+        /// kept groups).
+        public var keptQueryHeads: [Int]?
 
-        public init(keptKVGroups: [Int], keptChannels: [Int], attention: Bool, mlp: Bool) {
+        public init(keptKVGroups: [Int], keptChannels: [Int], attention: Bool, mlp: Bool, keptQueryHeads: [Int]? = nil) {
             self.keptKVGroups = keptKVGroups
             self.keptChannels = keptChannels
             self.attention = attention
             self.mlp = mlp
+            self.keptQueryHeads = keptQueryHeads
         }
 
         enum CodingKeys: String, CodingKey {
             case keptKVGroups = "kept_kv_groups"
             case keptChannels = "kept_channels"
+            case keptQueryHeads = "kept_query_heads"
             case attention, mlp
         }
     }
@@ -118,7 +123,8 @@ public struct PrunePlan: Codable, Sendable, Equatable {
         self.calibrationSHA256 = calibrationSHA256
         self.toolVersion = toolVersion
         layers = mask.layers.map {
-            Layer(keptKVGroups: $0.keptKVGroups, keptChannels: $0.keptChannels, attention: $0.attention, mlp: $0.mlp)
+            Layer(keptKVGroups: $0.keptKVGroups, keptChannels: $0.keptChannels, attention: $0.attention, mlp: $0.mlp,
+                  keptQueryHeads: $0.keptQueryHeads)
         }
     }
 
@@ -126,7 +132,7 @@ public struct PrunePlan: Codable, Sendable, Equatable {
     public var structureMask: StructureMask {
         StructureMask(layers: layers.map {
             StructureMask.Layer(keptKVGroups: $0.keptKVGroups, keptChannels: $0.keptChannels,
-                                attention: $0.attention, mlp: $0.mlp)
+                                attention: $0.attention, mlp: $0.mlp, keptQueryHeads: $0.keptQueryHeads)
         })
     }
 
@@ -139,6 +145,9 @@ public struct PrunePlan: Codable, Sendable, Equatable {
         for (l, (layer, spec)) in zip(layers, config.layers).enumerated() {
             try Self.checkIds(layer.keptKVGroups, limit: spec.hasAttention ? spec.kvHeads : 0, layer: l, what: "plan kept_kv_groups")
             try Self.checkIds(layer.keptChannels, limit: spec.hasMLP ? spec.ffnDim : 0, layer: l, what: "plan kept_channels")
+            if let heads = layer.keptQueryHeads {
+                try Self.checkIds(heads, limit: spec.hasAttention ? spec.queryHeads : 0, layer: l, what: "plan kept_query_heads")
+            }
         }
         let dense = config.parameterCount
         if dense != denseParameters {
@@ -192,7 +201,8 @@ public struct PrunePlan: Codable, Sendable, Equatable {
         layers = try c.decode([Layer].self, forKey: .layers)
         // Ranges need the model (`validate(against:)`); order and sign can be checked now.
         for (l, layer) in layers.enumerated() {
-            for (key, ids) in [("kept_kv_groups", layer.keptKVGroups), ("kept_channels", layer.keptChannels)] {
+            for (key, ids) in [("kept_kv_groups", layer.keptKVGroups), ("kept_channels", layer.keptChannels),
+                               ("kept_query_heads", layer.keptQueryHeads ?? [])] {
                 if let negative = ids.first(where: { $0 < 0 }) {
                     throw PruningError.invalidValue(key: "layers[\(l)].\(key)", value: "\(negative)", reason: "ids must be ≥ 0")
                 }

@@ -11,6 +11,7 @@ import Transformer
 /// | `heads` | one score per KV group | empty: the MLP is never pruned |
 /// | `sublayers` | one score for the whole attention sublayer (empty if absent) | one for the whole MLP sublayer |
 /// | `layers` | one score for the whole decoder layer | empty |
+/// | `query-heads` | one score per query head | one score per MLP channel |
 ///
 /// Under `layers` the "attention" vectors are the block scores (the name of the kind stays, its meaning is the
 /// block); a removed block is the identity, the residual passes through.
@@ -20,6 +21,8 @@ extension PruningGranularity {
         let spec = config.layers[layer]
         switch self {
         case .channels: return config.structureCount(kind, layer: layer)
+        case .queryHeads:
+            return kind == .attention ? (spec.hasAttention ? spec.queryHeads : 0) : config.structureCount(.mlp, layer: layer)
         case .heads: return kind == .attention ? config.structureCount(.attention, layer: layer) : 0
         case .sublayers: return kind == .attention ? (spec.hasAttention ? 1 : 0) : (spec.hasMLP ? 1 : 0)
         case .layers: return kind == .attention && (spec.hasAttention || spec.hasMLP) ? 1 : 0
@@ -35,6 +38,11 @@ extension PruningGranularity {
     public func unitParameterCost(_ kind: StructureKind, layer: Int, config: ModelConfig) -> Int {
         switch self {
         case .channels, .heads: return config.unitParameterCost(kind, layer: layer)
+        case .queryHeads:
+            // A head's q rows and o columns plus its share of the group's k and v rows: exact once all heads go.
+            let spec = config.layers[layer]
+            guard kind == .attention, spec.queryHeads > 0 else { return config.unitParameterCost(kind, layer: layer) }
+            return config.parameterCost(of: .attentionSublayer(layer: layer)) / spec.queryHeads
         case .sublayers:
             return config.parameterCost(of: kind == .attention ? .attentionSublayer(layer: layer) : .mlpSublayer(layer: layer))
         case .layers: return config.parameterCost(of: .layer(layer))
@@ -43,7 +51,7 @@ extension PruningGranularity {
 
     /// Whether the budget can be split per layer: a layer has a single sublayer or block score under `sublayers`
     /// and `layers`, so a per-layer budget would keep it whatever its score.
-    public var allowsPerLayerScope: Bool { self == .channels || self == .heads }
+    public var allowsPerLayerScope: Bool { self == .channels || self == .heads || self == .queryHeads }
 
     /// The structure mask of kept score ids (`attention[l]`, `mlp[l]` as laid out above). Sublayer flags follow
     /// `config`; structures the granularity does not score are kept.
@@ -60,6 +68,12 @@ extension PruningGranularity {
             case .heads:
                 return StructureMask.Layer(keptKVGroups: keptAttention[l], keptChannels: allChannels,
                                            attention: spec.hasAttention, mlp: spec.hasMLP)
+            case .queryHeads:
+                // The kept groups are those that keep a query head: a group goes with its last head.
+                let heads = keptAttention[l]
+                let groups = Array(Set(heads.map { $0 / max(spec.groupSize, 1) })).sorted()
+                return StructureMask.Layer(keptKVGroups: groups, keptChannels: keptMLP[l], attention: spec.hasAttention,
+                                           mlp: spec.hasMLP, keptQueryHeads: heads)
             case .sublayers:
                 let a = spec.hasAttention && !keptAttention[l].isEmpty, m = spec.hasMLP && !keptMLP[l].isEmpty
                 return StructureMask.Layer(keptKVGroups: a ? allGroups : [], keptChannels: m ? allChannels : [],
@@ -82,7 +96,7 @@ extension PruningGranularity {
     /// `initialScores(attention:mlp:mapping:keepRatio:)` with one μ per kind.
     public func initialScores(attention: [[Double]], mlp: [[Double]], mapping: ScoreMapping, keepRatios: KeepRatios) -> KeepProbabilities {
         switch self {
-        case .channels, .heads:
+        case .channels, .heads, .queryHeads:
             return InitialScores.fromMetric(attention, mlp, mapping: mapping, keepRatios: keepRatios)
         case .sublayers, .layers:
             func across(_ vectors: [[Double]], _ kind: StructureKind) -> [[Double]] {

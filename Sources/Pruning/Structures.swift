@@ -85,8 +85,11 @@ extension LayerSpec {
     public func mlpChannelParameterCost(hiddenSize d: Int) -> Int { 3 * d }
 
     /// Attention projection parameters of this layer (0 when the sublayer is absent).
+    /// Counted per head (q rows and o columns per query head, k and v rows per KV head), so it also holds after
+    /// the query-head granularity left groups of unequal size.
     public func attentionParameters(hiddenSize d: Int, attentionBias: Bool) -> Int {
-        hasAttention ? kvHeads * kvGroupParameterCost(hiddenSize: d, attentionBias: attentionBias) : 0
+        guard hasAttention else { return 0 }
+        return (2 * queryHeads + 2 * kvHeads) * headDim * d + (attentionBias ? (queryHeads + 2 * kvHeads) * headDim : 0)
     }
 
     /// MLP projection parameters of this layer (0 when the sublayer is absent).
@@ -106,6 +109,8 @@ extension ModelConfig {
             norms += (spec.hasAttention ? d : 0) + (spec.hasMLP ? d : 0)
             // Qwen3's per-head q/k norms: shared by every head, so no KV group removes them.
             if queryKeyNorm && spec.hasAttention { norms += 2 * spec.headDim }
+            // Gemma's post-sublayer norms go with their sublayer.
+            if postSublayerNorms { norms += (spec.hasAttention ? d : 0) + (spec.hasMLP ? d : 0) }
         }
         return ParameterCount(attention: attention, mlp: mlp, embeddings: vocabSize * d,
                               head: tiedEmbeddings ? 0 : vocabSize * d, norms: norms)

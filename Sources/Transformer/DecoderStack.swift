@@ -2,8 +2,10 @@ import Checkpoints
 import Kernels
 
 extension PreparedModel {
-    /// Embeddings → every layer (RMSNorm, fused q/k/v with biases, per-head q/k norms and RoPE, `attend`, o_proj into the residual;
-    /// RMSNorm, fused gate/up, SwiGLU, down_proj into the residual) → final norm, over `tokens.count` rows at
+    /// Embeddings (× `embeddingScale`) → every layer (RMSNorm, fused q/k/v with biases, per-head q/k norms and RoPE
+    /// at the layer's base, `attend`, o_proj, the optional post-attention norm, into the residual; RMSNorm, fused
+    /// gate/up, SwiGLU or GELU-tanh GLU, down_proj, the optional post-MLP norm, into the residual) → final norm,
+    /// over `tokens.count` rows at
     /// once. Returns the final-normed hidden states [rows, hidden]. The one layer loop behind the batched forward
     /// (`runLayers`) and the packed zero-shot forward (`runPacked`); they differ only in positions and attention.
     /// - Parameters:
@@ -24,16 +26,26 @@ extension PreparedModel {
         return x
     }
 
-    /// The embedding rows of `tokens`: the residual stream entering layer 0, [tokens, hidden].
+    /// The embedding rows of `tokens` times `config.embeddingScale` (Gemma): the residual stream entering layer 0,
+    /// [tokens, hidden].
     func embedRows(_ tokens: [Int]) -> [Float] {
         let d = config.hiddenSize
         var x = [Float](repeating: 0, count: tokens.count * d)
         embedding.withUnsafeBufferPointer { e in
             x.withUnsafeMutableBufferPointer { xb in
                 for (i, t) in tokens.enumerated() { (xb.baseAddress! + i * d).update(from: e.baseAddress! + t * d, count: d) }
+                if let scale = config.embeddingScale {
+                    for i in xb.indices { xb[i] *= scale }
+                }
             }
         }
         return x
+    }
+
+    /// A RoPE table per head width and kind of layer (a local layer has its own base; `ModelConfig.ropeTheta(layer:)`).
+    private struct RoPEKey: Hashable {
+        let headDim: Int
+        let local: Bool
     }
 
     /// Decoder layers `range` in place on the residual stream `x` ([rows, hidden]); no final norm.
@@ -55,12 +67,17 @@ extension PreparedModel {
         var int8Scratch = Int8Scratch(rows: precision == .int8 ? n : 0, inputs: max(d, maxQ, maxFF),
                                       outputs: max(maxQKV, d, 2 * maxFF))
         let maxPosition = (positions.max() ?? 0) + 1
-        var ropeTables = [Int: RotaryTable]()
-        for hd in Set(layers.filter(\.attention).map(\.headDim)) {
-            let invFreq = RoPEScaling.inverseFrequencies(headDim: hd, theta: config.ropeTheta, scaling: config.ropeScaling)
-            ropeTables[hd] = RotaryTable(inverseFrequencies: invFreq, positions: maxPosition)
+        var ropeTables = [RoPEKey: RotaryTable]()
+        func ropeKey(_ offset: Int) -> RoPEKey {
+            RoPEKey(headDim: layers[offset].headDim, local: config.localAttention?.isLocal(range.lowerBound + offset) == true)
         }
-
+        for offset in layers.indices where layers[offset].attention {
+            let key = ropeKey(offset), li = range.lowerBound + offset
+            if ropeTables[key] != nil { continue }
+            let invFreq = RoPEScaling.inverseFrequencies(headDim: key.headDim, theta: config.ropeTheta(layer: li),
+                                                         scaling: config.ropeScaling(layer: li))
+            ropeTables[key] = RotaryTable(inverseFrequencies: invFreq, positions: maxPosition)
+        }
         /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
         /// int8 weights when it has them, else its Float32 weights.
         func project(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, outputs: Int,
@@ -75,6 +92,22 @@ extension PreparedModel {
             bias?.withUnsafeBufferPointer { bb in
                 for r in 0..<n { Ops.add(bb.baseAddress!, into: out + r * outputs, count: outputs) }
             }
+        }
+
+        /// x += input[n, inputs] · Wᵀ, the sublayer's output into the residual stream. With a post-sublayer norm
+        /// (Gemma) the output goes to `scratch` ([n, d], free at that point) instead, is RMS-normalised in place,
+        /// then added.
+        func addToResidual(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, postNorm: [Float]?,
+                           x: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+            guard let postNorm else {
+                project(input, int8: int8, f32: f32, inputs: inputs, outputs: d, out: x, accumulate: true)
+                return
+            }
+            project(input, int8: int8, f32: f32, inputs: inputs, outputs: d, out: scratch, accumulate: false)
+            postNorm.withUnsafeBufferPointer { w in
+                Ops.rmsNorm(scratch, weight: w.baseAddress!, out: scratch, rows: n, dim: d, eps: config.normEpsilon)
+            }
+            for r in 0..<n { Ops.add(scratch + r * d, into: x + r * d, count: d) }
         }
 
         x.withUnsafeMutableBufferPointer { xb in
@@ -95,7 +128,7 @@ extension PreparedModel {
                                             }
                                             project(np, int8: layer.int8?.qkv, f32: layer.wqkv, inputs: d, outputs: layer.qkvDim,
                                                     bias: layer.bqkv, out: qp, accumulate: false)
-                                            let rope = ropeTables[layer.headDim]!
+                                            let rope = ropeTables[ropeKey(offset)]!
                                             let hd = layer.headDim
                                             Parallel.forEachChunk(n, minimumPerChunk: 32) { range in
                                                 for r in range {
@@ -120,8 +153,9 @@ extension PreparedModel {
                                             }
                                             attend(layer, li, qp, ap)
                                             observer?.observe(layer: li, point: .outputProjectionInput, values: ap, rows: n, width: layer.queryDim)
-                                            project(ap, int8: layer.int8?.o, f32: layer.wo, inputs: layer.queryDim, outputs: d,
-                                                    out: xp, accumulate: true)
+                                            // `normed` is free once q/k/v are projected.
+                                            addToResidual(ap, int8: layer.int8?.o, f32: layer.wo, inputs: layer.queryDim,
+                                                          postNorm: layer.postAttentionNorm, x: xp, scratch: np)
                                         }
                                         observer?.observe(layer: li, point: .mlpInput, values: xp, rows: n, width: d)
                                         if layer.mlp {
@@ -130,10 +164,13 @@ extension PreparedModel {
                                             }
                                             project(np, int8: layer.int8?.gateUp, f32: layer.wGateUp, inputs: d, outputs: 2 * layer.ffnDim,
                                                     out: gp, accumulate: false)
-                                            Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
+                                            switch config.mlpActivation {
+                                            case .silu: Ops.swiGLU(gp, out: actp, rows: n, width: layer.ffnDim)
+                                            case .geluTanh: Ops.geluTanhGLU(gp, out: actp, rows: n, width: layer.ffnDim)
+                                            }
                                             observer?.observe(layer: li, point: .downProjectionInput, values: actp, rows: n, width: layer.ffnDim)
-                                            project(actp, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim, outputs: d,
-                                                    out: xp, accumulate: true)
+                                            addToResidual(actp, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim,
+                                                          postNorm: layer.postMLPNorm, x: xp, scratch: np)
                                         }
                                         observer?.observe(layer: li, point: .layerOutput, values: xp, rows: n, width: d)
                                     }

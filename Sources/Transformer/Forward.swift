@@ -28,7 +28,7 @@ public enum ProbePoint: Sendable, Equatable {
     case outputProjectionInput
     /// The residual stream entering the MLP sublayer ([rows, hidden]).
     case mlpInput
-    /// silu(gate) · up entering down_proj ([rows, kept channels]).
+    /// act(gate) · up (SiLU or GELU-tanh) entering down_proj ([rows, kept channels]).
     case downProjectionInput
     /// The residual stream leaving the layer ([rows, hidden]).
     case layerOutput
@@ -183,13 +183,14 @@ extension PreparedModel {
 
     /// Causal grouped-query attention for one layer. `qkv` rows hold [q heads | k heads | v heads] with RoPE
     /// applied; writes the concatenated head outputs to `out` ([n, queryDim]). With a cache, new keys/values
-    /// are appended first and queries attend to all cached positions up to their own.
+    /// are appended first and queries attend to all cached positions up to their own (within the layer's sliding
+    /// window, if it has one: the cache keeps every position, the window only limits the softmax).
     private func attend(layer: PreparedLayer, layerIndex: Int, qkv: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
                         batch: Int, length: Int, cache: UnsafeMutablePointer<KVCache>?) {
         let hd = layer.headDim
         let stride = layer.qkvDim
-        let g = layer.queryHeads / layer.kvHeads
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = attentionScale(headDim: hd)
+        let window = config.attentionWindow(layer: layerIndex)
         let start = cache?.pointee.count ?? 0
         let keysTotal = start + length
         var scores = [Float](repeating: 0, count: length * keysTotal)   // [length, keysTotal] for one head
@@ -197,7 +198,7 @@ extension PreparedModel {
             scores.withUnsafeMutableBufferPointer { sb in
                 let s = sb.baseAddress!
                 for h in 0..<layer.queryHeads {
-                    let grp = h / g
+                    let grp = layer.queryGroups[h]
                     let q = qkv + b * length * stride + h * hd
                     sgemm(m: length, n: keysTotal, k: hd, a: q, lda: stride, b: kBase + grp * hd, ldb: kStride,
                               transposeB: true, c: s, alpha: scale)
@@ -205,7 +206,10 @@ extension PreparedModel {
                         for t in range {
                             let row = s + t * keysTotal
                             let visible = start + t + 1
-                            Ops.softmaxInPlace(row, count: visible)
+                            // A sliding window hides the keys more than `window - 1` positions back.
+                            let first = window.map { max(0, visible - $0) } ?? 0
+                            if first > 0 { row.update(repeating: 0, count: first) }
+                            Ops.softmaxInPlace(row + first, count: visible - first)
                             if visible < keysTotal { (row + visible).update(repeating: 0, count: keysTotal - visible) }
                         }
                     }
@@ -236,6 +240,11 @@ extension PreparedModel {
 }
 
 extension PreparedModel {
+    /// The factor on q·k: `config.attentionScale`, else 1/sqrt(head width).
+    func attentionScale(headDim: Int) -> Float {
+        config.attentionScale ?? 1 / Float(headDim).squareRoot()
+    }
+
     /// The Float32 GEMM of this model's attention and head (`BLAS.gemm`'s contract): `F32GEMM` for f32 models (OpenBLAS
     /// unless it runs below the CPU's kernels), oneDNN's sgemm for int8 ones, so that an int8 forward runs on one
     /// thread pool (OpenBLAS's idle workers spin for a while after each call, next to the OpenMP team of the int8 GEMM

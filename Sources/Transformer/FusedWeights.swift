@@ -27,6 +27,8 @@ struct FusedLayerWeights: Sendable {
     let wGateUp: [Float]
     /// [hidden, ffnDim]
     let wDown: [Float]
+    /// Optional RMSNorm weights of the sublayer outputs (Gemma): [hidden] each.
+    let postAttentionNorm: [Float]?, postMLPNorm: [Float]?
 
     /// Stacks q/k/v and gate/up of `w` (shaped by `spec`, already validated); the other tensors are shared, not copied.
     init(fusing w: LayerWeights, spec: LayerSpec, hidden: Int) {
@@ -40,6 +42,8 @@ struct FusedLayerWeights: Sendable {
         mlpNorm = w.mlpNorm
         wGateUp = Self.stacking([w.gate, w.up])
         wDown = w.down
+        postAttentionNorm = w.postAttentionNorm
+        postMLPNorm = w.postMLPNorm
     }
 
     /// Element offset of the first k row in `wqkv`.
@@ -54,8 +58,9 @@ struct FusedLayerWeights: Sendable {
     var canonical: LayerWeights {
         LayerWeights(attentionNorm: attentionNorm,
                      wq: Array(wqkv[0..<keyOffset]), wk: Array(wqkv[keyOffset..<valueOffset]), wv: Array(wqkv[valueOffset...]),
-                     wo: wo, bq: bq, bk: bk, bv: bv, qNorm: qNorm, kNorm: kNorm, mlpNorm: mlpNorm,
-                     gate: Array(wGateUp[0..<upOffset]), up: Array(wGateUp[upOffset...]), down: wDown)
+                     wo: wo, bq: bq, bk: bk, bv: bv, qNorm: qNorm, kNorm: kNorm, postAttentionNorm: postAttentionNorm,
+                     mlpNorm: mlpNorm, gate: Array(wGateUp[0..<upOffset]), up: Array(wGateUp[upOffset...]), down: wDown,
+                     postMLPNorm: postMLPNorm)
     }
 
     /// The matrices one after another, allocated once at their exact size.

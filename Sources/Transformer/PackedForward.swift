@@ -25,21 +25,20 @@ extension PreparedModel {
             let offset = s.parent.map { segments[$0].length } ?? 0
             for i in 0..<s.length { positions[s.start + i] = offset + i }
         }
-        return decoderStack(tokens: tokens, positions: positions, observer: nil) { layer, _, qkv, out in
-            attendPacked(layer: layer, segments: segments, qkv: qkv, out: out)
+        return decoderStack(tokens: tokens, positions: positions, observer: nil) { layer, index, qkv, out in
+            attendPacked(layer: layer, window: config.attentionWindow(layer: index), segments: segments, qkv: qkv, out: out)
         }
     }
 
-    /// Causal grouped-query attention over packed segments (RoPE already applied). Each (segment, query head)
+    /// Causal grouped-query attention over packed segments (RoPE already applied; the layer's sliding window, if any). Each (segment, query head)
     /// is one work item: scores against the parent's keys and the segment's own keys up to the query, softmax,
     /// weighted sum of values. Written by hand rather than with BLAS: the pieces are small, and BLAS is not
     /// called from several threads at once.
-    private func attendPacked(layer: PreparedLayer, segments: [PackedSegment], qkv: UnsafeMutablePointer<Float>,
+    private func attendPacked(layer: PreparedLayer, window: Int?, segments: [PackedSegment], qkv: UnsafeMutablePointer<Float>,
                               out: UnsafeMutablePointer<Float>) {
         let hd = layer.headDim
         let stride = layer.qkvDim
-        let g = layer.queryHeads / layer.kvHeads
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = attentionScale(headDim: hd)
         let heads = layer.queryHeads
         let longest = segments.map { $0.length + ($0.parent.map { segments[$0].length } ?? 0) }.max() ?? 0
         Parallel.forEachChunk(segments.count * heads) { range in
@@ -48,7 +47,7 @@ extension PreparedModel {
             for item in range {
                 let segment = segments[item / heads]
                 let h = item % heads
-                let kvOffset = layer.queryDim + (h / g) * hd
+                let kvOffset = layer.queryDim + layer.queryGroups[h] * hd
                 let parentStart = segment.parent.map { segments[$0].start } ?? 0
                 let parentLength = segment.parent.map { segments[$0].length } ?? 0
                 // Row of key j (parent rows first, then own rows).
@@ -59,14 +58,16 @@ extension PreparedModel {
                     let row = segment.start + t
                     let q = UnsafePointer(qkv + row * stride + h * hd)
                     let visible = parentLength + t + 1
-                    for j in 0..<visible {
-                        scores[j] = Self.dot(q, UnsafePointer(qkv + keyRow(j) * stride + kvOffset), count: hd) * scale
+                    // Key j sits at position j; a sliding window starts at `first`.
+                    let first = window.map { max(0, visible - $0) } ?? 0
+                    for j in first..<visible {
+                        scores[j - first] = Self.dot(q, UnsafePointer(qkv + keyRow(j) * stride + kvOffset), count: hd) * scale
                     }
-                    Ops.softmaxInPlace(scores, count: visible)
+                    Ops.softmaxInPlace(scores, count: visible - first)
                     let o = out + row * layer.queryDim + h * hd
                     o.update(repeating: 0, count: hd)
-                    for j in 0..<visible {
-                        Self.addScaled(UnsafePointer(qkv + keyRow(j) * stride + kvOffset + layer.kvDim), scores[j], into: o, count: hd)
+                    for j in first..<visible {
+                        Self.addScaled(UnsafePointer(qkv + keyRow(j) * stride + kvOffset + layer.kvDim), scores[j - first], into: o, count: hd)
                     }
                 }
             }

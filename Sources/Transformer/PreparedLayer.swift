@@ -34,8 +34,15 @@ struct PreparedLayer: Sendable {
     let wGateUp: [Float]
     /// [hidden, ffnDim]
     let wDown: [Float]
+    /// RMSNorm weights [hidden] of the attention and MLP outputs before the residual add (Gemma), or nil. Like the
+    /// q/k norms they act on the whole residual width, so pruning never gathers them.
+    let postAttentionNorm: [Float]?
+    let postMLPNorm: [Float]?
     /// The projections in int8 (then `wqkv`, `wo`, `wGateUp` and `wDown` are empty), or nil for Float32.
     let int8: Int8Projections?
+
+    /// For each computed query head, the index of its KV group among the computed ones ([queryHeads]).
+    let queryGroups: [Int]
 
     var queryDim: Int { queryHeads * headDim }
     var kvDim: Int { kvHeads * headDim }
@@ -59,15 +66,18 @@ struct PreparedLayer: Sendable {
         mlpNorm = f.mlpNorm
         qNorm = f.qNorm
         kNorm = f.kNorm
+        postAttentionNorm = f.postAttentionNorm
+        postMLPNorm = f.postMLPNorm
         var qkvInt8 = Int8Matrix.empty(columns: hidden)
         var oInt8 = Int8Matrix.empty(columns: 0)
         var gateUpInt8 = Int8Matrix.empty(columns: hidden)
         var downInt8 = Int8Matrix.empty(columns: 0)
 
         if attentionOn {
-            let heads = groups.flatMap { grp in (0..<g).map { grp * g + $0 } }
+            let heads = mask?.queryHeads(spec) ?? groups.flatMap { grp in (0..<g).map { grp * g + $0 } }
             queryHeads = heads.count
             kvHeads = groups.count
+            queryGroups = heads.map { h in groups.firstIndex(of: h / g) ?? 0 }   // validated: every head's group is kept
             if let bq = f.bq, let bk = f.bk, let bv = f.bv {
                 var b = [Float]()
                 for h in heads { b.append(contentsOf: bq[(h * hd)..<((h + 1) * hd)]) }
@@ -81,7 +91,7 @@ struct PreparedLayer: Sendable {
                 qkvInt8 = Int8Matrix.stackingRowBlocks([(q.wq, heads, hd), (q.wk, groups, hd), (q.wv, groups, hd)])
                 oInt8 = q.wo.keepingColumnBlocks(heads, blockSize: hd)
                 wqkv = []; wo = []
-            } else if groups.count == spec.kvHeads {   // ids are ascending and unique, so these are all of them
+            } else if groups.count == spec.kvHeads && heads.count == spec.queryHeads {   // ascending, unique: all of them
                 wqkv = f.wqkv
                 wo = f.wo
             } else {
@@ -89,7 +99,7 @@ struct PreparedLayer: Sendable {
                 wo = Self.columnBlocks(f.wo, rows: hidden, columns: spec.queryDim, blocks: heads, blockSize: hd)
             }
         } else {
-            queryHeads = 0; kvHeads = 0; wqkv = []; bqkv = nil; wo = []
+            queryHeads = 0; kvHeads = 0; queryGroups = []; wqkv = []; bqkv = nil; wo = []
         }
 
         if mlpOn {

@@ -14,12 +14,22 @@ public struct StructureMask: Codable, Sendable, Equatable, Hashable {
         public var attention: Bool
         /// Whether the MLP sublayer runs.
         public var mlp: Bool
+        /// Kept query-head ids, ascending, each in `0..<queryHeads`, or nil for every query head of the kept KV
+        /// groups. When given, `keptKVGroups` must be exactly the groups that keep a query head: a KV group goes
+        /// when its last query head goes (the query-head granularity, for models with one or few KV heads).
+        public var keptQueryHeads: [Int]?
 
-        public init(keptKVGroups: [Int], keptChannels: [Int], attention: Bool = true, mlp: Bool = true) {
+        public init(keptKVGroups: [Int], keptChannels: [Int], attention: Bool = true, mlp: Bool = true, keptQueryHeads: [Int]? = nil) {
             self.keptKVGroups = keptKVGroups
             self.keptChannels = keptChannels
             self.attention = attention
             self.mlp = mlp
+            self.keptQueryHeads = keptQueryHeads
+        }
+
+        /// The kept query heads of a layer shaped `spec`: `keptQueryHeads`, or every head of the kept groups.
+        public func queryHeads(_ spec: LayerSpec) -> [Int] {
+            keptQueryHeads ?? keptKVGroups.flatMap { group in (0..<spec.groupSize).map { group * spec.groupSize + $0 } }
         }
 
         /// Whether attention contributes anything (on and at least one group kept).
@@ -49,6 +59,11 @@ public struct StructureMask: Codable, Sendable, Equatable, Hashable {
         for (i, (layer, spec)) in zip(layers, config.layers).enumerated() {
             try Self.checkIds(layer.keptKVGroups, limit: spec.kvHeads, layer: i, what: "KV group")
             try Self.checkIds(layer.keptChannels, limit: spec.ffnDim, layer: i, what: "MLP channel")
+            if let heads = layer.keptQueryHeads {
+                try Self.checkIds(heads, limit: spec.queryHeads, layer: i, what: "query head")
+                let groups = Array(Set(heads.map { $0 / max(spec.groupSize, 1) })).sorted()
+                if groups != layer.keptKVGroups { throw MaskError.groupsWithoutHeads(layer: i, groups: layer.keptKVGroups, fromHeads: groups) }
+            }
         }
     }
 
@@ -67,12 +82,16 @@ public enum MaskError: Error, CustomStringConvertible, Equatable {
     case layerCount(expected: Int, found: Int)
     case outOfRange(layer: Int, what: String, id: Int, limit: Int)
     case notAscending(layer: Int, what: String, id: Int)
+    /// Kept query heads given, but the kept KV groups are not exactly the groups of those heads.
+    case groupsWithoutHeads(layer: Int, groups: [Int], fromHeads: [Int])
 
     public var description: String {
         switch self {
         case .layerCount(let e, let f): return "mask has \(f) layers, the model has \(e)"
         case .outOfRange(let l, let w, let id, let lim): return "layer \(l): \(w) id \(id) out of range 0..<\(lim)"
         case .notAscending(let l, let w, let id): return "layer \(l): \(w) ids must be ascending and unique (at \(id))"
+        case .groupsWithoutHeads(let l, let g, let h):
+            return "layer \(l): kept KV groups \(g) must be the groups of the kept query heads, \(h) (a group goes with its last head)"
         }
     }
 }

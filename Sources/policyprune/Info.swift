@@ -25,6 +25,8 @@ struct Info: ParsableCommand {
         var queryKeyNorm: Bool
         /// `none`, `llama3 (factor F, low L, high H, original N)` or `rope_freqs (K factors)`.
         var ropeScaling: String
+        /// The Gemma options (`none`, or e.g. `embedding scale 25.30, post-sublayer norms, geluTanh MLP, ...`).
+        var gemmaOptions: String
         var contextLength: Int
         var parameters: ParameterCounts
         var prunable: PrunableCounts
@@ -66,6 +68,19 @@ struct Info: ParsableCommand {
         }
     }
 
+    /// The Gemma options of `c` in one line, or `none`.
+    static func describeGemmaOptions(_ c: ModelConfig) -> String {
+        var parts: [String] = []
+        if let s = c.embeddingScale { parts.append(String(format: "embedding scale %.4f", s)) }
+        if c.postSublayerNorms { parts.append("post-sublayer norms") }
+        if c.mlpActivation != .silu { parts.append("\(c.mlpActivation.rawValue) MLP") }
+        if let s = c.attentionScale { parts.append(String(format: "attention scale %.6g", s)) }
+        if let local = c.localAttention {
+            parts.append("sliding window \(local.window) on \(local.layers.filter { $0 }.count) of \(local.layers.count) layers (rope theta \(local.ropeTheta))")
+        }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+
     static func report(_ checkpoint: LoadedCheckpoint) -> Report {
         let c = checkpoint.config
         let d = c.hiddenSize
@@ -80,7 +95,7 @@ struct Info: ParsableCommand {
             path: checkpoint.path, format: "\(checkpoint.format)", architecture: c.architecture, hiddenSize: d,
             vocabSize: c.vocabSize, layers: c.layers.count, normEpsilon: c.normEpsilon, ropeTheta: c.ropeTheta,
             tiedEmbeddings: c.tiedEmbeddings, attentionBias: c.attentionBias, queryKeyNorm: c.queryKeyNorm,
-            ropeScaling: Self.describe(c.ropeScaling), contextLength: c.contextLength,
+            ropeScaling: Self.describe(c.ropeScaling), gemmaOptions: Self.describeGemmaOptions(c), contextLength: c.contextLength,
             parameters: ParameterCounts(attentionAndMLP: counts.prunable, attention: counts.attention, mlp: counts.mlp,
                                         embeddings: counts.embeddings, head: counts.head, norms: counts.norms, total: counts.total),
             prunable: PrunableCounts(kvGroups: c.structureCount(.attention), mlpChannels: c.structureCount(.mlp),
@@ -98,6 +113,7 @@ struct Info: ParsableCommand {
         print("hidden       \(r.hiddenSize), vocab \(r.vocabSize), layers \(r.layers), context \(r.contextLength)")
         print("norm eps     \(r.normEpsilon), rope theta \(r.ropeTheta), tied embeddings \(r.tiedEmbeddings), qkv bias \(r.attentionBias)")
         print("family       q/k norm \(r.queryKeyNorm), rope scaling \(r.ropeScaling)")
+        if r.gemmaOptions != "none" { print("gemma        \(r.gemmaOptions)") }
         print("")
         print("parameters")
         func line(_ name: String, _ v: Int) {

@@ -66,7 +66,7 @@ struct PruneOptimiserOptions: ParsableArguments {
     @Option(help: "Pruning rate in (0, 1) of both kinds (keep ratio = 1 - rate); with equal rates, the share of attention+MLP parameters removed.") var rate: Double = 0.3
     @Option(help: "Pruning rate of the attention structures in [0, 1) (default --rate; 0 keeps attention whole and out of the sampling).") var attentionRate: Double?
     @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
-    @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|sublayers|layers"))
+    @Option(help: ArgumentHelp("Granularity: channels (KV groups + MLP channels), heads (KV groups only; --rate is their rate), query-heads (query heads + MLP channels; a KV group goes with its last query head), sublayers (whole attention / MLP sublayers), layers (whole decoder layers).", valueName: "channels|heads|query-heads|sublayers|layers"))
     var granularity: PruningGranularity = .channels
     @Option(help: "Budget scope: global, per-layer, joint (parameter-weighted, attention and MLP together).") var scope: BudgetScope = .global
     @Option(help: "Every plan keeps a multiple of this many MLP channels per layer, the budget still met (quantized exports store 32-wide blocks; layers whose dense width is not a multiple are left as they are; 1: off).") var channelMultiple = 32

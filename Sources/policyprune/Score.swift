@@ -25,7 +25,9 @@ struct Score: ParsableCommand {
         abstract: "Score structures with a metric and write a prune plan (hard mask at the rate).",
         discussion: """
             Granularities: channels = KV groups and MLP channels, each at keep ratio 1 - rate (wanda-sp, flap, \
-            magnitude, random); heads = KV groups only; layers = whole decoder layers (block-influence, ppl-drop, \
+            magnitude, random); heads = KV groups only; query-heads = query heads and MLP channels, a KV group \
+            going with its last query head (wanda-sp; for one or few KV heads, e.g. Gemma 3); layers = whole \
+            decoder layers (block-influence, ppl-drop, \
             magnitude, random). The rate is measured over attention+MLP parameters; the plan records the rate \
             achieved over attention+MLP and over the whole model.
 
@@ -51,7 +53,7 @@ struct Score: ParsableCommand {
     }
     @Option(help: "Thresholds per layer (per-layer, the default) or over all layers (global; harmful on raw metrics, see below).")
     var scope: ScopeArgument = .perLayer
-    @Option(help: "What to remove: channels, heads or layers (default: layers for block-influence and ppl-drop, else channels).")
+    @Option(help: "What to remove: channels, heads, query-heads or layers (default: layers for block-influence and ppl-drop, else channels).")
     var granularity: PruningGranularity?
     @Option(help: "Calibration windows (C4 train).") var calibrationWindows = 32
     @Option(help: "Tokens per calibration window.") var calibrationLength = 128
@@ -80,8 +82,8 @@ struct Score: ParsableCommand {
         for (name, v) in [("--attention-rate", attentionRate), ("--mlp-rate", mlpRate)] {
             if let v, !(v >= 0 && v < 1) { throw ValidationError("\(name) must be in [0, 1), got \(v)") }
         }
-        if (attentionRate != nil || mlpRate != nil) && resolvedGranularity != .channels {
-            throw ValidationError("--attention-rate and --mlp-rate need --granularity channels; use --rate")
+        if (attentionRate != nil || mlpRate != nil) && !resolvedGranularity.prunesBothKinds {
+            throw ValidationError("--attention-rate and --mlp-rate need --granularity channels or query-heads; use --rate")
         }
         guard rates.mlp > 0 || (rates.attention ?? 0) > 0 else { throw ValidationError("nothing to prune: every rate is 0") }
         guard metric.granularities.contains(resolvedGranularity) else {
@@ -113,7 +115,7 @@ struct Score: ParsableCommand {
         options.channelMultiple = channelMultiple
         try options.validate()
         let loaded = try model.load()
-        let requested = resolvedGranularity == .channels ? 1 - options.keepRatios.joint(config: loaded.model.config) : rates.mlp
+        let requested = resolvedGranularity.prunesBothKinds ? 1 - options.keepRatios.joint(config: loaded.model.config) : rates.mlp
         let config = loaded.model.config
         let t0 = Date()
         var calibration: CalibrationData? = nil
@@ -143,9 +145,10 @@ struct Score: ParsableCommand {
         let mask = plan.structureMask
         let keptLayers = mask.layers.filter { $0.attentionActive || $0.mlpActive }.count
         if plan.achievedRate.attentionMLP < requested - 0.01 {
-            note(String(format: "note: achieved %.4f of attention+MLP, below the requested %.4f: per-layer thresholds keep "
-                        + "ceil(n · (1 - rate)) of a layer's n KV groups (ties kept), which with few groups per layer removes less",
-                        plan.achievedRate.attentionMLP, requested))
+            let why = resolvedGranularity == .queryHeads
+                ? "a query head's KV group stays while another of its heads does, so removing a head frees only its q/o share"
+                : "per-layer thresholds keep ceil(n · (1 - rate)) of a layer's n KV groups (ties kept), which with few groups per layer removes less"
+            note(String(format: "note: achieved %.4f of attention+MLP, below the requested %.4f: ", plan.achievedRate.attentionMLP, requested) + why)
         }
         if json {
             try printJSON(Summary(out: out, method: plan.method, requestedRate: requested, achievedRate: plan.achievedRate,
@@ -155,6 +158,10 @@ struct Score: ParsableCommand {
         }
         print("plan             \(out)")
         print("metric           \(metric.rawValue), granularity \(resolvedGranularity.rawValue), scope \(resolvedGranularity == .layers ? "global" : scope.rawValue)")
+        if resolvedGranularity == .queryHeads {
+            let heads = zip(mask.layers, config.layers).reduce(0) { $0 + ($1.0.attentionActive ? $1.0.queryHeads($1.1).count : 0) }
+            print("kept             \(heads)/\(config.layers.reduce(0) { $0 + $1.queryHeads }) query heads")
+        }
         print("kept             \(mask.keptCount(.attention))/\(config.structureCount(.attention)) KV groups, "
               + "\(mask.keptCount(.mlp))/\(config.structureCount(.mlp)) MLP channels, \(keptLayers)/\(config.layers.count) layers")
         print(String(format: "rate             requested %.4f of attention+MLP; achieved %.4f (%d -> %d), %.4f of all parameters (%d -> %d)",

@@ -37,6 +37,22 @@ enum Models {
     static func smol() throws -> TestModel {
         try load("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf", tokens: "fixtures/tokenizers/smollm2_goldens.json")
     }
+
+    /// Gemma 3 270M from the model cache (`Shared.cachedModel`), run on the first prompt of its golden fixture and
+    /// transformers' greedy continuation (38 tokens). Throws `XCTSkip` outside CI when the model is absent.
+    static func gemma3() throws -> TestModel {
+        lock.lock(); defer { lock.unlock() }
+        if let cached = cache["gemma3"] { return cached }
+        guard let url = try Shared.cachedModel(.gemma3_270m) else { throw XCTSkip(Shared.howToFetch(.gemma3_270m)) }
+        let checkpoint = try CheckpointLoader.load(path: url.path)
+        let model = try LanguageModel(config: checkpoint.config, weights: checkpoint.weights, file: url.path)
+        let cases = try XCTUnwrap(try Shared.json("fixtures/families/gemma3-270m/reference.json")["cases"] as? [[String: Any]])
+        let first = try XCTUnwrap(cases.first)
+        let ids: [Int] = try first.get("prompt_ids") + first.get("greedy32_ids")
+        let m = TestModel(checkpoint: checkpoint, model: model, ids: ids)
+        cache["gemma3"] = m
+        return m
+    }
 }
 
 enum Plans {

@@ -30,6 +30,42 @@ final class ScoreCommandTests: XCTestCase {
                       stderr: String(decoding: stderr, as: UTF8.self))
     }
 
+    /// `--granularity query-heads` on stories260K (8 query heads in 4 KV groups per layer): the plan lists kept
+    /// query heads, its kept KV groups are exactly the groups of those heads, `eval ppl --plan` runs it, and an
+    /// export compacts it when every kept group keeps as many heads as the others, else refuses naming the layer.
+    func testScoreQueryHeadsThenEvalAndExport() throws {
+        let stories = try Shared.url("models/stories260K/stories260K.bin").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("metric-qh-tests-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plan = folder.appendingPathComponent("plan.json").path
+        let score = try run(["score", "--model", stories, "--metric", "wanda-sp", "--granularity", "query-heads",
+                             "--attention-rate", "0.5", "--mlp-rate", "0.3", "--calibration-windows", "4", "--calibration-length", "64",
+                             "--out", plan])
+        XCTAssertEqual(score.status, 0, score.stderr)
+        XCTAssertTrue(score.stdout.contains("query heads"), score.stdout)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: plan))) as? [String: Any])
+        XCTAssertEqual((json["options"] as? [String: Any])?["granularity"] as? String, "query-heads")
+        let layers = try XCTUnwrap(json["layers"] as? [[String: Any]])
+        var equalGroups = true
+        for layer in layers {
+            let heads = try XCTUnwrap(layer["kept_query_heads"] as? [Int]), groups = try XCTUnwrap(layer["kept_kv_groups"] as? [Int])
+            XCTAssertEqual(heads.count, 4, "per layer: half of 8 heads")
+            XCTAssertEqual(groups, Array(Set(heads.map { $0 / 2 })).sorted(), "a group is kept exactly while one of its heads is")
+            let perGroup = groups.map { g in heads.filter { $0 / 2 == g }.count }
+            equalGroups = equalGroups && Set(perGroup).count == 1
+        }
+        let eval = try run(["eval", "ppl", "--model", stories, "--plan", plan, "--data", "tinystories", "--limit-windows", "4", "--json"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let export = try run(["export", "--model", stories, "--plan", plan, "--format", "hf", "--out", folder.appendingPathComponent("hf").path])
+        if equalGroups {
+            XCTAssertEqual(export.status, 0, export.stderr)
+        } else {
+            XCTAssertNotEqual(export.status, 0)
+            XCTAssertTrue(export.stderr.contains("kept_query_heads"), export.stderr)
+        }
+    }
+
     func testScoreThenEvalWithPlan() throws {
         let stories = try Shared.url("models/stories260K/stories260K.bin").path
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("metric-tests-\(getpid())")

@@ -95,4 +95,68 @@ final class GranularityTests: XCTestCase {
         XCTAssertNoThrow(try random.validate(against: config, granularity: .sublayers))
         XCTAssertEqual(Set(random.attention.map { $0[0] }).count, 5, "distinct per layer, not all μ")
     }
+
+    /// Query heads: one score per query head, the channels as `channels`; a KV group stays while any of its heads
+    /// does and goes with its last. Groups of unequal size run masked, but cannot be compacted (a compacted layer
+    /// maps head h to group h / (heads / groups)): a typed error names the layer.
+    func testQueryHeadsKeepAGroupUntilItsLastHead() throws {
+        let g = PruningGranularity.queryHeads
+        XCTAssertEqual(g.scoreCount(.attention, config: config), 30)
+        XCTAssertEqual(g.scoreCount(.mlp, config: config), 30)
+        // Each head carries its q/o share plus half its group's k/v: all six heads are the sublayer.
+        XCTAssertEqual(6 * g.unitParameterCost(.attention, layer: 0, config: config),
+                       config.parameterCost(of: .attentionSublayer(layer: 0)))
+        let kept: [[Int]] = [[0, 1, 2, 3, 4, 5], [1, 2, 3], [5], [], [0, 2, 4]]
+        let mask = g.structureMask(keptAttention: kept, keptMLP: (0..<5).map { _ in Array(0..<6) }, config: config)
+        XCTAssertEqual(mask.layers.map(\.keptKVGroups), [[0, 1, 2], [0, 1], [2], [], [0, 1, 2]])
+        XCTAssertEqual(mask.layers.map { $0.keptQueryHeads ?? [] }, kept)
+        XCTAssertFalse(mask.layers[3].attentionActive, "no head left: the sublayer goes")
+        XCTAssertNoThrow(try mask.validate(against: config))
+        var wrong = mask
+        wrong.layers[2].keptKVGroups = [1, 2]
+        XCTAssertThrowsError(try wrong.validate(against: config)) {
+            XCTAssertEqual($0 as? MaskError, .groupsWithoutHeads(layer: 2, groups: [1, 2], fromHeads: [2]))
+        }
+        // Parameters count per head: layer 1 keeps 3 query heads and 2 KV heads.
+        let specs = mask.layerSpecs(for: config)
+        XCTAssertEqual(specs[1].queryHeads, 3)
+        XCTAssertEqual(specs[1].attentionParameters(hiddenSize: config.hiddenSize, attentionBias: false),
+                       (2 * 3 + 2 * 2) * specs[1].headDim * config.hiddenSize)
+        let weights = tinyWeights(config)
+        XCTAssertThrowsError(try Compaction.compact(config: config, weights: weights, mask: mask)) {
+            guard case PruningError.invalidValue(let key, _, _)? = $0 as? PruningError else { return XCTFail("\($0)") }
+            XCTAssertEqual(key, "layers[1].kept_query_heads")
+        }
+        // The masked forward pass attends each kept head to its own group: it equals the dense pass of the same
+        // model with the dropped heads' o_proj columns zeroed (a head adds nothing through zero columns).
+        var zeroed = weights
+        for (l, heads) in kept.enumerated() {
+            let spec = config.layers[l], width = spec.queryDim, hd = spec.headDim
+            for h in 0..<spec.queryHeads where !heads.contains(h) {
+                for r in 0..<config.hiddenSize { for c in (h * hd)..<((h + 1) * hd) { zeroed.layers[l].wo[r * width + c] = 0 } }
+            }
+        }
+        let ids = [1, 5, 9, 2, 14, 7, 3]
+        let masked = try LanguageModel(config: config, weights: weights).prepared(mask: mask).logits([ids])[0]
+        let reference = try LanguageModel(config: config, weights: zeroed).dense.logits([ids])[0]
+        for (a, b) in zip(masked, reference) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        // Equal heads per group compact: layer 0 keeps heads 1, 3, 5 (one per group).
+        var even = StructureMask.dense(config)
+        even.layers[0].keptQueryHeads = [1, 3, 5]
+        XCTAssertEqual(try Compaction.compact(config: config, weights: weights, mask: even).config.layers[0].queryHeads, 3)
+    }
+}
+
+/// Seeded weights of `config`'s shapes (norms 1, projections in [-0.5, 0.5)).
+func tinyWeights(_ config: ModelConfig, seed: UInt64 = 11) -> ModelWeights {
+    var rng = Xoshiro256(seed: seed)
+    func values(_ n: Int) -> [Float] { (0..<n).map { _ in Float(rng.nextUnitDouble() - 0.5) } }
+    let d = config.hiddenSize
+    let layers = config.layers.map { s in
+        LayerWeights(attentionNorm: Array(repeating: 1, count: d), wq: values(s.queryDim * d), wk: values(s.kvDim * d),
+                     wv: values(s.kvDim * d), wo: values(d * s.queryDim), mlpNorm: Array(repeating: 1, count: d),
+                     gate: values(s.ffnDim * d), up: values(s.ffnDim * d), down: values(d * s.ffnDim))
+    }
+    return ModelWeights(tokenEmbedding: values(config.vocabSize * d), layers: layers, finalNorm: Array(repeating: 1, count: d),
+                        head: values(config.vocabSize * d))
 }

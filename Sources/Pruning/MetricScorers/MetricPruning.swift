@@ -46,9 +46,9 @@ public struct MetricPruningOptions: Sendable, Equatable {
     /// Checks the rate, the scope and that the metric scores the granularity.
     public func validate() throws {
         if let attentionRate {
-            guard granularity == .channels else {
+            guard granularity.prunesBothKinds else {
                 throw PruningError.invalidValue(key: "attention-rate", value: "\(attentionRate)",
-                                                reason: "separate rates per kind need granularity channels")
+                                                reason: "separate rates per kind need granularity channels or query-heads")
             }
             try StructureScores.checkRates(keepRatios)
         } else {
@@ -100,8 +100,9 @@ public enum MetricPruning {
         }
         switch options.metric {
         case .wandaSP:
-            return try WandaSP.score(model: model, windows: windows, variant: options.wandaVariant, initKeepRatios: options.keepRatios,
-                                     batchSize: options.batchSize, progress: progress).scores
+            let result = try WandaSP.score(model: model, windows: windows, variant: options.wandaVariant, initKeepRatios: options.keepRatios,
+                                           batchSize: options.batchSize, progress: progress)
+            return options.granularity == .queryHeads ? result.queryHeadScores : result.scores
         case .magnitude:
             return Magnitude.scores(model: model, norm: options.magnitudeNorm)
         case .random:
@@ -122,7 +123,7 @@ public enum MetricPruning {
                             calibration: CalibrationData?, modelSHA256: String, toolVersion: String) throws -> PrunePlan {
         try options.validate()
         var mask = try scores.hardMask(keepRatios: options.keepRatios, granularity: options.granularity, scope: options.scope, config: config)
-        if options.granularity == .channels, options.channelMultiple > 1 {
+        if options.granularity.prunesBothKinds, options.channelMultiple > 1 {
             mask = mask.aligningMLPChannels(to: options.channelMultiple, priority: scores.mlp, config: config)
         }
         var record = options.record
@@ -132,7 +133,7 @@ public enum MetricPruning {
             record["calibration_length"] = .integer(calibration.windows.first?.count ?? 0)
         }
         return try PrunePlan(mask: mask, config: config, method: options.metric.rawValue, options: record, seed: options.seed,
-                             requestedRate: options.granularity == .channels ? 1 - options.keepRatios.joint(config: config) : options.rate,
+                             requestedRate: options.granularity.prunesBothKinds ? 1 - options.keepRatios.joint(config: config) : options.rate,
                              modelSHA256: modelSHA256,
                              calibrationSHA256: options.metric.needsCalibration ? (calibration?.sha256 ?? "") : "",
                              toolVersion: toolVersion)

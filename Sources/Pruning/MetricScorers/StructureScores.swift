@@ -20,7 +20,8 @@ public enum PruningMetric: String, Codable, Sendable, CaseIterable {
     /// Which granularities the metric can score.
     public var granularities: [PruningGranularity] {
         switch self {
-        case .wandaSP, .flap: return [.channels, .heads]
+        case .wandaSP: return [.channels, .heads, .queryHeads]
+        case .flap: return [.channels, .heads]
         case .magnitude, .random: return [.channels, .heads, .layers]
         case .blockInfluence, .perplexityDrop: return [.layers]
         }
@@ -48,6 +49,13 @@ public enum PruningGranularity: String, Codable, Sendable, CaseIterable {
     /// Whole attention and whole MLP sublayers, each kind at keep ratio 1 − rate (policy-gradient runs only; no
     /// metric scores sublayers).
     case sublayers
+    /// Query heads and MLP channels (`query-heads`): like `channels`, but attention is scored per query head, and a
+    /// KV group goes only when its last query head goes (models with one or few KV heads, e.g. Gemma 3 270M, where
+    /// a KV group is a layer's whole attention).
+    case queryHeads = "query-heads"
+
+    /// Whether the granularity prunes both kinds with one keep ratio each (`channels`, `query-heads`).
+    public var prunesBothKinds: Bool { self == .channels || self == .queryHeads }
 }
 
 /// One importance score per prunable structure (higher = keep). Kinds a metric does not score are empty.
@@ -85,15 +93,15 @@ public struct StructureScores: Codable, Sendable, Equatable {
         try Self.checkRates(keepRatios)
         let keep = keepRatios.mlp
         switch granularity {
-        case .channels, .heads:
+        case .channels, .heads, .queryHeads:
             guard scope != .joint else {
                 throw PruningError.invalidValue(key: "scope", value: scope.rawValue,
                                                 reason: "metric scores of heads and channels have different scales; use global or per-layer")
             }
             let probabilities = KeepProbabilities(attention: attention, mlp: mlp)
-            try probabilities.validate(against: config)
+            try probabilities.validate(against: config, granularity: granularity == .queryHeads ? .queryHeads : .channels)
             var mask = granularity == .heads ? probabilities.hardMask(keepRatio: keep, scope: scope, config: config)
-                : probabilities.hardMask(keepRatios: keepRatios, scope: scope, config: config)
+                : probabilities.hardMask(keepRatios: keepRatios, scope: scope, config: config, granularity: granularity)
             if granularity == .heads {
                 for l in mask.layers.indices { mask.layers[l].keptChannels = Array(0..<config.structureCount(.mlp, layer: l)) }
             }

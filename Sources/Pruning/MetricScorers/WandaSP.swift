@@ -45,6 +45,12 @@ public enum WandaSP {
             StructureScores(attention: layers.map(\.kvGroupScores), mlp: layers.map(\.channelScores))
         }
 
+        /// Query-head and channel scores (the `query-heads` granularity): a head's score is the sum over its o_proj
+        /// columns, the quantity whose group mean is the KV-group score.
+        public var queryHeadScores: StructureScores {
+            StructureScores(attention: layers.map(\.headScores), mlp: layers.map(\.channelScores))
+        }
+
         /// The per-layer init masks as a structure mask.
         public var initMask: StructureMask {
             StructureMask(layers: layers.map { StructureMask.Layer(keptKVGroups: $0.initKeptKVGroups, keptChannels: $0.initKeptChannels) })

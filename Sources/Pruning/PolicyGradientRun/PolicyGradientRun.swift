@@ -486,7 +486,7 @@ public final class PolicyGradientRun {
         let granularity = options.scoreGranularity
         let mask = scores.hardMask(keepRatios: keepRatios, scope: options.optimizer.budgetScope, config: model.config,
                                    granularity: granularity, exactBudget: true)
-        guard granularity == .channels, let multiple = options.channelMultiple, multiple > 1 else { return mask }
+        guard granularity.prunesBothKinds, let multiple = options.channelMultiple, multiple > 1 else { return mask }
         return mask.aligningMLPChannels(to: multiple, priority: scores.mlp, config: model.config)
     }
 

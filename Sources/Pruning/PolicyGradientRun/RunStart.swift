@@ -28,7 +28,7 @@ public enum InitMethod: String, CaseIterable, Sendable {
     public func supports(_ granularity: PruningGranularity) -> Bool {
         guard let metric else { return true }
         switch granularity {
-        case .channels, .heads, .layers: return metric.granularities.contains(granularity)
+        case .channels, .heads, .layers, .queryHeads: return metric.granularities.contains(granularity)
         case .sublayers: return false
         }
     }
@@ -37,7 +37,7 @@ public enum InitMethod: String, CaseIterable, Sendable {
     /// influence for layers, random (the paper's random init) for sublayers, which no metric scores.
     public static func defaultInit(for granularity: PruningGranularity) -> InitMethod {
         switch granularity {
-        case .channels, .heads: return .wandaSP
+        case .channels, .heads, .queryHeads: return .wandaSP
         case .layers: return .blockInfluence
         case .sublayers: return .random
         }
@@ -151,10 +151,10 @@ public struct RunInitialization: Sendable {
                                          granularity: granularity), record)
         }
         func initRate(_ keep: Double) -> Double { 1 - keep >= 1 ? 0.999 : max(1 - keep, 0) }
-        let options = MetricPruningOptions(metric: metric, rate: max(initRate(mu), granularity == .channels ? 0 : 1e-9),
+        let options = MetricPruningOptions(metric: metric, rate: max(initRate(mu), granularity.prunesBothKinds ? 0 : 1e-9),
                                            granularity: granularity, scope: .global,
                                            seed: seed, wandaVariant: wandaVariant, batchSize: 8,
-                                           attentionRate: granularity == .channels ? initRate(keepRatios.attention) : nil)
+                                           attentionRate: granularity.prunesBothKinds ? initRate(keepRatios.attention) : nil)
         var calibration: CalibrationData? = nil
         if metric.needsCalibration {
             let sample = try CalibrationData.c4Train(dataRoot: dataRoot, count: calibrationWindows, length: calibrationLength,
@@ -168,7 +168,7 @@ public struct RunInitialization: Sendable {
         let config = model.config
         let attention: [[Double]], mlp: [[Double]]
         switch granularity {
-        case .channels: (attention, mlp) = (scores.attention, scores.mlp)
+        case .channels, .queryHeads: (attention, mlp) = (scores.attention, scores.mlp)
         case .heads: (attention, mlp) = (scores.attention, scores.attention.map { _ in [] })
         case .layers, .sublayers:
             attention = config.layers.indices.map { l in
