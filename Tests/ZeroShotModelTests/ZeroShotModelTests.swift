@@ -144,8 +144,10 @@ final class ZeroShotModelTests: XCTestCase {
             let nll = try model.tokenNLL([r.context + r.continuation])[0]
             let expected = -nll.suffix(r.continuation.count).reduce(0, +)
             // The damaged model's log-likelihoods are large (about -15 nats per token), so float32 rounding of
-            // differently grouped GEMMs shows up relative to them: allow 2e-6 relative on top of 1e-4.
-            let tolerance = Tolerance(absolute: 1e-4, relative: 2e-6)
+            // differently grouped GEMMs shows up relative to them: allow 1e-5 relative on top of 1e-4. (2e-6 was
+            // exceeded with one thread, 2.4e-6 on -560 nats, with OpenBLAS and oneDNN alike; a scoring bug, e.g. one
+            // position off, moves the sum by whole nats.)
+            let tolerance = Tolerance(absolute: 1e-4, relative: 1e-5)
             XCTAssertTrue(tolerance.accepts(scored.0, expected), "\(scored.0) vs \(expected) (\(tolerance))")
         }
     }
