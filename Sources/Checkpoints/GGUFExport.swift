@@ -17,7 +17,11 @@ enum GGUFExport {
                 "gemma3 with per-layer shapes (\(shapeSummary(request.config))) has no llama.cpp architecture: its gemma3 loader needs every layer as wide as layer 0 with both sublayers, and no other format computes Gemma; prune to one width per layer (--scope per-layer, --attention-rate 0, an MLP rate that keeps a multiple of --channel-multiple, e.g. 0.3125)")
         }
         try ModelExporter.checkFamilyFits(request.config, arch: uniform ? source : "deci", format: "GGUF")
-        let arch = uniform ? (["qwen2", "qwen3", "gemma3"].contains(source) ? source : "llama") : "deci"
+        // llama.cpp's qwen2 loader sizes attn_q and attn_output as n_embd × n_embd (src/models/qwen2.cpp), so a
+        // Qwen2 with query heads pruned cannot load as qwen2; arch llama reads q/k/v biases as optional tensors and
+        // sizes attention by head_count × key_length, so it runs there (checked with llama-perplexity).
+        let narrowQwen2 = source == "qwen2" && request.config.layers.contains { $0.hasAttention && $0.queryDim != request.config.hiddenSize }
+        let arch = uniform ? (["qwen2", "qwen3", "gemma3"].contains(source) && !narrowQwen2 ? source : "llama") : "deci"
         if !uniform && source == "qwen2" && !request.config.attentionBias {
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason: "qwen2 without q/k/v biases")
         }
@@ -29,6 +33,9 @@ enum GGUFExport {
         var notes: [String] = []
         var (config, weights) = (request.config, request.weights)
         if arch == "deci" { notes += addLlamaCppPlaceholders(&config, &weights) }
+        if narrowQwen2 && uniform {
+            notes.append("qwen2 with pruned query heads written as arch llama (with its q/k/v biases): llama.cpp's qwen2 loader needs every query head")
+        }
         let order = GGUFFile.ropeRowOrder(architecture: arch)
 
         var gguf = GGUFWriter()

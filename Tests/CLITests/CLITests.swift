@@ -64,6 +64,28 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(smolReport["n_tokens"] as? Int, 304_978)
     }
 
+    /// `eval ppl --protocol llama-cpp` against llama.cpp itself: llama-perplexity (llama.cpp from llama-cpp-python
+    /// 0.3.36's source package, built by ../shared/tools/build-llama-cpp.sh) on SmolLM2 exported as F32 GGUF
+    /// (`policyprune export --model $SMOL --format gguf --out smollm2-dense.gguf`, the Q4_1 weights dequantized, so
+    /// the same numbers the GGUF gives us), run as `llama-perplexity -m smollm2-dense.gguf -f wiki.test.raw -c 128
+    /// -b 128 --chunks 16 -t 2` by scripts/check-llama-cpp.sh, printed running estimates [8] 40.1908 and [16]
+    /// 34.8206 (final). Tolerance 1e-4 relative: llama.cpp's F32 kernels sum in another order and print 4 decimals
+    /// (measured 1.4e-5); a protocol slip (no BOS over a chunk's first token, the whole chunk scored, another
+    /// chunking) moves the value by 10 % or more.
+    func testLlamaCppPerplexityProtocolMatchesLlamaCpp() throws {
+        let text = try Shared.url("data/wikitext2/wiki.test.raw.gz").path
+        for (chunks, expected) in [(8, 40.1908), (16, 34.8206)] {
+            let r = try run(["eval", "ppl", "--model", smol, "--data", text, "--protocol", "llama-cpp", "--context", "128",
+                             "--limit-windows", "\(chunks)", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            let report = try XCTUnwrap(json["report"] as? [String: Any])
+            XCTAssertEqual(report["n_chunks"] as? Int, chunks)
+            XCTAssertEqual(report["n_predicted"] as? Int, chunks * 63)
+            XCTAssertEqual(try XCTUnwrap(report["ppl"] as? Double), expected, accuracy: 1e-4 * expected, "\(chunks) chunks")
+        }
+    }
+
     func testTokenizeIDs() throws {
         let r = try run(["tokenize", "--model", smol, "--text", "Once upon a time", "--ids"])
         XCTAssertEqual(r.status, 0, r.stderr)
