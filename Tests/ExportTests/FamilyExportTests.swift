@@ -223,4 +223,19 @@ final class FamilyExportTests: XCTestCase {
         }
         try assertRefused(m, try Plans.uniform(m.model.config, groups: 1, channels: 48), format: .gguf, folder: folder, name: "longrope-heads")
     }
+
+    /// llama.cpp (and `GGUFTokenizer`) apply Phi-3's tokenizer rule (whitespace after special tokens stripped) by
+    /// "phi3"/"phi-3" in `general.name`: a GGUF export under a name without it keeps the source's name beside it,
+    /// with a note, so the exported file tokenizes as its source did.
+    func testPhi3TokenizerRuleSurvivesTheExportName() throws {
+        let m = try load("phi3.gguf")
+        let folder = try temporaryFolder(self)
+        for (name, expected) in [("pruned", "pruned (Phi3)"), ("phi3-pruned", "phi3-pruned")] {
+            let out = folder + "/\(name).gguf"
+            let result = try ModelExporter.export(ExportRequest(config: m.model.config, weights: m.model.weights, format: .gguf, dtype: .f32,
+                                                                tokenizer: m.checkpoint.tokenizer, name: name), to: out, force: false)
+            XCTAssertEqual(try GGUFFile(path: out).metadata["general.name"]?.string, expected)
+            XCTAssertEqual(result.notes.contains { $0.contains("general.name keeps 'Phi3'") }, name == "pruned", "\(result.notes)")
+        }
+    }
 }
