@@ -5,7 +5,7 @@ import FixtureSupport
 /// Damaged copies of the phi3 family fixtures (`Tests/TransformerTests/Fixtures/families`, made by transformers and
 /// llama.cpp's converter): what Phi-3 options PolicyPrune does not compute (partial RoPE, yarn) and inconsistent
 /// LongRoPE or stacked tensors are typed errors naming the file and the key or tensor, never a wrong model.
-final class Phi3BadInputTests: XCTestCase {
+final class Phi3InputErrorTests: XCTestCase {
     static let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
     private var dir: URL!
