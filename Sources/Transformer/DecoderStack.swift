@@ -74,9 +74,11 @@ extension PreparedModel {
         for offset in layers.indices where layers[offset].attention {
             let key = ropeKey(offset), li = range.lowerBound + offset
             if ropeTables[key] != nil { continue }
+            // LongRoPE picks its divisors by how far this call's positions reach, as transformers does per forward.
+            let scaling = config.ropeScaling(layer: li)
             let invFreq = RoPEScaling.inverseFrequencies(headDim: key.headDim, theta: config.ropeTheta(layer: li),
-                                                         scaling: config.ropeScaling(layer: li))
-            ropeTables[key] = RotaryTable(inverseFrequencies: invFreq, positions: maxPosition)
+                                                         scaling: scaling, positions: maxPosition)
+            ropeTables[key] = RotaryTable(inverseFrequencies: invFreq, positions: maxPosition, scale: scaling?.rotationScale ?? 1)
         }
         /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
         /// int8 weights when it has them, else its Float32 weights.

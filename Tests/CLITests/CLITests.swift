@@ -30,6 +30,33 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("90 KV groups"), r.stdout)
     }
 
+    /// Phi-3 through the binary: `info` names the family's window and LongRoPE, and `export --format gguf` of the
+    /// transformers-made folder writes arch phi3 (stacked tensors), says on stderr that llama.cpp ignores the
+    /// window, and reads back with the window.
+    func testPhi3InfoAndExport() throws {
+        let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
+        let info = try run(["info", "--model", families.appendingPathComponent("phi3.gguf").path])
+        XCTAssertEqual(info.status, 0, info.stderr)
+        XCTAssertTrue(info.stdout.contains("architecture phi3"), info.stdout)
+        XCTAssertTrue(info.stdout.contains("sliding window 8 on 3 of 3 layers"), info.stdout)
+        let longrope = try run(["info", "--model", families.appendingPathComponent("phi3-longrope").path])
+        XCTAssertEqual(longrope.status, 0, longrope.stderr)
+        XCTAssertTrue(longrope.stdout.contains("longrope (8 short/long factors, original 16"), longrope.stdout)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pp-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("phi3.gguf").path
+        let export = try run(["export", "--model", families.appendingPathComponent("phi3").path, "--format", "gguf", "--out", out])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        XCTAssertTrue(export.stdout.contains("architecture phi3, uniform"), export.stdout)
+        XCTAssertTrue(export.stderr.contains("ignores the sliding window of 8"), export.stderr)
+        let back = try run(["info", "--model", out])
+        XCTAssertEqual(back.status, 0, back.stderr)
+        XCTAssertTrue(back.stdout.contains("sliding window 8 on 3 of 3 layers"), back.stdout)
+    }
+
     /// `generate` reproduces the reference greedy continuation (models/stories260K/reference_outputs.json) exactly.
     func testGenerateGreedy() throws {
         let ref = try Shared.json("models/stories260K/reference_outputs.json")
