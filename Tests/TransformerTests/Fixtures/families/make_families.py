@@ -75,8 +75,10 @@ MODEL_CLASSES = {"llama3": transformers.LlamaForCausalLM, "qwen2": transformers.
                  "phi3": transformers.Phi3ForCausalLM, "phi3-longrope": transformers.Phi3ForCausalLM}
 
 
-def train_tokenizer(path: Path):
-    """A 320-piece SentencePiece BPE model (byte fallback), trained on a fixed text, written to `path`."""
+def train_tokenizer(path: Path, extra=()):
+    """A 320-piece SentencePiece BPE model (byte fallback), trained on a fixed text, written to `path`; `extra`:
+    user-defined symbols (phi3: `<|endoftext|>`, which llama.cpp's vocabulary loader looks up in any model whose
+    name says Phi-3, failing with `unordered_map::at` without it)."""
     words = ("the model prunes heads and channels of a small language model by policy gradient "
              "qwen llama mistral rope scaling bias norm tiny seeded random weights reference logits").split()
     lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) for i in range(400)]
@@ -85,7 +87,7 @@ def train_tokenizer(path: Path):
     spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(path.with_suffix("")), vocab_size=VOCAB,
                                    model_type="bpe", byte_fallback=True, character_coverage=1.0,
                                    bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2,
-                                   normalization_rule_name="identity")
+                                   normalization_rule_name="identity", user_defined_symbols=list(extra))
     text.unlink()
     path.with_suffix(".vocab").unlink()
 
@@ -109,7 +111,7 @@ def build(name: str):
     model.save_pretrained(out, safe_serialization=True)
     for extra in ("generation_config.json",):
         (out / extra).unlink(missing_ok=True)
-    train_tokenizer(out / "tokenizer.model")
+    train_tokenizer(out / "tokenizer.model", ["<|endoftext|>"] if name.startswith("phi3") else [])
     reference = {"tokens": TOKENS, "vocab": VOCAB, "transformers": transformers.__version__, "torch": torch.__version__,
                  "logits": [round(float(v), 7) for v in logits.flatten()]}
     if prefixes:
