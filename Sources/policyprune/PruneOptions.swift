@@ -6,7 +6,11 @@ extension GradientEstimator: ExpressibleByArgument {}
 extension InitMethod: ExpressibleByArgument {}
 extension InitMapping: ExpressibleByArgument {}
 extension RunPolicy: ExpressibleByArgument {}
+/// `--scope global|per-layer|joint` (`prune`; `score` takes the first two). Plans record `per_layer`, which is read too.
 extension BudgetScope: ExpressibleByArgument {
+    /// The command line's spelling.
+    var argument: String { self == .perLayer ? "per-layer" : rawValue }
+
     public init?(argument: String) {
         switch argument.lowercased() {
         case "global": self = .global
@@ -15,7 +19,7 @@ extension BudgetScope: ExpressibleByArgument {
         default: return nil
         }
     }
-    public static var allValueStrings: [String] { ["global", "per-layer", "joint"] }
+    public static var allValueStrings: [String] { allCases.map(\.argument) }
 }
 /// `--baseline ema|window|none|step`: the command line's short names of the kinds.
 extension MovingAverageBaseline.Kind: ExpressibleByArgument {
