@@ -77,7 +77,8 @@ public enum CheckpointLoader {
     public static func loadGGUF(path: String) throws -> LoadedCheckpoint {
         let gguf = try GGUFFile(path: path)
         let config = try gguf.modelConfig()
-        let weights = try WeightAssembly.assemble(gguf, config: config, names: GGUFFile.names, order: gguf.ropeRowOrder)
+        let weights = try WeightAssembly.assemble(gguf, config: config, names: GGUFFile.names(architecture: config.architecture),
+                                                  order: gguf.ropeRowOrder)
         return LoadedCheckpoint(config: config, weights: weights, format: .gguf, path: path, tokenizer: .gguf(gguf))
     }
 
@@ -114,7 +115,7 @@ public enum CheckpointLoader {
         // Safetensors' narrowest dtype is one byte per element.
         let dataBytes = store.shards.values.reduce(0) { $0 + $1.file.count }
         try config.checkFits(file: configPath, maxElements: dataBytes, keys: HFConfig.configKeys)
-        let weights = try WeightAssembly.assemble(store, config: config, names: HFConfig.names, order: .rotateHalf)
+        let weights = try WeightAssembly.assemble(store, config: config, names: hf.weightNames, order: .rotateHalf)
         let tokenizer: TokenizerSource
         if FileManager.default.fileExists(atPath: inDir("tokenizer.json")) {
             tokenizer = .huggingFaceJSON(inDir("tokenizer.json"))

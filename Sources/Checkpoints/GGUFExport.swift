@@ -1,10 +1,11 @@
 import Essentials
 import Foundation
 
-/// The `gguf` export (design.md section 6): arch `llama` (or `qwen2`, `qwen3`) when every layer has the same shape,
-/// arch `deci` with per-layer `head_count`, `head_count_kv` and `feed_forward_length` arrays otherwise; q/k rows in
-/// the adjacent-pairs RoPE order (NeoX rotate-half for the Qwen families); Llama 3.x RoPE scaling as llama.cpp's
-/// `rope_freqs.weight`; the tokenizer metadata carried over.
+/// The `gguf` export (design.md section 6): arch `llama` (or `qwen2`, `qwen3`, `gemma3`, `phi3`) when every layer has
+/// the same shape, arch `deci` with per-layer `head_count`, `head_count_kv` and `feed_forward_length` arrays
+/// otherwise; q/k rows in the adjacent-pairs RoPE order (NeoX rotate-half for the Qwen, Gemma and Phi-3 families);
+/// Llama 3.x RoPE scaling as llama.cpp's `rope_freqs.weight`, LongRoPE as `rope_factors_short/long.weight`; the
+/// tokenizer metadata carried over.
 enum GGUFExport {
     static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
         let uniform = ModelExporter.isUniform(request.config)
@@ -16,8 +17,9 @@ enum GGUFExport {
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason:
                 "gemma3 with per-layer shapes (\(shapeSummary(request.config))) has no llama.cpp architecture: its gemma3 loader needs every layer as wide as layer 0 with both sublayers, and no other format computes Gemma; prune to one width per layer (--scope per-layer, --attention-rate 0, an MLP rate that keeps a multiple of --channel-multiple, e.g. 0.3125)")
         }
-        try ModelExporter.checkFamilyFits(request.config, arch: uniform ? source : "deci", format: "GGUF")
-        let arch = uniform ? (["qwen2", "qwen3", "gemma3"].contains(source) ? source : "llama") : "deci"
+        let arch = targetArchitecture(request.config, uniform: uniform)
+        let narrowQwen2 = uniform && source == "qwen2" && arch == "llama"
+        try ModelExporter.checkFamilyFits(request.config, arch: arch, format: "GGUF")
         if !uniform && source == "qwen2" && !request.config.attentionBias {
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason: "qwen2 without q/k/v biases")
         }
@@ -27,13 +29,23 @@ enum GGUFExport {
                 "\(source) with per-head q/k norms and per-layer shapes has no llama.cpp architecture; export as hf")
         }
         var notes: [String] = []
+        if source == "phi3" && arch != "phi3" {
+            let why = uniform ? "llama.cpp's phi3 sizes every layer's query and o_proj by the hidden width, which the pruned attention no longer has"
+                              : "llama.cpp's phi3 has one shape for every layer"
+            notes.append("written as \(arch) with separate q/k/v and gate/up, which computes the same model: \(why)")
+        }
         var (config, weights) = (request.config, request.weights)
         if arch == "deci" { notes += addLlamaCppPlaceholders(&config, &weights) }
+        if narrowQwen2 {
+            notes.append("qwen2 with pruned query heads written as arch llama (with its q/k/v biases): llama.cpp's qwen2 loader needs every query head")
+        }
         let order = GGUFFile.ropeRowOrder(architecture: arch)
 
         var gguf = GGUFWriter()
         gguf.set("general.architecture", .string(arch))
-        gguf.set("general.name", .string(request.name))
+        let (name, nameNote) = generalName(request)
+        gguf.set("general.name", .string(name))
+        if let nameNote { notes.append(nameNote) }
         let fileType: UInt32 = ["f32": 0, "f16": 1, "q8_0": 7][request.dtype.rawValue] ?? 0
         gguf.set("general.file_type", .uint32(fileType))
         if request.dtype == .q8_0 { gguf.set("general.quantization_version", .uint32(2)) }
@@ -59,15 +71,28 @@ enum GGUFExport {
         gguf.set("\(arch).rope.dimension_count", .uint32(UInt32(headDim)))
         gguf.set("\(arch).rope.freq_base", .float32(config.ropeTheta))
         gguf.set("\(arch).attention.layer_norm_rms_epsilon", .float32(config.normEpsilon))
-        if let local = config.localAttention {   // gemma3 only (checkFamilyFits): the pattern and local base are implied
+        if let local = config.localAttention {   // gemma3 and phi3 only (checkFamilyFits): the pattern and base are implied
             gguf.set("\(arch).attention.sliding_window", .uint32(UInt32(local.window)))
+            if arch == "phi3" {
+                notes.append("llama.cpp's phi3 graph currently ignores the sliding window of \(local.window) (its loader warns); transformers and PolicyPrune apply it, so llama.cpp differs past \(local.window) tokens")
+            }
+        } else if arch == "phi3" {
+            gguf.set("phi3.attention.sliding_window", .uint32(0))   // the converter's "no window"
+        }
+        if arch == "phi3" {
+            var original = config.contextLength
+            if case .longRoPE(let p)? = config.ropeScaling {
+                original = p.originalContextLength
+                gguf.set("phi3.rope.scaling.attn_factor", .float32(p.attentionFactor))
+            }
+            gguf.set("phi3.rope.scaling.original_context_length", .uint32(UInt32(original)))
         }
         let (tokenizer, tokenizerNote) = try tokenizerMetadata(request.tokenizer, vocabSize: config.vocabSize)
         for (key, value) in tokenizer { gguf.set(key, value) }
         if let tokenizerNote { notes.append(tokenizerNote) }
         for (key, value) in request.provenance.sorted(by: { $0.key < $1.key }) { gguf.set("policyprune.\(key)", .string(value)) }
 
-        var records = WeightAssembly.records(config, weights, names: GGUFFile.names, order: order)
+        var records = WeightAssembly.records(config, weights, names: GGUFFile.names(architecture: arch), order: order)
         switch config.ropeScaling {
         case nil: break
         case .llama3(let p)?:
@@ -75,6 +100,9 @@ enum GGUFExport {
             records.insert(TensorRecord(name: GGUFFile.ropeFrequenciesTensor, shape: [factors.count], values: factors), at: 0)
         case .frequencyFactors(let factors)?:
             records.insert(TensorRecord(name: GGUFFile.ropeFrequenciesTensor, shape: [factors.count], values: factors), at: 0)
+        case .longRoPE(let p)?:   // phi3 only (checkFamilyFits)
+            records.insert(TensorRecord(name: GGUFFile.shortRoPEFactorsTensor, shape: [p.shortFactors.count], values: p.shortFactors), at: 0)
+            records.insert(TensorRecord(name: GGUFFile.longRoPEFactorsTensor, shape: [p.longFactors.count], values: p.longFactors), at: 0)
         }
         var fallbacks: [String] = []
         for record in records {
@@ -93,6 +121,34 @@ enum GGUFExport {
         }
         try AtomicOutput.writeFile(path, force: force) { temporary in try gguf.write(to: temporary) }
         return ExportResult(path: path, files: [("", ModelExporter.size(of: path))], architecture: arch, uniform: uniform, notes: notes)
+    }
+
+    /// The llama.cpp architecture a model is written as: its own family when uniform and llama.cpp can load it
+    /// (`qwen2`, `qwen3`, `gemma3`; `phi3` only while every layer's query width equals the hidden width, which
+    /// llama.cpp's phi3 loader requires of `attn_qkv` and `attn_output`), else `llama` when uniform, else `deci`.
+    static func targetArchitecture(_ config: ModelConfig, uniform: Bool) -> String {
+        let source = config.architecture
+        guard uniform else { return "deci" }
+        // llama.cpp's qwen2 and phi3 loaders size attn_q and attn_output as n_embd × n_embd (src/models/qwen2.cpp,
+        // phi3.cpp), so with query heads pruned they cannot load as their own arch; arch llama reads q/k/v biases as
+        // optional tensors and sizes attention by head_count × key_length, so they run there (llama-perplexity).
+        let fullQueryWidth = config.layers.allSatisfy { $0.hasAttention && $0.queryDim == config.hiddenSize }
+        if ["qwen3", "gemma3"].contains(source) { return source }
+        if ["qwen2", "phi3"].contains(source) && fullQueryWidth { return source }
+        return "llama"
+    }
+
+    /// `general.name`: the requested name, unless the source's tokenizer follows llama.cpp's Phi-3 rule (special
+    /// tokens strip the whitespace after them, chosen by "phi-3"/"phi3" in `general.name`, as `GGUFTokenizer` does
+    /// too) and the requested name would drop it: then the source's name follows in parentheses, with a note.
+    static func generalName(_ request: ExportRequest) -> (String, String?) {
+        guard case .gguf(let file) = request.tokenizer, let sourceName = file.metadata["general.name"]?.string else {
+            return (request.name, nil)
+        }
+        func phi3Rule(_ name: String) -> Bool { ["phi-3", "phi3"].contains { name.lowercased().contains($0) } }
+        guard phi3Rule(sourceName), !phi3Rule(request.name) else { return (request.name, nil) }
+        return ("\(request.name) (\(sourceName))",
+                "general.name keeps '\(sourceName)': llama.cpp picks Phi-3's tokenizer rule (whitespace after special tokens stripped) by that name")
     }
 
     /// The distinct layer shapes of `config`, for an error message: "ffn 1024×5, 2048×13; attention off ×2".

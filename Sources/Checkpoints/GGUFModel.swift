@@ -5,11 +5,16 @@ extension GGUFFile {
     /// `qwen2` and `qwen3` use NeoX RoPE, i.e. the Hugging Face rotate-half order; `qwen2` has q/k/v biases and
     /// `qwen3` per-head q/k norms. Llama 3.x RoPE scaling arrives as a `rope_freqs.weight` tensor for any of them.
     /// `gemma3` (NeoX order) adds what `gemma3Options` reads: scaled input embeddings, post-sublayer norms,
-    /// GELU-tanh, q/k norms and interleaved sliding-window layers.
-    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2", "qwen3", "gemma3"]
+    /// GELU-tanh, q/k norms and interleaved sliding-window layers. `phi3` (NeoX order) stacks q/k/v and gate/up
+    /// (`names(architecture:)`) and adds what `phi3Options` reads: a sliding window and LongRoPE.
+    public static let supportedArchitectures: Set<String> = ["llama", "deci", "qwen2", "qwen3", "gemma3", "phi3"]
 
     /// llama.cpp's tensor of per-frequency RoPE divisors ([head width / 2], F32), written for Llama 3.x models.
     static let ropeFrequenciesTensor = "rope_freqs.weight"
+    /// llama.cpp's LongRoPE divisors beyond the original context ([head width / 2], F32; phi3).
+    static let longRoPEFactorsTensor = "rope_factors_long.weight"
+    /// llama.cpp's LongRoPE divisors within the original context ([head width / 2], F32; phi3).
+    static let shortRoPEFactorsTensor = "rope_factors_short.weight"
 
     /// An integer metadata value; `missingKey` when absent and required, `badValue` when not an integer.
     func integer(_ key: String) throws -> Int? {
@@ -129,6 +134,7 @@ extension GGUFFile {
                                  attentionBias: hasBias, queryKeyNorm: arch == "qwen3", ropeScaling: scaling,
                                  contextLength: context)
         if arch == "gemma3" { try gemma3Options(&config, heads: heads) }
+        if arch == "phi3" { try phi3Options(&config) }
         // No ggml encoding stores an element in less than one bit, so the file bounds the element count.
         let (maxElements, overflow) = file.count.multipliedReportingOverflow(by: 8)
         try config.checkFits(file: path, maxElements: overflow ? .max : maxElements, keys: configKeys(arch))
@@ -165,6 +171,52 @@ extension GGUFFile {
         }
     }
 
+    /// The Phi-3 parts of `config`, as llama.cpp's `convert_hf_to_gguf.py` writes them (`Phi3MiniModel`) and
+    /// transformers' `Phi3ForCausalLM` computes them:
+    /// - `phi3.attention.sliding_window` (0: none, as the converter writes a null window) on every layer, as
+    ///   transformers applies it; a window at least `context_length` long hides nothing there and is not kept.
+    ///   llama.cpp's phi3 graph currently ignores the window (its loader says so), so llama.cpp and transformers
+    ///   differ past it; this follows transformers, the model's reference;
+    /// - LongRoPE: `rope_factors_short.weight` / `rope_factors_long.weight`, `rope.scaling.attn_factor` and
+    ///   `rope.scaling.original_context_length`, all required once either tensor is present.
+    func phi3Options(_ config: inout ModelConfig) throws {
+        let windowKey = "phi3.attention.sliding_window"
+        if let window = try integer(windowKey) {
+            guard window >= 0 else { throw CheckpointError.badValue(file: path, key: windowKey, value: "\(window)", reason: "must not be negative") }
+            if window > 0 && window < config.contextLength {
+                config.localAttention = .phi3(window: window, ropeTheta: config.ropeTheta, layers: config.layers.count)
+            }
+        }
+        let short = tensorInfo(named: Self.shortRoPEFactorsTensor), long = tensorInfo(named: Self.longRoPEFactorsTensor)
+        guard short != nil || long != nil else { return }
+        guard let short, let long else {
+            throw CheckpointError.missingTensor(file: path, tensor: short == nil ? Self.shortRoPEFactorsTensor : Self.longRoPEFactorsTensor)
+        }
+        if config.ropeScaling != nil {
+            throw CheckpointError.unexpectedTensor(file: path, tensor: Self.ropeFrequenciesTensor + " (beside LongRoPE factors)")
+        }
+        let half = (config.layers.first?.headDim ?? 0) / 2
+        func factors(_ info: GGUFTensorInfo) throws -> [Float] {
+            guard info.shape == [half] else {
+                throw CheckpointError.shapeMismatch(file: path, tensor: info.name, expected: "[\(half)]", found: "\(info.shape)")
+            }
+            let values = try floats(info)
+            if let bad = values.first(where: { !($0 > 0) || !$0.isFinite }) {
+                throw CheckpointError.badValue(file: path, key: info.name, value: "\(bad)", reason: "LongRoPE factors must be positive")
+            }
+            return values
+        }
+        let attentionKey = "phi3.rope.scaling.attn_factor", originalKey = "phi3.rope.scaling.original_context_length"
+        guard let attentionValue = metadata[attentionKey] else { throw CheckpointError.missingKey(file: path, key: attentionKey) }
+        guard let attention = attentionValue.float, attention > 0, attention.isFinite else {
+            throw CheckpointError.badValue(file: path, key: attentionKey, value: "\(attentionValue)", reason: "expected a positive float")
+        }
+        guard let original = try integer(originalKey) else { throw CheckpointError.missingKey(file: path, key: originalKey) }
+        guard original > 0 else { throw CheckpointError.badValue(file: path, key: originalKey, value: "\(original)", reason: "must be positive") }
+        config.ropeScaling = .longRoPE(LongRoPEScaling(shortFactors: try factors(short), longFactors: try factors(long),
+                                                       originalContextLength: original, attentionFactor: attention))
+    }
+
     /// The GGUF keys behind each `ModelConfig` field for architecture `arch`.
     func configKeys(_ arch: String) -> ConfigKeys {
         ConfigKeys(layers: "\(arch).block_count", hidden: "\(arch).embedding_length", heads: "\(arch).attention.head_count",
@@ -175,10 +227,22 @@ extension GGUFFile {
     /// The q/k row order of this file's architecture.
     var ropeRowOrder: RoPERowOrder { Self.ropeRowOrder(architecture: architecture ?? "") }
 
-    /// The q/k row order llama.cpp uses for `architecture`: NeoX (rotate-half) for the Qwen and Gemma families, else pairs.
+    /// The q/k row order llama.cpp uses for `architecture`: NeoX (rotate-half) for the Qwen, Gemma and Phi-3
+    /// families, else pairs.
     static func ropeRowOrder(architecture: String) -> RoPERowOrder {
-        ["qwen2", "qwen3", "gemma3"].contains(architecture) ? .rotateHalf : .adjacentPairs
+        ["qwen2", "qwen3", "gemma3", "phi3"].contains(architecture) ? .rotateHalf : .adjacentPairs
     }
+
+    /// The weight-name table of `architecture`: `phi3Names` for phi3, else `names`.
+    static func names(architecture: String) -> WeightNames { architecture == "phi3" ? phi3Names : names }
+
+    /// llama.cpp's phi3 tensor names: `attn_qkv` ([q; k; v] rows) and `ffn_up` holding [gate; up] rows (its graph
+    /// splits the product in halves, SwiGLU on the first); the LongRoPE factors are read by `phi3Options`.
+    static let phi3Names: WeightNames = {
+        var table = names.fusing(FusedProjections(qkv: { "blk.\($0).attn_qkv.weight" }, gateUp: { "blk.\($0).ffn_up.weight" }))
+        table.isIgnorable = { [ropeFrequenciesTensor, longRoPEFactorsTensor, shortRoPEFactorsTensor].contains($0) }
+        return table
+    }()
 
     /// llama.cpp's tensor names (`llama-arch.cpp`).
     static let names = WeightNames(

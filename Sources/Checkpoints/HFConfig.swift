@@ -2,9 +2,10 @@ import Essentials
 import Foundation
 
 /// A Hugging Face `config.json` for the LLaMA family (`llama` including Llama 3.x RoPE scaling, `mistral`, `qwen2`,
-/// `qwen3`). Hugging Face's names live only in `CodingKeys`; `init(from:)` validates and throws `CheckpointError`
-/// naming the key and its value. The families differ only in fields of `ModelConfig` (`attentionBias`,
-/// `queryKeyNorm`, `ropeScaling`); there is one forward pass for all of them.
+/// `qwen3`, `phi3` including LongRoPE and its sliding window). Hugging Face's names live only in `CodingKeys`;
+/// `init(from:)` validates and throws `CheckpointError` naming the key and its value. The families differ only in
+/// fields of `ModelConfig` (`attentionBias`, `queryKeyNorm`, `ropeScaling`, `localAttention`) and in Phi-3's stacked
+/// tensors (`weightNames`); there is one forward pass for all of them.
 public struct HFConfig: Decodable, Sendable, Equatable {
     /// `model_type`.
     public var modelType: String
@@ -36,8 +37,10 @@ public struct HFConfig: Decodable, Sendable, Equatable {
     public var queryKeyNorm: Bool
     /// Llama 3.x RoPE scaling from `rope_scaling` or `rope_parameters`, else nil.
     public var ropeScaling: RoPEScaling?
-    /// Mistral's `sliding_window` when not null. Recorded, not applied: the forward pass attends to the whole
-    /// context, which equals sliding-window attention only for contexts up to this many tokens.
+    /// `sliding_window` when not null. Mistral's is recorded, not applied: the forward pass attends to the whole
+    /// context, which equals sliding-window attention only for contexts up to this many tokens. Phi-3's is applied
+    /// to every layer, as transformers' `Phi3Model` does, when it is shorter than `max_position_embeddings`
+    /// (Phi-3-mini-4k: 2047 of 4096; the 128k models' 262144 hides nothing within their context).
     public var slidingWindow: Int?
     /// Per-layer query heads of a heterogeneous (pruned) export (design.md section 6), else nil.
     public var attentionHeadsPerLayer: [Int]?
@@ -69,9 +72,11 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         case intermediateSizePerLayer = "intermediate_size_per_layer"
         case slidingWindow = "sliding_window"
         case useSlidingWindow = "use_sliding_window"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case partialRotaryFactor = "partial_rotary_factor"
     }
 
-    /// transformers v5 `rope_parameters`, or the older `rope_scaling` (default RoPE or `llama3`).
+    /// transformers v5 `rope_parameters`, or the older `rope_scaling` (default RoPE, `llama3`, or Phi-3's `longrope`).
     struct RopeParameters: Decodable {
         var ropeTheta: Double?
         var ropeType: String?
@@ -81,15 +86,21 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         var lowFreqFactor: Double?
         var highFreqFactor: Double?
         var originalMaxPositionEmbeddings: Int?
+        var shortFactor: [Double]?
+        var longFactor: [Double]?
+        var attentionFactor: Double?
+        var partialRotaryFactor: Double?
         enum CodingKeys: String, CodingKey {
             case ropeTheta = "rope_theta", ropeType = "rope_type", type, factor
             case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
             case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+            case shortFactor = "short_factor", longFactor = "long_factor", attentionFactor = "attention_factor"
+            case partialRotaryFactor = "partial_rotary_factor"
         }
     }
 
     /// The architectures this reader understands.
-    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2", "qwen3"]
+    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2", "qwen3", "phi3"]
 
     /// Key for `JSONDecoder.userInfo`: the file path named in errors.
     public static let fileKey = CodingUserInfoKey(rawValue: "policyprune.checkpoint.file")!
@@ -149,6 +160,15 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         if c.contains(.ropeScaling), try !c.decodeNil(forKey: .ropeScaling), let scaling = try get(RopeParameters.self, .ropeScaling) {
             scalingSource = ("rope_scaling", scaling)
         }
+        maxPositionEmbeddings = try get(Int.self, .maxPositionEmbeddings) ?? 2048
+        // Partial RoPE (Phi-4-mini: 0.75) rotates only the first part of each head; the forward pass rotates whole heads.
+        for (key, factor) in [("partial_rotary_factor", try get(Double.self, .partialRotaryFactor)),
+                              ("rope_parameters.partial_rotary_factor", parameters?.partialRotaryFactor),
+                              ("rope_scaling.partial_rotary_factor", scalingSource?.parameters.partialRotaryFactor)] {
+            if let factor, factor != 1 {
+                throw CheckpointError.badValue(file: file, key: key, value: "\(factor)", reason: "partial RoPE is not supported (only 1.0)")
+            }
+        }
         ropeScaling = nil
         if let (key, p) = scalingSource {
             let type = p.ropeType ?? p.type ?? "default"
@@ -175,23 +195,27 @@ public struct HFConfig: Decodable, Sendable, Equatable {
                 }
                 ropeScaling = .llama3(Llama3RoPEScaling(factor: try value("factor", p.factor), lowFrequencyFactor: low,
                                                         highFrequencyFactor: high, originalContextLength: original))
+            case "longrope" where modelType == "phi3", "su" where modelType == "phi3":
+                ropeScaling = .longRoPE(try Self.longRoPE(p, key: key, file: file, headDim: headDim, contextLength: maxPositionEmbeddings,
+                                                          topLevelOriginal: try get(Int.self, .originalMaxPositionEmbeddings)))
             default:
                 throw CheckpointError.badValue(file: file, key: "\(key).rope_type", value: type,
-                                               reason: "only default and llama3 RoPE are supported")
+                                               reason: "only default and llama3 RoPE (and longrope for phi3) are supported")
             }
         }
         ropeTheta = try get(Double.self, .ropeTheta) ?? parameters?.ropeTheta ?? 10000
         guard ropeTheta > 0 else { throw bad(.ropeTheta, ropeTheta, "must be positive") }
         tieWordEmbeddings = try get(Bool.self, .tieWordEmbeddings) ?? false
         vocabSize = try positive(.vocabSize)
-        maxPositionEmbeddings = try get(Int.self, .maxPositionEmbeddings) ?? 2048
         attentionBias = modelType == "qwen2" ? true : (try get(Bool.self, .attentionBias) ?? false)
         queryKeyNorm = modelType == "qwen3"
         if try get(Bool.self, .useSlidingWindow) == true {
             throw bad(.useSlidingWindow, true, "sliding-window attention is not supported")
         }
-        // Qwen configs carry a sliding_window that applies only with use_sliding_window; Mistral's applies when set.
-        slidingWindow = modelType == "mistral" ? try get(Int.self, .slidingWindow) : nil
+        // Qwen configs carry a sliding_window that applies only with use_sliding_window; Mistral's and Phi-3's
+        // apply when set.
+        slidingWindow = ["mistral", "phi3"].contains(modelType) ? try get(Int.self, .slidingWindow) : nil
+        if let window = slidingWindow, window <= 0 { throw bad(.slidingWindow, window, "must be positive or null") }
         if try get(Bool.self, .mlpBias) == true { throw bad(.mlpBias, true, "MLP biases are not supported") }
 
         func perLayer(_ key: CodingKeys) throws -> [Int]? {
@@ -212,6 +236,39 @@ public struct HFConfig: Decodable, Sendable, Equatable {
                 throw bad(.kvHeadsPerLayer, kv, "layer \(i): \(q) query heads are not a multiple of \(kv) KV heads")
             }
         }
+    }
+
+    /// Phi-3's LongRoPE from `rope_scaling` / `rope_parameters` (`key`), as transformers' Phi3Config and
+    /// `_compute_longrope_parameters` read it: the top-level `original_max_position_embeddings` first (Phi3Config
+    /// gives it priority; default 4096), `factor` defaulting to `max_position_embeddings` / original, and
+    /// `attention_factor` defaulting to sqrt(1 + ln factor / ln original).
+    static func longRoPE(_ p: RopeParameters, key: String, file: String, headDim: Int, contextLength: Int,
+                         topLevelOriginal: Int?) throws -> LongRoPEScaling {
+        func factors(_ name: String, _ values: [Double]?) throws -> [Float] {
+            guard let values, !values.isEmpty else {
+                throw CheckpointError.missingKey(file: file, key: "\(key).\(name)")
+            }
+            guard values.count == headDim / 2 else {
+                throw CheckpointError.badValue(file: file, key: "\(key).\(name)", value: "\(values.count) entries",
+                                               reason: "needs one per frequency of a head of width \(headDim) (\(headDim / 2))")
+            }
+            if let bad = values.first(where: { !($0 > 0) || !$0.isFinite }) {
+                throw CheckpointError.badValue(file: file, key: "\(key).\(name)", value: "\(bad)", reason: "LongRoPE factors must be positive")
+            }
+            return values.map(Float.init)
+        }
+        let short = try factors("short_factor", p.shortFactor), long = try factors("long_factor", p.longFactor)
+        let original = topLevelOriginal ?? p.originalMaxPositionEmbeddings ?? 4096
+        guard original > 0 else {
+            throw CheckpointError.badValue(file: file, key: "original_max_position_embeddings", value: "\(original)", reason: "must be positive")
+        }
+        let factor = p.factor ?? Double(contextLength) / Double(original)
+        let attention = p.attentionFactor.map(Float.init)
+            ?? LongRoPEScaling.defaultAttentionFactor(factor: factor, originalContextLength: original)
+        guard attention > 0, attention.isFinite else {
+            throw CheckpointError.badValue(file: file, key: "\(key).attention_factor", value: "\(attention)", reason: "must be positive")
+        }
+        return LongRoPEScaling(shortFactors: short, longFactors: long, originalContextLength: original, attentionFactor: attention)
     }
 
     /// Parses `config.json` at `path`.
@@ -250,11 +307,23 @@ public struct HFConfig: Decodable, Sendable, Equatable {
             let ffn = intermediateSizePerLayer?[i] ?? intermediateSize
             return LayerSpec(queryHeads: q, kvHeads: kv, headDim: headDim, ffnDim: ffn, hasAttention: q > 0, hasMLP: ffn > 0)
         }
-        return ModelConfig(architecture: modelType, hiddenSize: hiddenSize, vocabSize: vocabSize, layers: layers,
-                           normEpsilon: Float(rmsNormEps), ropeTheta: Float(ropeTheta), tiedEmbeddings: tieWordEmbeddings,
-                           attentionBias: attentionBias, queryKeyNorm: queryKeyNorm, ropeScaling: ropeScaling,
-                           contextLength: maxPositionEmbeddings)
+        var config = ModelConfig(architecture: modelType, hiddenSize: hiddenSize, vocabSize: vocabSize, layers: layers,
+                                 normEpsilon: Float(rmsNormEps), ropeTheta: Float(ropeTheta), tiedEmbeddings: tieWordEmbeddings,
+                                 attentionBias: attentionBias, queryKeyNorm: queryKeyNorm, ropeScaling: ropeScaling,
+                                 contextLength: maxPositionEmbeddings)
+        if modelType == "phi3", let window = slidingWindow, window < maxPositionEmbeddings {
+            config.localAttention = .phi3(window: window, ropeTheta: Float(ropeTheta), layers: layerCount)
+        }
+        return config
     }
+
+    /// The weight-name table of this config's family: Phi-3 stacks q/k/v and gate/up (`phi3Names`).
+    var weightNames: WeightNames { modelType == "phi3" ? Self.phi3Names : Self.names }
+
+    /// Phi-3's tensor names: `self_attn.qkv_proj` ([q; k; v] rows) and `mlp.gate_up_proj` ([gate; up] rows), the
+    /// rest as `names`.
+    static let phi3Names = names.fusing(FusedProjections(
+        qkv: { "model.layers.\($0).self_attn.qkv_proj.weight" }, gateUp: { "model.layers.\($0).mlp.gate_up_proj.weight" }))
 
     /// Hugging Face tensor names (`model.layers.N.self_attn.q_proj.weight`, ...).
     static let names = WeightNames(

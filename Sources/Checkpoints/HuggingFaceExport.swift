@@ -7,7 +7,7 @@ enum HuggingFaceExport {
     static func write(_ request: ExportRequest, to path: String, force: Bool) throws -> ExportResult {
         let config = request.config
         let uniform = ModelExporter.isUniform(config)
-        try ModelExporter.checkFamilyFits(config, arch: "hf", format: "hf")
+        try ModelExporter.checkFamilyFits(config, arch: hfFamily(config).modelType, format: "hf")
         var notes: [String] = []
         let configJSON = try configJSON(config, uniform: uniform, dtype: request.dtype, tokenizer: request.tokenizer)
         var metadata = request.provenance
@@ -15,7 +15,8 @@ enum HuggingFaceExport {
         var written: [(String, Int)] = []
         try AtomicOutput.writeDirectory(path, force: force) { folder in
             func inFolder(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
-            let records = WeightAssembly.records(config, request.weights, names: HFConfig.names, order: .rotateHalf)
+            let names = hfFamily(config).modelType == "phi3" ? HFConfig.phi3Names : HFConfig.names
+            let records = WeightAssembly.records(config, request.weights, names: names, order: .rotateHalf)
             try SafetensorsWriter.write(records, dtype: request.dtype, metadata: metadata, to: inFolder("model.safetensors"))
             try AtomicOutput.writeData(configJSON, to: inFolder("config.json"))
             func plainName(_ name: String) throws -> String {
@@ -40,6 +41,8 @@ enum HuggingFaceExport {
         }
         if !uniform {
             notes.append("heterogeneous model: config.json carries per-layer lists; Hugging Face transformers cannot build it (tensor shapes differ per layer), PolicyPrune and the plan beside it can")
+        } else if case .longRoPE? = config.ropeScaling, let layer = config.layers.first, layer.queryDim != config.hiddenSize {
+            notes.append("transformers' Phi3Config checks the LongRoPE factor count against hidden_size / num_attention_heads (\(config.hiddenSize / max(layer.queryHeads, 1) / 2), not head_dim / 2 = \(layer.headDim / 2)) and refuses this config; PolicyPrune reads it")
         }
         return ExportResult(path: path, files: written, architecture: hfFamily(config).modelType,
                             uniform: uniform, notes: notes)
@@ -66,7 +69,8 @@ enum HuggingFaceExport {
         }
     }
 
-    /// `config.json`: a plain `LlamaForCausalLM` (or `Qwen2ForCausalLM`) config when uniform; otherwise the same
+    /// `config.json`: a plain `LlamaForCausalLM` (or `Qwen2ForCausalLM`, `Qwen3ForCausalLM`, `Phi3ForCausalLM`) config
+    /// when uniform; otherwise the same
     /// keys plus `num_attention_heads_per_layer`, `num_key_value_heads_per_layer`, `intermediate_size_per_layer`
     /// and the removed sublayers (`no_op_attention_layers`, `no_op_mlp_layers`, in DeciLM's words).
     static func configJSON(_ config: ModelConfig, uniform: Bool, dtype: WeightDType, tokenizer: TokenizerSource) throws -> Data {
@@ -98,7 +102,22 @@ enum HuggingFaceExport {
             "initializer_range": 0.02,
             "torch_dtype": ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][dtype.rawValue] ?? "float32",
         ]
-        if family.modelType == "qwen2" { json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias") }
+        if ["qwen2", "phi3"].contains(family.modelType) { json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias") }
+        if family.modelType == "phi3" {
+            // Phi3Config: the window (null for none) applies to every layer (checkFamilyFits admitted only that
+            // form); original_max_position_embeddings is LongRoPE's pretraining length, else the context.
+            json["sliding_window"] = config.localAttention.map { $0.window as Any } ?? NSNull()
+            var original = config.contextLength
+            if case .longRoPE(let p)? = config.ropeScaling { original = p.originalContextLength }
+            json["original_max_position_embeddings"] = original
+            // Phi3Config defaults pad_token_id to 32000, and transformers refuses a padding id outside the
+            // vocabulary: the GGUF's padding id, else that default while the vocabulary holds it, else null.
+            var padding: Any = config.vocabSize > 32000 ? 32000 : NSNull()
+            if case .gguf(let file) = tokenizer, let id = file.metadata["tokenizer.ggml.padding_token_id"]?.int, id < config.vocabSize {
+                padding = id
+            }
+            json["pad_token_id"] = padding
+        }
         switch config.ropeScaling {
         case nil:
             break
@@ -110,6 +129,10 @@ enum HuggingFaceExport {
         case .frequencyFactors?:
             throw CheckpointWriteError.unsupportedModel(format: "hf", reason:
                 "RoPE frequency factors from a GGUF's rope_freqs.weight have no config.json form (llama.cpp keeps no llama3 parameters); export as gguf")
+        case .longRoPE(let p)?:   // phi3 only (checkFamilyFits)
+            json["rope_scaling"] = ["rope_type": "longrope", "short_factor": p.shortFactors.map(shortestDecimal),
+                                    "long_factor": p.longFactors.map(shortestDecimal),
+                                    "attention_factor": shortestDecimal(p.attentionFactor)] as [String: Any]
         }
         switch tokenizer {
         case .llama2c:
@@ -134,12 +157,13 @@ enum HuggingFaceExport {
     /// what the source config said and what reads back as the same Float.
     static func shortestDecimal(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
 
-    /// The transformers class and `model_type` of `config`'s family: `qwen2`, `qwen3`, else `llama` (Mistral
-    /// is the llama layout and is written as one).
+    /// The transformers class and `model_type` of `config`'s family: `qwen2`, `qwen3`, `phi3` (stacked q/k/v and
+    /// gate/up, `HFConfig.phi3Names`), else `llama` (Mistral is the llama layout and is written as one).
     static func hfFamily(_ config: ModelConfig) -> (className: String, modelType: String) {
         switch config.architecture {
         case "qwen2": return ("Qwen2ForCausalLM", "qwen2")
         case "qwen3": return ("Qwen3ForCausalLM", "qwen3")
+        case "phi3": return ("Phi3ForCausalLM", "phi3")
         default: return ("LlamaForCausalLM", "llama")
         }
     }

@@ -67,8 +67,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var mlpActivation: MLPActivation
     /// Factor on the attention scores q·k, or nil for 1/sqrt(head width) (Gemma 3 27B uses another).
     public var attentionScale: Float?
-    /// Sliding-window attention and its own RoPE base on some layers (Gemma 3), or nil when every layer attends
-    /// to the whole causal context.
+    /// Sliding-window attention on some layers with their own RoPE base (Gemma 3) or on every layer (Phi-3), or nil
+    /// when every layer attends to the whole causal context.
     public var localAttention: LocalAttention?
 
     /// A model configuration; the family options (`attentionBias`, `queryKeyNorm`, `ropeScaling`, and the Gemma
@@ -102,10 +102,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return ropeTheta
     }
 
-    /// The RoPE scaling of layer `layer`: none on a sliding-window layer (llama.cpp's `freq_scale_l`), else
+    /// The RoPE scaling of layer `layer`: none on a Gemma sliding-window layer (llama.cpp's `freq_scale_l`), else
     /// `ropeScaling`.
     public func ropeScaling(layer: Int) -> RoPEScaling? {
-        localAttention?.isLocal(layer) == true ? nil : ropeScaling
+        if let local = localAttention, local.isLocal(layer), !local.scalesRoPE { return nil }
+        return ropeScaling
     }
 
     /// How many keys a query of layer `layer` sees, itself included (the sliding window), or nil for all earlier
@@ -124,8 +125,10 @@ public enum MLPActivation: String, Codable, Sendable, Equatable {
     case geluTanh
 }
 
-/// Interleaved local attention (Gemma 3): the layers marked local attend only to the last `window` positions
-/// (a query included) and rotate with their own RoPE base; the others are global.
+/// Sliding-window ("local") attention: the layers marked local attend only to the last `window` positions (a query
+/// included) and rotate with `ropeTheta`; the others are global. Gemma 3 interleaves them (five local layers with
+/// their own base and no RoPE scaling, then one global); Phi-3 makes every layer local with the model's own base
+/// and scaling (`phi3(window:ropeTheta:layers:)`).
 public struct LocalAttention: Codable, Sendable, Equatable {
     /// Keys a query sees on a local layer, itself included (transformers: `kv > q - sliding_window`).
     public var window: Int
@@ -133,12 +136,28 @@ public struct LocalAttention: Codable, Sendable, Equatable {
     public var ropeTheta: Float
     /// One entry per layer: whether it is local.
     public var layers: [Bool]
+    /// Whether the local layers apply the model's RoPE scaling (Phi-3) or rotate unscaled (Gemma 3, llama.cpp's
+    /// `freq_scale_l`).
+    public var scalesRoPE: Bool
 
     /// A local-attention pattern.
-    public init(window: Int, ropeTheta: Float, layers: [Bool]) {
+    public init(window: Int, ropeTheta: Float, layers: [Bool], scalesRoPE: Bool = false) {
         self.window = window
         self.ropeTheta = ropeTheta
         self.layers = layers
+        self.scalesRoPE = scalesRoPE
+    }
+
+    /// Phi-3's form (transformers' `Phi3Model` masks every layer with `sliding_window`): every one of `layers`
+    /// layers local, rotating like a global one (base `ropeTheta`, scaled).
+    public static func phi3(window: Int, ropeTheta: Float, layers: Int) -> LocalAttention {
+        LocalAttention(window: window, ropeTheta: ropeTheta, layers: Array(repeating: true, count: layers), scalesRoPE: true)
+    }
+
+    /// Whether this is Phi-3's form for a model with RoPE base `ropeTheta`: every layer local, the global base,
+    /// scaled (what GGUF/HF `phi3` can state with one `sliding_window`).
+    public func isPhi3Form(ropeTheta global: Float) -> Bool {
+        scalesRoPE && ropeTheta == global && layers.allSatisfy { $0 }
     }
 
     /// llama.cpp's `set_swa_pattern(period)`: layer i is local unless i % period == period - 1 (Gemma 3: five local
@@ -236,6 +255,11 @@ extension ModelConfig {
         if let head = weights.head { try check("lm_head", head.count, vocabSize * hiddenSize) }
         if case .frequencyFactors(let factors)? = ropeScaling, let hd = layers.first?.headDim, factors.count != hd / 2 {
             throw CheckpointError.shapeMismatch(file: file, tensor: "rope_freqs", expected: "\(hd / 2) elements", found: "\(factors.count) elements")
+        }
+        if case .longRoPE(let p)? = ropeScaling, let hd = layers.first?.headDim {
+            for (name, factors) in [("short_factor", p.shortFactors), ("long_factor", p.longFactors)] where factors.count != hd / 2 {
+                throw CheckpointError.shapeMismatch(file: file, tensor: "rope_scaling.\(name)", expected: "\(hd / 2) elements", found: "\(factors.count) elements")
+            }
         }
         if let local = localAttention, local.layers.count != layers.count || local.window <= 0 {
             throw CheckpointError.shapeMismatch(file: file, tensor: "local_attention", expected: "\(layers.count) layers, window > 0",

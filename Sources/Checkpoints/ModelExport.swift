@@ -87,20 +87,34 @@ public enum ModelExporter {
         return config.layers.allSatisfy { $0 == first }
     }
 
-    /// Refuses a model whose family options the target cannot express: the Gemma parts (scaled embeddings,
-    /// post-sublayer norms, GELU-tanh, sliding windows, a non-default attention scale) exist only in GGUF's
-    /// `gemma3` (whose loader implies the window pattern, local RoPE base and scale), so any other target
-    /// (`arch` `llama`, `deci`, `qwen2`, `qwen3`, or an hf folder) would silently compute another model.
+    /// Refuses a model whose family options the target cannot express, naming them: the Gemma parts (scaled
+    /// embeddings, post-sublayer norms, GELU-tanh, interleaved sliding windows, a non-default attention scale) exist
+    /// only in GGUF's `gemma3` (whose loader implies the window pattern, local RoPE base and scale); Phi-3's
+    /// every-layer sliding window and LongRoPE only in `phi3` (GGUF or hf). Any other target (`arch` `llama`,
+    /// `deci`, `qwen2`, `qwen3`, or an hf folder of another family) would silently compute another model.
     static func checkFamilyFits(_ config: ModelConfig, arch: String, format: String) throws {
-        var parts: [String] = []
-        if config.embeddingScale != nil { parts.append("scaled input embeddings") }
-        if config.postSublayerNorms { parts.append("post-sublayer norms") }
-        if config.mlpActivation != .silu { parts.append("\(config.mlpActivation.rawValue) MLP") }
-        if config.localAttention != nil { parts.append("sliding-window layers") }
-        if config.attentionScale != nil { parts.append("attention scale") }
-        guard !parts.isEmpty, arch != "gemma3" else { return }
+        var gemmaParts: [String] = [], phi3Parts: [String] = []
+        if config.embeddingScale != nil { gemmaParts.append("scaled input embeddings") }
+        if config.postSublayerNorms { gemmaParts.append("post-sublayer norms") }
+        if config.mlpActivation != .silu { gemmaParts.append("\(config.mlpActivation.rawValue) MLP") }
+        if config.attentionScale != nil { gemmaParts.append("attention scale") }
+        if let local = config.localAttention {
+            if local.isPhi3Form(ropeTheta: config.ropeTheta) {
+                phi3Parts.append("a sliding window of \(local.window) on every layer")
+            } else {
+                gemmaParts.append("sliding-window layers")
+            }
+        }
+        if case .longRoPE? = config.ropeScaling { phi3Parts.append("LongRoPE") }
+        let refused = (arch == "gemma3" ? [] : gemmaParts) + (arch == "phi3" ? [] : phi3Parts)
+        guard !refused.isEmpty else { return }
+        var hints: [String] = []
+        if arch != "gemma3" && !gemmaParts.isEmpty { hints.append("export a gemma3 model as gguf (one width per layer)") }
+        if arch != "phi3" && !phi3Parts.isEmpty {
+            hints.append("export a phi3 model as hf, or as gguf with its attention whole (llama.cpp's phi3 needs every layer's query width to equal the hidden width)")
+        }
         throw CheckpointWriteError.unsupportedModel(format: format, reason:
-            "\(config.architecture) has \(parts.joined(separator: ", ")), which \(arch) cannot express; export a gemma3 model as gguf (one width per layer)")
+            "\(config.architecture) has \(refused.joined(separator: ", ")), which \(arch) cannot express; \(hints.joined(separator: "; "))")
     }
 
     /// File size in bytes (0 when unreadable).
@@ -121,9 +135,15 @@ extension WeightAssembly {
         for (i, (spec, w)) in zip(config.layers, weights.layers).enumerated() {
             if spec.hasAttention {
                 out.append(TensorRecord(name: names.layer(i, .attentionNorm), shape: [d], values: w.attentionNorm))
-                out.append(TensorRecord(name: names.layer(i, .wq), shape: [spec.queryDim, d], values: rope(w.wq, heads: spec.queryHeads, headDim: spec.headDim)))
-                out.append(TensorRecord(name: names.layer(i, .wk), shape: [spec.kvDim, d], values: rope(w.wk, heads: spec.kvHeads, headDim: spec.headDim)))
-                out.append(TensorRecord(name: names.layer(i, .wv), shape: [spec.kvDim, d], values: w.wv))
+                if let fused = names.fused {
+                    out.append(TensorRecord(name: fused.qkv(i), shape: [spec.queryDim + 2 * spec.kvDim, d],
+                                            values: rope(w.wq, heads: spec.queryHeads, headDim: spec.headDim)
+                                                + rope(w.wk, heads: spec.kvHeads, headDim: spec.headDim) + w.wv))
+                } else {
+                    out.append(TensorRecord(name: names.layer(i, .wq), shape: [spec.queryDim, d], values: rope(w.wq, heads: spec.queryHeads, headDim: spec.headDim)))
+                    out.append(TensorRecord(name: names.layer(i, .wk), shape: [spec.kvDim, d], values: rope(w.wk, heads: spec.kvHeads, headDim: spec.headDim)))
+                    out.append(TensorRecord(name: names.layer(i, .wv), shape: [spec.kvDim, d], values: w.wv))
+                }
                 out.append(TensorRecord(name: names.layer(i, .wo), shape: [d, spec.queryDim], values: w.wo))
                 if let bq = w.bq, let bk = w.bk, let bv = w.bv {
                     out.append(TensorRecord(name: names.layer(i, .bq), shape: [spec.queryDim], values: rope(bq, heads: spec.queryHeads, headDim: spec.headDim)))
@@ -140,8 +160,12 @@ extension WeightAssembly {
             }
             if spec.hasMLP {
                 out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: w.mlpNorm))
-                out.append(TensorRecord(name: names.layer(i, .gate), shape: [spec.ffnDim, d], values: w.gate))
-                out.append(TensorRecord(name: names.layer(i, .up), shape: [spec.ffnDim, d], values: w.up))
+                if let fused = names.fused {
+                    out.append(TensorRecord(name: fused.gateUp(i), shape: [2 * spec.ffnDim, d], values: w.gate + w.up))
+                } else {
+                    out.append(TensorRecord(name: names.layer(i, .gate), shape: [spec.ffnDim, d], values: w.gate))
+                    out.append(TensorRecord(name: names.layer(i, .up), shape: [spec.ffnDim, d], values: w.up))
+                }
                 out.append(TensorRecord(name: names.layer(i, .down), shape: [d, spec.ffnDim], values: w.down))
                 if let n = w.postMLPNorm {
                     out.append(TensorRecord(name: names.layer(i, .postMLPNorm), shape: [d], values: n))

@@ -1,17 +1,21 @@
 import Foundation
 
-/// How a model adjusts RoPE's inverse frequencies for contexts longer than it was first trained on. Both cases
-/// end as one divisor per frequency (`inverseFrequencies`), the form llama.cpp stores.
+/// How a model adjusts RoPE's inverse frequencies for contexts longer than it was first trained on. Every case
+/// ends as one divisor per frequency (`inverseFrequencies`), the form llama.cpp stores.
 public enum RoPEScaling: Codable, Sendable, Equatable {
     /// Llama 3.x (`rope_type: "llama3"` in config.json), as transformers' `_compute_llama3_parameters`.
     case llama3(Llama3RoPEScaling)
     /// One divisor per frequency, [headDim / 2], as a GGUF's `rope_freqs.weight` stores them (llama.cpp's
     /// converter writes the llama3 adjustment this way and keeps no llama3 parameters).
     case frequencyFactors([Float])
+    /// Phi-3's LongRoPE (`rope_type: "longrope"`, formerly `"su"`): a short and a long set of divisors, chosen by
+    /// how far a call's positions reach, and a factor on cos and sin.
+    case longRoPE(LongRoPEScaling)
 
-    /// The inverse frequencies of a head of width `headDim` at base `theta`, adjusted by `scaling` (nil: plain RoPE).
+    /// The inverse frequencies of a head of width `headDim` at base `theta`, adjusted by `scaling` (nil: plain RoPE),
+    /// for a call whose positions are `0..<positions` or part of them (only LongRoPE depends on it).
     /// Plain: `1 / theta^(2i / headDim)` in Float32, like transformers' default RoPE.
-    public static func inverseFrequencies(headDim: Int, theta: Float, scaling: RoPEScaling?) -> [Float] {
+    public static func inverseFrequencies(headDim: Int, theta: Float, scaling: RoPEScaling?, positions: Int = 0) -> [Float] {
         let plain = (0..<(headDim / 2)).map { i in
             Float(1) / Float(Foundation.pow(Double(theta), Double(Float(2 * i) / Float(headDim))))
         }
@@ -22,8 +26,60 @@ public enum RoPEScaling: Codable, Sendable, Equatable {
             return p.adjust(plain)
         case .frequencyFactors(let factors)?:
             // llama.cpp divides the angle by the factor (ggml_rope_ext's freq_factors).
-            return plain.enumerated().map { i, f in i < factors.count ? f / factors[i] : f }
+            return divide(plain, by: factors)
+        case .longRoPE(let p)?:
+            return divide(plain, by: p.factors(positions: positions))
         }
+    }
+
+    /// The factor on cos and sin (so on q·k, squared): LongRoPE's attention factor, else 1.
+    public var rotationScale: Float {
+        if case .longRoPE(let p) = self { return p.attentionFactor }
+        return 1
+    }
+
+    /// `frequencies[i] / divisors[i]` (a frequency without a divisor is kept).
+    private static func divide(_ frequencies: [Float], by divisors: [Float]) -> [Float] {
+        frequencies.enumerated().map { i, f in i < divisors.count ? f / divisors[i] : f }
+    }
+}
+
+/// Phi-3's LongRoPE as transformers' `_compute_longrope_parameters` and `longrope_frequency_update` apply it:
+/// frequency i is divided by `shortFactors[i]` while a call's positions stay within `originalContextLength`
+/// (transformers: max position id + 1 <= original_max_position_embeddings), by `longFactors[i]` beyond; cos and
+/// sin are multiplied by `attentionFactor` either way. llama.cpp (`rope_factors_short/long.weight`,
+/// `rope.scaling.attn_factor`) chooses the set by the context size instead; the two agree within the original
+/// context, which is where pruning and evaluation run.
+public struct LongRoPEScaling: Codable, Sendable, Equatable {
+    /// `short_factor`: [headDim / 2] divisors within the original context.
+    public var shortFactors: [Float]
+    /// `long_factor`: [headDim / 2] divisors beyond it.
+    public var longFactors: [Float]
+    /// `original_max_position_embeddings` (llama.cpp `rope.scaling.original_context_length`).
+    public var originalContextLength: Int
+    /// The factor on cos and sin (`attention_factor`; transformers' default
+    /// sqrt(1 + ln(max_position_embeddings / original) / ln(original)) when the ratio exceeds 1, else 1).
+    public var attentionFactor: Float
+
+    /// LongRoPE parameters.
+    public init(shortFactors: [Float], longFactors: [Float], originalContextLength: Int, attentionFactor: Float) {
+        self.shortFactors = shortFactors
+        self.longFactors = longFactors
+        self.originalContextLength = originalContextLength
+        self.attentionFactor = attentionFactor
+    }
+
+    /// transformers' (and llama.cpp's converter's) default attention factor for a context extended `factor` times
+    /// (`max_position_embeddings / original_max_position_embeddings` unless config.json states `factor`):
+    /// sqrt(1 + ln(factor) / ln(original)) when `factor` > 1, else 1.
+    public static func defaultAttentionFactor(factor: Double, originalContextLength: Int) -> Float {
+        guard factor > 1, originalContextLength > 1 else { return 1 }
+        return Float((1 + Foundation.log(factor) / Foundation.log(Double(originalContextLength))).squareRoot())
+    }
+
+    /// The divisors of a call covering positions `0..<positions`.
+    public func factors(positions: Int) -> [Float] {
+        positions > originalContextLength ? longFactors : shortFactors
     }
 }
 

@@ -26,6 +26,26 @@ struct WeightNames {
     var layer: (Int, LayerTensor) -> String
     /// Tensors the format stores that carry nothing the model needs (llama2.c's RoPE tables, old HF inv_freq).
     var isIgnorable: (String) -> Bool = { _ in false }
+    /// Where the family stores q/k/v and gate/up stacked in one tensor each (Phi-3), or nil for separate tensors.
+    var fused: FusedProjections? = nil
+
+    /// This table with q/k/v and gate/up read from and written to the stacked tensors `fused` names.
+    func fusing(_ fused: FusedProjections) -> WeightNames {
+        var names = self
+        names.fused = fused
+        return names
+    }
+}
+
+/// The stacked projections of a layer (Phi-3's `qkv_proj` / `attn_qkv` and `gate_up_proj` / fused `ffn_up`): rows
+/// q, then k, then v, [queryDim + 2 kvDim, hidden]; rows gate, then up, [2 ffnDim, hidden]. They are split into
+/// the canonical q/k/v and gate/up at load, so pruning sees the same structures as for every other family, and
+/// stacked again at export.
+struct FusedProjections {
+    /// The stacked q/k/v tensor of layer N.
+    var qkv: (Int) -> String
+    /// The stacked gate/up tensor of layer N.
+    var gateUp: (Int) -> String
 }
 
 /// Row order of the q/k projections in a file.
@@ -46,9 +66,13 @@ enum WeightAssembly {
         for (i, spec) in config.layers.enumerated() {
             if spec.hasAttention {
                 expected[names.layer(i, .attentionNorm)] = [hidden]
-                expected[names.layer(i, .wq)] = [spec.queryDim, hidden]
-                expected[names.layer(i, .wk)] = [spec.kvDim, hidden]
-                expected[names.layer(i, .wv)] = [spec.kvDim, hidden]
+                if let fused = names.fused {
+                    expected[fused.qkv(i)] = [spec.queryDim + 2 * spec.kvDim, hidden]
+                } else {
+                    expected[names.layer(i, .wq)] = [spec.queryDim, hidden]
+                    expected[names.layer(i, .wk)] = [spec.kvDim, hidden]
+                    expected[names.layer(i, .wv)] = [spec.kvDim, hidden]
+                }
                 expected[names.layer(i, .wo)] = [hidden, spec.queryDim]
                 if config.attentionBias {
                     expected[names.layer(i, .bq)] = [spec.queryDim]
@@ -63,8 +87,12 @@ enum WeightAssembly {
             }
             if spec.hasMLP {
                 expected[names.layer(i, .mlpNorm)] = [hidden]
-                expected[names.layer(i, .gate)] = [spec.ffnDim, hidden]
-                expected[names.layer(i, .up)] = [spec.ffnDim, hidden]
+                if let fused = names.fused {
+                    expected[fused.gateUp(i)] = [2 * spec.ffnDim, hidden]
+                } else {
+                    expected[names.layer(i, .gate)] = [spec.ffnDim, hidden]
+                    expected[names.layer(i, .up)] = [spec.ffnDim, hidden]
+                }
                 expected[names.layer(i, .down)] = [hidden, spec.ffnDim]
                 if config.postSublayerNorms { expected[names.layer(i, .postMLPNorm)] = [hidden] }
             }
@@ -93,9 +121,15 @@ enum WeightAssembly {
             var w = LayerWeights(attentionNorm: [], wq: [], wk: [], wv: [], wo: [], mlpNorm: [], gate: [], up: [], down: [])
             if spec.hasAttention {
                 w.attentionNorm = try read(names.layer(i, .attentionNorm))
-                w.wq = try readRoPE(names.layer(i, .wq), heads: spec.queryHeads, headDim: spec.headDim)
-                w.wk = try readRoPE(names.layer(i, .wk), heads: spec.kvHeads, headDim: spec.headDim)
-                w.wv = try read(names.layer(i, .wv))
+                if let fused = names.fused {
+                    // Whole row blocks of one [q; k; v] matrix; the stacking families use NeoX RoPE (no permutation).
+                    let parts = split(try read(fused.qkv(i)), rows: [spec.queryDim, spec.kvDim, spec.kvDim], columns: hidden)
+                    w.wq = parts[0]; w.wk = parts[1]; w.wv = parts[2]
+                } else {
+                    w.wq = try readRoPE(names.layer(i, .wq), heads: spec.queryHeads, headDim: spec.headDim)
+                    w.wk = try readRoPE(names.layer(i, .wk), heads: spec.kvHeads, headDim: spec.headDim)
+                    w.wv = try read(names.layer(i, .wv))
+                }
                 w.wo = try read(names.layer(i, .wo))
                 if config.attentionBias {
                     w.bq = try readRoPE(names.layer(i, .bq), heads: spec.queryHeads, headDim: spec.headDim)
@@ -112,8 +146,13 @@ enum WeightAssembly {
             }
             if spec.hasMLP {
                 w.mlpNorm = try read(names.layer(i, .mlpNorm))
-                w.gate = try read(names.layer(i, .gate))
-                w.up = try read(names.layer(i, .up))
+                if let fused = names.fused {
+                    let parts = split(try read(fused.gateUp(i)), rows: [spec.ffnDim, spec.ffnDim], columns: hidden)
+                    w.gate = parts[0]; w.up = parts[1]
+                } else {
+                    w.gate = try read(names.layer(i, .gate))
+                    w.up = try read(names.layer(i, .up))
+                }
                 w.down = try read(names.layer(i, .down))
                 if config.postSublayerNorms { w.postMLPNorm = try read(names.layer(i, .postMLPNorm)) }
             }
@@ -124,6 +163,16 @@ enum WeightAssembly {
                                    head: config.tiedEmbeddings ? nil : try read(names.head))
         try config.validate(weights, file: source.sourcePath)
         return weights
+    }
+
+    /// The consecutive row blocks of a row-major matrix with `columns` columns, `rows[k]` rows each (the caller
+    /// checked the shape: `m.count == rows.sum * columns`).
+    static func split(_ m: [Float], rows: [Int], columns: Int) -> [[Float]] {
+        var start = 0
+        return rows.map { r in
+            defer { start += r * columns }
+            return Array(m[start..<(start + r * columns)])
+        }
     }
 
     /// Reorders the rows of a q or k projection (or bias) from the adjacent-pairs RoPE order to rotate-half:

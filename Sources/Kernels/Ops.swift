@@ -212,8 +212,9 @@ public struct RotaryTable: Sendable {
     }
 
     /// Tables for positions `0..<positions` from given inverse frequencies ([headDim / 2], e.g. after Llama 3.x
-    /// scaling): angle `Float(p) · invFreq[i]` in Float32, its cos/sin in Double, rounded to Float.
-    public init(inverseFrequencies invFreq: [Float], positions: Int) {
+    /// scaling): angle `Float(p) · invFreq[i]` in Float32, its cos/sin in Double, rounded to Float, then times
+    /// `scale` in Float32 (LongRoPE's attention factor, as transformers multiplies its float32 cos and sin).
+    public init(inverseFrequencies invFreq: [Float], positions: Int, scale: Float = 1) {
         let half = invFreq.count
         self.headDim = 2 * half
         self.positions = positions
@@ -222,8 +223,8 @@ public struct RotaryTable: Sendable {
         for i in 0..<half {
             for p in 0..<positions {
                 let angle = Float(p) * invFreq[i]
-                c[p * half + i] = Float(Foundation.cos(Double(angle)))
-                s[p * half + i] = Float(Foundation.sin(Double(angle)))
+                c[p * half + i] = Float(Foundation.cos(Double(angle))) * scale
+                s[p * half + i] = Float(Foundation.sin(Double(angle))) * scale
             }
         }
         cos = c

@@ -64,9 +64,18 @@ struct GGUFVocabulary {
             return i
         }
         func flag(_ key: String) -> Bool? { meta[key]?.bool }
-        bos = try id("tokenizer.ggml.bos_token_id")
-        eos = try id("tokenizer.ggml.eos_token_id")
-        unknown = try id("tokenizer.ggml.unknown_token_id")
+        // llama.cpp's special ids when a key is absent (llama-vocab.cpp, per tokenizer model): SentencePiece
+        // BOS 1, EOS 2, UNK 0; GPT-2 BPE BOS = EOS 11. (convert_hf_to_gguf.py writes none for a folder whose
+        // config names no special tokens; llama.cpp then adds BOS 1 to a SentencePiece vocabulary.)
+        let defaults: (bos: Int?, eos: Int?, unknown: Int?) = switch modelName {
+        case "llama": (1, 2, 0)
+        case "gpt2": (11, 11, nil)
+        default: (nil, nil, nil)
+        }
+        func orDefault(_ value: Int?, _ fallback: Int?) -> Int? { value ?? fallback.flatMap { $0 < tokens.count ? $0 : nil } }
+        bos = orDefault(try id("tokenizer.ggml.bos_token_id"), defaults.bos)
+        eos = orDefault(try id("tokenizer.ggml.eos_token_id"), defaults.eos)
+        unknown = orDefault(try id("tokenizer.ggml.unknown_token_id"), defaults.unknown)
         padding = try id("tokenizer.ggml.padding_token_id")
         chatTemplate = meta["tokenizer.chat_template"]?.string
         let name = (meta["general.name"]?.string ?? "").lowercased()

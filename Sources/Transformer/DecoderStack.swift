@@ -134,9 +134,11 @@ extension PreparedModel {
         for li in range where layers[li].attention {
             let key = ropeKey(li)
             if tables[key] != nil { continue }
+            // LongRoPE picks its divisors by how far this call's positions reach, as transformers does per forward.
+            let scaling = config.ropeScaling(layer: li)
             let inverseFrequencies = RoPEScaling.inverseFrequencies(headDim: key.headDim, theta: config.ropeTheta(layer: li),
-                                                                    scaling: config.ropeScaling(layer: li))
-            tables[key] = RotaryTable(inverseFrequencies: inverseFrequencies, positions: positions)
+                                                                    scaling: scaling, positions: positions)
+            tables[key] = RotaryTable(inverseFrequencies: inverseFrequencies, positions: positions, scale: scaling?.rotationScale ?? 1)
         }
         return tables
     }

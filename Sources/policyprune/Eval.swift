@@ -13,7 +13,7 @@ struct Eval: ParsableCommand {
     struct Perplexity: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ppl",
-            abstract: "Perplexity over non-overlapping windows (text joined with \"\\n\\n\", tokenised once, remainder dropped).")
+            abstract: "Perplexity over non-overlapping windows (text joined with \"\\n\\n\", tokenised once, remainder dropped), or under llama-perplexity's protocol.")
 
         @OptionGroup var model: ModelOptions
         @OptionGroup var planOptions: PlanOptions
@@ -24,6 +24,15 @@ struct Eval: ParsableCommand {
         @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
         @Flag(help: "Print the report as JSON on stdout.") var json = false
         @Flag(help: "Include every window's mean NLL in the JSON report.") var perWindow = false
+        @Option(help: ArgumentHelp(
+            "paper: non-overlapping windows, every token after the first scored. llama-cpp: llama-perplexity's chunks (BOS over each chunk's first token, second half scored), to compare with llama.cpp on the same file and text (--data FILE, the file llama-perplexity reads with -f).",
+            valueName: "protocol")) var `protocol`: PerplexityProtocol = .paper
+
+        /// Which perplexity protocol `eval ppl` runs.
+        enum PerplexityProtocol: String, ExpressibleByArgument, CaseIterable {
+            case paper
+            case llamaCpp = "llama-cpp"
+        }
 
         func validate() throws {
             guard context >= 2 else { throw ValidationError("--context must be at least 2, got \(context)") }
@@ -50,6 +59,11 @@ struct Eval: ParsableCommand {
             let tokens = tokenizer.encode(text, addSpecialTokens: true)
             note(String(format: "%@: %d characters -> %d tokens in %.2f s (BOS %@)", dataset.description, text.unicodeScalars.count, tokens.count,
                         Date().timeIntervalSince(t0), tokenizer.addsBOS ? "added" : "not added"))
+            if self.protocol == .llamaCpp {
+                try runLlamaCpp(scorer: scorer, tokens: tokens, bos: tokenizer.addsBOS ? tokenizer.bosTokenID : nil,
+                                data: dataset.description)
+                return
+            }
             let total = limitWindows.map { min($0, tokens.count / context) } ?? tokens.count / context
             let bar = ProgressBar("ppl", total: total)
             let report = try Evaluation.Perplexity.evaluate(
@@ -70,6 +84,34 @@ struct Eval: ParsableCommand {
             print(String(format: "perplexity       %.4f (exp of mean window NLL)", report.pplWindowMean))
             print(String(format: "perplexity       %.4f (exp of token-weighted NLL)", report.pplTokenMean))
             print(String(format: "speed            %.0f tokens/s, %.1f s", report.tokensPerSecond, report.elapsedSeconds))
+        }
+
+        /// What `--json` prints under `--protocol llama-cpp`.
+        struct LlamaCppOutput: Codable {
+            var model: String
+            var data: String
+            var protocolName: String
+            var report: LlamaCppPerplexityReport
+            enum CodingKeys: String, CodingKey { case model, data, protocolName = "protocol", report }
+        }
+
+        /// `--protocol llama-cpp`: llama-perplexity's chunks, `--limit-windows` as its `--chunks`.
+        private func runLlamaCpp(scorer: LanguageModelScorer, tokens: [Int], bos: Int?, data: String) throws {
+            let total = min(limitWindows ?? Int.max, tokens.count / context)
+            let bar = ProgressBar("ppl", total: max(total, 1))
+            let report = try LlamaCppPerplexity.evaluate(scorer: scorer, tokens: tokens, context: context, bos: bos,
+                                                         chunks: limitWindows, batchSize: batch) { p in
+                bar.update(p.windowsDone, rate: p.tokensPerSecond, unit: "tok")
+            }
+            if json {
+                try printJSON(LlamaCppOutput(model: model.model, data: data, protocolName: "llama-cpp", report: report))
+                return
+            }
+            print("model            \(model.model)")
+            print("data             \(data), \(report.totalTokens) tokens, \(context)-token chunks (llama-perplexity protocol)")
+            print("chunks           \(report.chunks), \(report.predictedTokens) predicted tokens (second half of each chunk)")
+            print(String(format: "perplexity       %.4f +/- %.5f (llama-perplexity's \"Final estimate\")", report.ppl, report.pplStandardError))
+            print(String(format: "time             %.1f s", report.elapsedSeconds))
         }
     }
 }

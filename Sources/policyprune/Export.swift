@@ -15,9 +15,12 @@ struct Export: ParsableCommand {
         abstract: "Write a pruned model as a smaller checkpoint (Hugging Face folder or GGUF file) that other tools load.",
         discussion: """
             hf: model.safetensors + config.json + tokenizer files (+ plan.json). A uniform result is a plain
-            LlamaForCausalLM; a heterogeneous one adds per-layer lists to config.json. A GGUF source's tokenizer
-            is converted to tokenizer.json, tokenizer_config.json and special_tokens_map.json.
-            gguf: arch llama when every layer has the same shape, arch deci with per-layer arrays otherwise.
+            LlamaForCausalLM (Qwen2/Qwen3/Phi3ForCausalLM for those families); a heterogeneous one adds per-layer
+            lists to config.json. A GGUF source's tokenizer is converted to tokenizer.json, tokenizer_config.json
+            and special_tokens_map.json.
+            gguf: arch llama (or the source's qwen2, qwen3, gemma3, phi3) when every layer has the same shape, arch
+            deci with per-layer arrays otherwise. phi3 keeps its arch only with its attention whole (llama.cpp's
+            phi3 needs the full query width); with a sliding window or LongRoPE nothing else can hold it.
             Without --plan the model is written unpruned (a format conversion).
             """)
 

@@ -23,10 +23,11 @@ struct Info: ParsableCommand {
         var tiedEmbeddings: Bool
         var attentionBias: Bool
         var queryKeyNorm: Bool
-        /// `none`, `llama3 (factor F, low L, high H, original N)` or `rope_freqs (K factors)`.
+        /// `none`, `llama3 (factor F, low L, high H, original N)`, `rope_freqs (K factors)` or `longrope (...)`.
         var ropeScaling: String
-        /// The Gemma options (`none`, or e.g. `embedding scale 25.30, post-sublayer norms, geluTanh MLP, ...`).
-        var gemmaOptions: String
+        /// The Gemma and Phi-3 options (`none`, or e.g. `embedding scale 25.30, post-sublayer norms, geluTanh MLP, ...`,
+        /// `sliding window 2047 on 32 of 32 layers ...`).
+        var familyOptions: String
         var contextLength: Int
         var parameters: ParameterCounts
         var prunable: PrunableCounts
@@ -65,11 +66,13 @@ struct Info: ParsableCommand {
         case .llama3(let p)?:
             return "llama3 (factor \(p.factor), low \(p.lowFrequencyFactor), high \(p.highFrequencyFactor), original \(p.originalContextLength))"
         case .frequencyFactors(let f)?: return "rope_freqs (\(f.count) factors)"
+        case .longRoPE(let p)?:
+            return "longrope (\(p.shortFactors.count) short/long factors, original \(p.originalContextLength), attention factor \(p.attentionFactor))"
         }
     }
 
-    /// The Gemma options of `c` in one line, or `none`.
-    static func describeGemmaOptions(_ c: ModelConfig) -> String {
+    /// The Gemma and Phi-3 options of `c` in one line, or `none`.
+    static func describeFamilyOptions(_ c: ModelConfig) -> String {
         var parts: [String] = []
         if let s = c.embeddingScale { parts.append(String(format: "embedding scale %.4f", s)) }
         if c.postSublayerNorms { parts.append("post-sublayer norms") }
@@ -95,7 +98,7 @@ struct Info: ParsableCommand {
             path: checkpoint.path, format: "\(checkpoint.format)", architecture: c.architecture, hiddenSize: d,
             vocabSize: c.vocabSize, layers: c.layers.count, normEpsilon: c.normEpsilon, ropeTheta: c.ropeTheta,
             tiedEmbeddings: c.tiedEmbeddings, attentionBias: c.attentionBias, queryKeyNorm: c.queryKeyNorm,
-            ropeScaling: Self.describe(c.ropeScaling), gemmaOptions: Self.describeGemmaOptions(c), contextLength: c.contextLength,
+            ropeScaling: Self.describe(c.ropeScaling), familyOptions: Self.describeFamilyOptions(c), contextLength: c.contextLength,
             parameters: ParameterCounts(attentionAndMLP: counts.prunable, attention: counts.attention, mlp: counts.mlp,
                                         embeddings: counts.embeddings, head: counts.head, norms: counts.norms, total: counts.total),
             prunable: PrunableCounts(kvGroups: c.structureCount(.attention), mlpChannels: c.structureCount(.mlp),
@@ -113,7 +116,7 @@ struct Info: ParsableCommand {
         print("hidden       \(r.hiddenSize), vocab \(r.vocabSize), layers \(r.layers), context \(r.contextLength)")
         print("norm eps     \(r.normEpsilon), rope theta \(r.ropeTheta), tied embeddings \(r.tiedEmbeddings), qkv bias \(r.attentionBias)")
         print("family       q/k norm \(r.queryKeyNorm), rope scaling \(r.ropeScaling)")
-        if r.gemmaOptions != "none" { print("gemma        \(r.gemmaOptions)") }
+        if r.familyOptions != "none" { print("options      \(r.familyOptions)") }
         print("")
         print("parameters")
         func line(_ name: String, _ v: Int) {

@@ -30,6 +30,33 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("90 KV groups"), r.stdout)
     }
 
+    /// Phi-3 through the binary: `info` names the family's window and LongRoPE, and `export --format gguf` of the
+    /// transformers-made folder writes arch phi3 (stacked tensors), says on stderr that llama.cpp ignores the
+    /// window, and reads back with the window.
+    func testPhi3InfoAndExport() throws {
+        let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
+        let info = try run(["info", "--model", families.appendingPathComponent("phi3.gguf").path])
+        XCTAssertEqual(info.status, 0, info.stderr)
+        XCTAssertTrue(info.stdout.contains("architecture phi3"), info.stdout)
+        XCTAssertTrue(info.stdout.contains("sliding window 8 on 3 of 3 layers"), info.stdout)
+        let longrope = try run(["info", "--model", families.appendingPathComponent("phi3-longrope").path])
+        XCTAssertEqual(longrope.status, 0, longrope.stderr)
+        XCTAssertTrue(longrope.stdout.contains("longrope (8 short/long factors, original 16"), longrope.stdout)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pp-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("phi3.gguf").path
+        let export = try run(["export", "--model", families.appendingPathComponent("phi3").path, "--format", "gguf", "--out", out])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        XCTAssertTrue(export.stdout.contains("architecture phi3, uniform"), export.stdout)
+        XCTAssertTrue(export.stderr.contains("ignores the sliding window of 8"), export.stderr)
+        let back = try run(["info", "--model", out])
+        XCTAssertEqual(back.status, 0, back.stderr)
+        XCTAssertTrue(back.stdout.contains("sliding window 8 on 3 of 3 layers"), back.stdout)
+    }
+
     /// `generate` reproduces the reference greedy continuation (models/stories260K/reference_outputs.json) exactly.
     func testGenerateGreedy() throws {
         let ref = try Shared.json("models/stories260K/reference_outputs.json")
@@ -62,6 +89,28 @@ final class CLITests: XCTestCase {
         let expectedSmol = exp(perWindow.prefix(windows).reduce(0, +) / Double(windows))
         XCTAssertEqual(try XCTUnwrap(smolReport["ppl_window_mean"] as? Double), expectedSmol, accuracy: 1e-4 * expectedSmol)
         XCTAssertEqual(smolReport["n_tokens"] as? Int, 304_978)
+    }
+
+    /// `eval ppl --protocol llama-cpp` against llama.cpp itself: llama-perplexity (llama.cpp from llama-cpp-python
+    /// 0.3.36's source package, built by ../shared/tools/build-llama-cpp.sh) on SmolLM2 exported as F32 GGUF
+    /// (`policyprune export --model $SMOL --format gguf --out smollm2-dense.gguf`, the Q4_1 weights dequantized, so
+    /// the same numbers the GGUF gives us), run as `llama-perplexity -m smollm2-dense.gguf -f wiki.test.raw -c 128
+    /// -b 128 --chunks 16 -t 2` by scripts/check-llama-cpp.sh, printed running estimates [8] 40.1908 and [16]
+    /// 34.8206 (final). Tolerance 1e-4 relative: llama.cpp's F32 kernels sum in another order and print 4 decimals
+    /// (measured 1.4e-5); a protocol slip (no BOS over a chunk's first token, the whole chunk scored, another
+    /// chunking) moves the value by 10 % or more.
+    func testLlamaCppPerplexityProtocolMatchesLlamaCpp() throws {
+        let text = try Shared.url("data/wikitext2/wiki.test.raw.gz").path
+        for (chunks, expected) in [(8, 40.1908), (16, 34.8206)] {
+            let r = try run(["eval", "ppl", "--model", smol, "--data", text, "--protocol", "llama-cpp", "--context", "128",
+                             "--limit-windows", "\(chunks)", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            let report = try XCTUnwrap(json["report"] as? [String: Any])
+            XCTAssertEqual(report["n_chunks"] as? Int, chunks)
+            XCTAssertEqual(report["n_predicted"] as? Int, chunks * 63)
+            XCTAssertEqual(try XCTUnwrap(report["ppl"] as? Double), expected, accuracy: 1e-4 * expected, "\(chunks) chunks")
+        }
     }
 
     func testTokenizeIDs() throws {

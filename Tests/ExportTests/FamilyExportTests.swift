@@ -9,8 +9,9 @@ import XCTest
 /// `Tests/TransformerTests/Fixtures/families` (see `FamilyGoldenTests` there). The masked forward pass of each
 /// must equal the dense forward pass of its compacted model, exported and reloaded: for qwen2 this shows that the
 /// q/k/v bias rows leave with the weight rows of their heads and KV groups; for qwen3 that the per-head q/k norms
-/// stay whole; for llama3 that the RoPE scaling survives both formats. Tolerance as `RoundTripTests`: relative
-/// 1e-5 with an absolute floor of 1e-5 × the largest logit (export only moves data).
+/// stay whole; for llama3 that the RoPE scaling survives both formats; for phi3 that q/k/v and gate/up are stacked
+/// again and the window and LongRoPE survive. Tolerance as `RoundTripTests`: relative 1e-5 with an absolute floor of
+/// 1e-5 × the largest logit (export only moves data).
 final class FamilyExportTests: XCTestCase {
     static let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
@@ -46,6 +47,7 @@ final class FamilyExportTests: XCTestCase {
         let folder = try temporaryFolder(self)
         for (planName, plan) in [("one group", try oneGroupPlan(m.model.config)),
                                  ("uniform", try Plans.uniform(m.model.config, groups: 1, channels: 40)),
+                                 ("uniform-all-heads", try Plans.uniform(m.model.config, groups: 2, channels: 40)),
                                  ("heterogeneous", try Plans.heterogeneous(m.model.config))] {
             let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
             let dense = try m.model.dense.logits([m.ids])[0]
@@ -54,7 +56,10 @@ final class FamilyExportTests: XCTestCase {
                 let (reloaded, model) = try exportAndReload(m, plan, format: format, folder: folder, name: "\(planName)-\(format)".replacingOccurrences(of: " ", with: "-"))
                 XCTAssertTrue(reloaded.config.attentionBias, "\(planName) \(format)")
                 assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "qwen2 \(planName) \(format) vs masked")
-                if planName == "uniform" { XCTAssertEqual(reloaded.config.architecture, "qwen2") }
+                // llama.cpp's qwen2 loader needs every query head (attn_q is n_embd × n_embd), so a GGUF of a
+                // uniform plan with a KV group gone is arch llama with the biases; the HF folder stays Qwen2.
+                if planName == "uniform" { XCTAssertEqual(reloaded.config.architecture, format == .gguf ? "llama" : "qwen2", "\(format)") }
+                if planName == "uniform-all-heads" { XCTAssertEqual(reloaded.config.architecture, "qwen2", "\(format)") }
             }
         }
         // The compacted bias of layer 0 (kept KV group 1) is exactly the original's rows of group 1 and its heads.
@@ -101,6 +106,140 @@ final class FamilyExportTests: XCTestCase {
         // A GGUF source keeps only the factors, which config.json cannot state.
         XCTAssertThrowsError(try exportAndReload(converted, plan, format: .hf, folder: folder, name: "from-gguf")) {
             guard case CheckpointWriteError.unsupportedModel? = $0 as? CheckpointWriteError else { return XCTFail("\($0)") }
+        }
+    }
+
+    /// Asserts that exporting `plan` of `m` as `format` is refused with `unsupportedModel` before anything is written.
+    func assertRefused(_ m: TestModel, _ plan: PrunePlan, format: ExportFormat, folder: String, name: String,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertThrowsError(try exportAndReload(m, plan, format: format, folder: folder, name: name), file: file, line: line) {
+            guard case CheckpointWriteError.unsupportedModel? = $0 as? CheckpointWriteError else { return XCTFail("\($0)", file: file, line: line) }
+        }
+        let out = (folder as NSString).appendingPathComponent(format == .hf ? name : name + ".gguf")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(name): nothing written", file: file, line: line)
+    }
+
+    /// Phi-3 with its attention whole (MLP channels pruned alike in every layer) exports as phi3 in both formats:
+    /// q/k/v and gate/up stacked again under the family's names (`attn_qkv`, `ffn_up` of 2 × 48 rows; `qkv_proj`,
+    /// `gate_up_proj`), the window of 8 kept (`phi3.attention.sliding_window`, `sliding_window`), and the reloaded
+    /// model equals the masked forward pass.
+    func testPhi3UniformMLPPlanExportsAsPhi3() throws {
+        let m = try load("phi3")
+        let folder = try temporaryFolder(self)
+        let plan = try Plans.uniform(m.model.config, groups: 2, channels: 48)
+        let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+        for format in ExportFormat.allCases {
+            let (reloaded, model) = try exportAndReload(m, plan, format: format, folder: folder, name: "phi3-mlp-\(format)")
+            XCTAssertEqual(reloaded.config.architecture, "phi3", "\(format)")
+            XCTAssertEqual(reloaded.config.localAttention, .phi3(window: 8, ropeTheta: 10_000, layers: 3), "\(format)")
+            XCTAssertEqual(reloaded.config.layers[0].ffnDim, 48)
+            assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "phi3 mlp-only \(format) vs masked")
+        }
+        let gguf = try GGUFFile(path: folder + "/phi3-mlp-gguf.gguf")
+        XCTAssertEqual(gguf.tensorInfo(named: "blk.0.attn_qkv.weight")?.shape, [128, 64])
+        XCTAssertEqual(gguf.tensorInfo(named: "blk.0.ffn_up.weight")?.shape, [96, 64])
+        XCTAssertNil(gguf.tensorInfo(named: "blk.0.attn_q.weight"))
+        XCTAssertNil(gguf.tensorInfo(named: "blk.0.ffn_gate.weight"))
+        XCTAssertEqual(gguf.metadata["phi3.attention.sliding_window"]?.int, 8)
+        XCTAssertEqual(gguf.metadata["phi3.rope.scaling.original_context_length"]?.int, 128)
+        let safetensors = try SafetensorsFile(path: folder + "/phi3-mlp-hf/model.safetensors")
+        XCTAssertEqual(safetensors.tensorInfo(named: "model.layers.2.self_attn.qkv_proj.weight")?.shape, [128, 64])
+        XCTAssertEqual(safetensors.tensorInfo(named: "model.layers.2.mlp.gate_up_proj.weight")?.shape, [96, 64])
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/phi3-mlp-hf/config.json"))) as? [String: Any])
+        XCTAssertEqual(config["model_type"] as? String, "phi3")
+        XCTAssertEqual(config["architectures"] as? [String], ["Phi3ForCausalLM"])
+        XCTAssertEqual(config["sliding_window"] as? Int, 8)
+    }
+
+    /// Pruned attention (fewer query heads than hidden / head width): hf stays phi3, uniform or per layer, with
+    /// `head_dim` stated; GGUF has no architecture for it while the window applies (llama.cpp's phi3 sizes the
+    /// query and o_proj by the hidden width; llama and deci have no window): refused before writing, naming why.
+    func testPhi3PrunedAttentionExportsAsHFAndIsRefusedAsGGUFWithItsWindow() throws {
+        let m = try load("phi3")
+        let folder = try temporaryFolder(self)
+        for (planName, plan) in [("uniform", try Plans.uniform(m.model.config, groups: 1, channels: 40)),
+                                 ("one-group", try oneGroupPlan(m.model.config)),
+                                 ("heterogeneous", try Plans.heterogeneous(m.model.config))] {
+            let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+            let (reloaded, model) = try exportAndReload(m, plan, format: .hf, folder: folder, name: "phi3-\(planName)")
+            XCTAssertEqual(reloaded.config.architecture, "phi3", planName)
+            XCTAssertNotNil(reloaded.config.localAttention, planName)
+            assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "phi3 \(planName) hf vs masked")
+            try assertRefused(m, plan, format: .gguf, folder: folder, name: "phi3-\(planName)")
+        }
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/phi3-uniform/config.json"))) as? [String: Any])
+        XCTAssertEqual(config["num_attention_heads"] as? Int, 2)
+        XCTAssertEqual(config["head_dim"] as? Int, 16)
+        XCTAssertNil(config["num_attention_heads_per_layer"], "a uniform plan is a plain Phi3Config")
+    }
+
+    /// A Phi-3 without a window (Phi-4's null sliding_window) computes exactly the llama layout, so pruned attention
+    /// goes to GGUF `llama` (uniform) or `deci` (per layer) with separate q/k/v and gate/up, a note saying why.
+    func testPhi3WithoutWindowPrunedAttentionExportsAsLlamaOrDeci() throws {
+        let loaded = try load("phi3")
+        var config = loaded.model.config
+        config.localAttention = nil
+        let model = try LanguageModel(config: config, weights: loaded.model.weights)
+        let m = TestModel(checkpoint: loaded.checkpoint, model: model, ids: loaded.ids)
+        let folder = try temporaryFolder(self)
+        for (planName, plan, arch) in [("uniform", try Plans.uniform(config, groups: 1, channels: 40), "llama"),
+                                       ("heterogeneous", try Plans.heterogeneous(config), "deci")] {
+            let masked = try model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+            let compacted = try plan.compact(config: config, weights: model.weights)
+            let out = folder + "/phi3-\(planName).gguf"
+            let result = try ModelExporter.export(ExportRequest(config: compacted.config, weights: compacted.weights, format: .gguf, dtype: .f32,
+                                                                tokenizer: m.checkpoint.tokenizer, name: "phi3-\(planName)"), to: out, force: false)
+            XCTAssertEqual(result.architecture, arch)
+            XCTAssertTrue(result.notes.contains { $0.contains("separate q/k/v") }, "\(result.notes)")
+            let reloaded = try CheckpointLoader.load(path: out)
+            XCTAssertEqual(reloaded.config.architecture, arch)
+            let reloadedModel = try LanguageModel(config: reloaded.config, weights: reloaded.weights)
+            assertLogitsEqual(try reloadedModel.dense.logits([m.ids])[0], masked, relative: 1e-5, "phi3 without window, \(planName) as \(arch)")
+        }
+    }
+
+    /// LongRoPE survives both formats (GGUF: rope_factors_short/long.weight and rope.scaling.attn_factor /
+    /// original_context_length as llama.cpp's converter writes them; hf: rope_scaling longrope with
+    /// original_max_position_embeddings), also from the converted GGUF to hf. `load`'s 16 ids stay within the
+    /// original context (short factors), the 24 reference ids pass it (long factors): both are compared. Pruned
+    /// attention with LongRoPE has no GGUF form (llama.cpp's phi3 needs the full query width; llama has no
+    /// LongRoPE): refused.
+    func testPhi3LongRoPESurvivesExport() throws {
+        let m = try load("phi3-longrope")
+        let long = [1, 17, 250, 3, 99, 310, 42, 42, 7, 128, 64, 200, 5, 319, 11, 77, 150, 2, 33, 260, 90, 180, 12, 300]
+        let folder = try temporaryFolder(self)
+        let plan = try Plans.uniform(m.model.config, groups: 2, channels: 48)
+        let prepared = try m.model.prepared(mask: plan.structureMask)
+        let masked = (short: try prepared.logits([m.ids])[0], long: try prepared.logits([long])[0])
+        let converted = try load("phi3-longrope.gguf")
+        for (source, format, name) in [(m, ExportFormat.hf, "hf"), (m, .gguf, "gguf"), (converted, .hf, "gguf-to-hf")] {
+            let (reloaded, model) = try exportAndReload(source, plan, format: format, folder: folder, name: "longrope-\(name)")
+            XCTAssertEqual(reloaded.config.architecture, "phi3", name)
+            guard case .longRoPE(let p)? = reloaded.config.ropeScaling, case .longRoPE(let q)? = m.model.config.ropeScaling else {
+                return XCTFail("\(name): LongRoPE lost")
+            }
+            XCTAssertEqual(p.shortFactors, q.shortFactors, name)
+            XCTAssertEqual(p.longFactors, q.longFactors, name)
+            XCTAssertEqual(p.originalContextLength, 16, name)
+            XCTAssertEqual(p.attentionFactor, q.attentionFactor, accuracy: 1e-6, name)
+            assertLogitsEqual(try model.dense.logits([m.ids])[0], masked.short, relative: 1e-5, "longrope \(name), short regime")
+            assertLogitsEqual(try model.dense.logits([long])[0], masked.long, relative: 1e-5, "longrope \(name), long regime")
+        }
+        try assertRefused(m, try Plans.uniform(m.model.config, groups: 1, channels: 48), format: .gguf, folder: folder, name: "longrope-heads")
+    }
+
+    /// llama.cpp (and `GGUFTokenizer`) apply Phi-3's tokenizer rule (whitespace after special tokens stripped) by
+    /// "phi3"/"phi-3" in `general.name`: a GGUF export under a name without it keeps the source's name beside it,
+    /// with a note, so the exported file tokenizes as its source did.
+    func testPhi3TokenizerRuleSurvivesTheExportName() throws {
+        let m = try load("phi3.gguf")
+        let folder = try temporaryFolder(self)
+        for (name, expected) in [("pruned", "pruned (Phi3)"), ("phi3-pruned", "phi3-pruned")] {
+            let out = folder + "/\(name).gguf"
+            let result = try ModelExporter.export(ExportRequest(config: m.model.config, weights: m.model.weights, format: .gguf, dtype: .f32,
+                                                                tokenizer: m.checkpoint.tokenizer, name: name), to: out, force: false)
+            XCTAssertEqual(try GGUFFile(path: out).metadata["general.name"]?.string, expected)
+            XCTAssertEqual(result.notes.contains { $0.contains("general.name keeps 'Phi3'") }, name == "pruned", "\(result.notes)")
         }
     }
 }

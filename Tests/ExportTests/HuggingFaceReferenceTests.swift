@@ -141,4 +141,41 @@ final class HuggingFaceReferenceTests: XCTestCase {
         XCTAssertEqual(result["class"] as? String, "LlamaForCausalLM")
         XCTAssertLessThanOrEqual(try XCTUnwrap(result["max_abs_diff"] as? Double), 1e-4, line)
     }
+
+    /// transformers' `Phi3ForCausalLM` loads our phi3 exports and reproduces the masked forward pass: stacked
+    /// qkv_proj / gate_up_proj, `head_dim` with fewer heads than hidden / head width, the sliding window of 8 on the
+    /// 24 ids, and LongRoPE (long factors on the 24 ids) with the attention whole. With heads pruned, Phi3Config
+    /// refuses LongRoPE factors it counts by hidden_size / num_attention_heads; the export says so in a note.
+    /// Tolerance abs 1e-5 × the largest logit (|logit| ≤ 1.4).
+    func testTransformersReproducesPhi3Exports() throws {
+        let python = try Self.python()
+        let folder = try temporaryFolder(self)
+        let script = folder + "/check.py"
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
+        let ids = [1, 17, 250, 3, 99, 310, 42, 42, 7, 128, 64, 200, 5, 319, 11, 77, 150, 2, 33, 260, 90, 180, 12, 300]
+        for (family, groups) in [("phi3", 1), ("phi3", 2), ("phi3-longrope", 1), ("phi3-longrope", 2)] {
+            let checkpoint = try CheckpointLoader.load(path: families.appendingPathComponent(family).path)
+            let model = try LanguageModel(config: checkpoint.config, weights: checkpoint.weights)
+            let plan = try Plans.uniform(model.config, groups: groups, channels: 40)
+            let compacted = try plan.compact(config: model.config, weights: model.weights)
+            let out = folder + "/\(family)-\(groups)"
+            let written = try ModelExporter.export(ExportRequest(config: compacted.config, weights: compacted.weights, format: .hf, dtype: .f32,
+                                                                 tokenizer: checkpoint.tokenizer, name: family), to: out, force: false)
+            if family == "phi3-longrope" && groups == 1 {
+                XCTAssertTrue(written.notes.contains { $0.contains("refuses this config") }, "\(written.notes)")
+                continue
+            }
+            let ours = try model.prepared(mask: plan.structureMask).logits([ids])[0]
+            let reference = folder + "/\(family)-\(groups).json"
+            try JSONSerialization.data(withJSONObject: ["ids": ids, "logits": ours.map(Double.init)]).write(to: URL(fileURLWithPath: reference))
+            let line = try runPython(python, [script, out, reference]).last ?? ""
+            print("transformers reference check, \(family) with \(groups) KV group(s): \(line)")
+            let result = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line)
+            XCTAssertEqual(result["class"] as? String, "Phi3ForCausalLM")
+            let scale = try XCTUnwrap(result["max_abs_logit"] as? Double)
+            XCTAssertLessThanOrEqual(try XCTUnwrap(result["max_abs_diff"] as? Double), 1e-5 * scale, line)
+        }
+    }
 }

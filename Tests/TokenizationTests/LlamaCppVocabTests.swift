@@ -61,4 +61,20 @@ final class LlamaCppVocabTests: XCTestCase {
         XCTAssertNotEqual(gpt2.encode("<|endoftext|>", addSpecialTokens: false), [50256])
         XCTAssertEqual(gpt2.specialTokenIDs, [50256])
     }
+
+    /// A SentencePiece GGUF without `tokenizer.ggml.bos_token_id` (what convert_hf_to_gguf.py writes for a folder
+    /// whose config names no special tokens; here the tiny qwen2 family fixture) gets llama.cpp's defaults
+    /// (llama-vocab.cpp: BOS 1, EOS 2, UNK 0) and, with no `add_bos_token` key, adds BOS as llama.cpp does: the
+    /// token ids llama-perplexity wrote for this file (`--kl-divergence-base`) start with 1.
+    func testSentencePieceDefaultsWithoutSpecialIDs() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../TransformerTests/Fixtures/families/qwen2.gguf").standardizedFileURL.path
+        let file = try GGUFFile(path: path)
+        XCTAssertNil(file.metadata["tokenizer.ggml.bos_token_id"], "the fixture has no BOS key")
+        let tok = try TokenizerLoader.gguf(file)
+        XCTAssertEqual(tok.bosTokenID, 1)
+        XCTAssertTrue(tok.addsBOS)
+        XCTAssertEqual(tok.encode("the model", addSpecialTokens: true).first, 1)
+        XCTAssertNotEqual(tok.encode("the model", addSpecialTokens: false).first, 1)
+    }
 }

@@ -6,9 +6,10 @@ import XCTest
 
 /// The families PolicyPrune loads, each as a tiny seeded random model built by transformers 5.24 (float32 weights,
 /// `Fixtures/families/make_families.py`): llama3 (Llama 3.x RoPE scaling with all three frequency bands in use),
-/// qwen2 (q/k/v biases, random), qwen3 (per-head q/k RMSNorm, head_dim ≠ hidden/heads), mistral (plain llama). Each
-/// is loaded from its Hugging Face folder and from the GGUF that llama.cpp's own `convert_hf_to_gguf.py` made of it,
-/// and run on the same 24 token ids as transformers.
+/// qwen2 (q/k/v biases, random), qwen3 (per-head q/k RMSNorm, head_dim ≠ hidden/heads), mistral (plain llama), phi3
+/// (stacked qkv_proj and gate_up_proj, a sliding window of 8 on every layer), phi3-longrope (LongRoPE's short and
+/// long factors and attention factor, tied embeddings). Each is loaded from its Hugging Face folder and from the GGUF
+/// that llama.cpp's own `convert_hf_to_gguf.py` made of it, and run on the same 24 token ids as transformers.
 ///
 /// Tolerance: relative 1e-4 of the largest |logit| of the reference (an absolute floor at that scale, so logits near
 /// zero are not held to a relative bound they cannot meet). Both sides compute in float32 in a different order
@@ -18,11 +19,14 @@ import XCTest
 final class FamilyGoldenTests: XCTestCase {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/families")
 
-    /// The token ids and transformers' logits [tokens · vocab] of family `name`.
-    static func reference(_ name: String) throws -> (tokens: [Int], logits: [Double]) {
+    /// The token ids and transformers' logits [tokens · vocab] of family `name`; with `prefix`, the ids and logits
+    /// of its first `prefix` tokens run alone (`prefix_logits`).
+    static func reference(_ name: String, prefix: Int? = nil) throws -> (tokens: [Int], logits: [Double]) {
         let data = try Data(contentsOf: folder.appendingPathComponent("\(name)/reference.json"))
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any], "\(name)/reference.json")
-        return (try json.get("tokens"), try (json.get("logits") as [NSNumber]).map(\.doubleValue))
+        let tokens: [Int] = try json.get("tokens")
+        guard let prefix else { return (tokens, try (json.get("logits") as [NSNumber]).map(\.doubleValue)) }
+        return (Array(tokens.prefix(prefix)), try (json.get("prefix_logits", "\(prefix)") as [NSNumber]).map(\.doubleValue))
     }
 
     /// Loads `relative` (inside Fixtures/families) through the normal loader.
@@ -31,8 +35,8 @@ final class FamilyGoldenTests: XCTestCase {
         return try LanguageModel(config: loaded.config, weights: loaded.weights, file: relative)
     }
 
-    func check(_ model: LanguageModel, family: String, _ what: String) throws {
-        let reference = try Self.reference(family)
+    func check(_ model: LanguageModel, family: String, prefix: Int? = nil, _ what: String) throws {
+        let reference = try Self.reference(family, prefix: prefix)
         let logits = try model.dense.logits([reference.tokens])[0].map(Double.init)
         let scale = reference.logits.map(abs).max() ?? 1
         if ProcessInfo.processInfo.environment["POLICYPRUNE_FAMILY_ERRORS"] != nil {
@@ -58,8 +62,8 @@ final class FamilyGoldenTests: XCTestCase {
     }
 
     /// The fixture exercises a family's feature: without it the logits are outside 1e-3 of the reference.
-    func assertSensitive(_ model: LanguageModel, family: String, _ what: String) throws {
-        let reference = try Self.reference(family)
+    func assertSensitive(_ model: LanguageModel, family: String, prefix: Int? = nil, _ what: String) throws {
+        let reference = try Self.reference(family, prefix: prefix)
         let logits = try model.dense.logits([reference.tokens])[0].map(Double.init)
         let scale = reference.logits.map(abs).max() ?? 1
         XCTAssertNotNil(compareAll(logits, reference.logits, Tolerance(absolute: 1e-3 * scale, relative: 1e-3), "\(family) \(what)"),
@@ -98,10 +102,90 @@ final class FamilyGoldenTests: XCTestCase {
         try check(try Self.model("mistral.gguf"), family: "mistral", "gguf")
     }
 
+    /// Phi-3: the stacked qkv_proj / attn_qkv and gate_up_proj / ffn_up are split into the canonical q/k/v and
+    /// gate/up rows, and the sliding window of 8 applies on every layer (transformers' Phi3Model), as the GGUF's
+    /// `phi3.attention.sliding_window` says too. Without the window the 24-token logits leave the 1e-3 band.
+    func testPhi3() throws {
+        let hf = try Self.model("phi3")
+        XCTAssertEqual(hf.config.architecture, "phi3")
+        XCTAssertEqual(hf.config.localAttention, .phi3(window: 8, ropeTheta: 10_000, layers: 3))
+        XCTAssertNil(hf.config.ropeScaling)
+        XCTAssertFalse(hf.config.attentionBias)
+        try check(hf, family: "phi3", "hf")
+        let gguf = try Self.model("phi3.gguf")
+        XCTAssertEqual(gguf.config.localAttention, hf.config.localAttention)
+        try check(gguf, family: "phi3", "gguf")
+        // Gate first, then up, as transformers' `chunk(2)` and llama.cpp's swiglu split them: the two sources agree
+        // tensor for tensor once split.
+        XCTAssertEqual(gguf.layerWeights(1).gate, hf.layerWeights(1).gate)
+        XCTAssertEqual(gguf.layerWeights(1).wk, hf.layerWeights(1).wk)
+        var config = hf.config
+        config.localAttention = nil
+        try assertSensitive(LanguageModel(config: config, weights: hf.weights), family: "phi3", "without the sliding window")
+    }
+
+    /// The window also holds through the KV cache (a second span starts at position 10, so the window cuts cached
+    /// keys) and in the packed zero-shot forward (a continuation segment attending to a shared context).
+    func testPhi3WindowThroughCacheAndPackedScoring() throws {
+        let model = try Self.model("phi3").dense
+        let reference = try Self.reference("phi3")
+        let vocab = model.config.vocabSize
+        var cache = KVCache(model: model, capacity: reference.tokens.count)
+        _ = try model.extend(Array(reference.tokens[0..<10]), cache: &cache)
+        let last = try model.extend(Array(reference.tokens[10...]), cache: &cache).map(Double.init)
+        let scale = reference.logits.map(abs).max() ?? 1
+        if let failure = compareAll(last, Array(reference.logits.suffix(vocab)), Tolerance(absolute: 1e-4 * scale, relative: 1e-4), "phi3 cached last row") {
+            XCTFail(failure)
+        }
+        let a = ContinuationRequest(tokens: reference.tokens, scoredCount: 6)
+        let b = ContinuationRequest(tokens: Array(reference.tokens[0..<20]) + [5, 7, 300], scoredCount: 3)
+        for (request, score) in zip([a, b], try model.scoreContinuations([[a, b]])[0]) {
+            let nll = try model.tokenNLL([request.tokens])[0]
+            let n = request.tokens.count
+            let batched = ((n - request.scoredCount)..<n).map { -nll[$0 - 1] }
+            if let failure = compareAll(score.tokenLogProbabilities, batched, Tolerance(absolute: 1e-5), "phi3 packed vs batched, \(n) tokens") {
+                XCTFail(failure)
+            }
+        }
+    }
+
+    /// LongRoPE as transformers applies it: the 24 tokens pass original_max_position_embeddings (16), so the long
+    /// factors rotate them; the 16-token prefix stays within it and uses the short ones; cos and sin carry the
+    /// attention factor sqrt(1 + ln 4 / ln 16) either way. The GGUF holds the same as rope_factors_short/long.weight
+    /// and rope.scaling.attn_factor / original_context_length. Each part moves the logits out of the 1e-3 band.
+    func testPhi3LongRoPE() throws {
+        let hf = try Self.model("phi3-longrope")
+        guard case .longRoPE(let p)? = hf.config.ropeScaling else { return XCTFail("no LongRoPE in phi3-longrope/config.json") }
+        XCTAssertEqual(p.originalContextLength, 16)
+        XCTAssertEqual(p.attentionFactor, Float(1.5.squareRoot()), accuracy: 1e-6)
+        XCTAssertEqual(p.shortFactors.count, 8)
+        XCTAssertTrue(hf.config.tiedEmbeddings)
+        XCTAssertNil(hf.config.localAttention)
+        let gguf = try Self.model("phi3-longrope.gguf")
+        guard case .longRoPE(let q)? = gguf.config.ropeScaling else { return XCTFail("no LongRoPE in phi3-longrope.gguf") }
+        XCTAssertEqual(q.shortFactors, p.shortFactors)
+        XCTAssertEqual(q.longFactors, p.longFactors)
+        XCTAssertEqual(q.originalContextLength, 16)
+        XCTAssertEqual(q.attentionFactor, p.attentionFactor, accuracy: 1e-6)
+        for (model, what) in [(hf, "hf"), (gguf, "gguf")] {
+            try check(model, family: "phi3-longrope", what)
+            try check(model, family: "phi3-longrope", prefix: 16, "\(what), 16-token prefix")
+        }
+        func variant(_ change: (inout LongRoPEScaling) -> Void) throws -> LanguageModel {
+            var config = hf.config, scaling = p
+            change(&scaling)
+            config.ropeScaling = .longRoPE(scaling)
+            return try LanguageModel(config: config, weights: hf.weights)
+        }
+        try assertSensitive(variant { $0.longFactors = $0.shortFactors }, family: "phi3-longrope", "with the short factors past 16")
+        try assertSensitive(variant { $0.shortFactors = $0.longFactors }, family: "phi3-longrope", prefix: 16, "with the long factors within 16")
+        try assertSensitive(variant { $0.attentionFactor = 1 }, family: "phi3-longrope", "without the attention factor")
+    }
+
     /// The int8 path adds the q/k/v biases after the int8 GEMM and applies the q/k norms after it: the logits of
     /// each family stay near Float32's (int8 weights and activations: a loose bound, 5 % of the largest logit).
     func testInt8Families() throws {
-        for family in ["qwen2", "qwen3", "llama3"] {
+        for family in ["qwen2", "qwen3", "llama3", "phi3", "phi3-longrope"] {
             let model = try Self.model(family)
             let reference = try Self.reference(family)
             let int8 = try model.prepared(mask: nil, precision: .int8)
