@@ -90,59 +90,18 @@ extension PreparedModel {
 
         let hidden = runPacked(tokens: tokens, segments: segments)   // [tokens.count, d]
         let d = config.hiddenSize
-        var gathered = [Float](repeating: 0, count: rows.count * d)   // [rows, d]
-        hidden.withUnsafeBufferPointer { h in
-            gathered.withUnsafeMutableBufferPointer { out in
-                for (i, r) in rows.enumerated() { (out.baseAddress! + i * d).update(from: h.baseAddress! + r * d, count: d) }
-            }
+        var gathered = [Float]()   // [rows, d]: the hidden states of the scored rows
+        gathered.reserveCapacity(rows.count * d)
+        for r in rows { gathered.append(contentsOf: hidden[(r * d)..<((r + 1) * d)]) }
+        // 64-row head blocks, over the scored rows only.
+        let scored = gathered.withUnsafeBufferPointer { h in
+            targetLogProbabilities(hidden: h.baseAddress!, targets: targets, blockRows: 64, greedy: true)
         }
-        let (logProbabilities, greedy) = targetLogProbabilities(hidden: gathered, targets: targets)
         for (i, owner) in owners.enumerated() {
-            scores[owner.group][owner.request].logLikelihood += logProbabilities[i]
-            scores[owner.group][owner.request].isGreedy = scores[owner.group][owner.request].isGreedy && greedy[i]
-            scores[owner.group][owner.request].tokenLogProbabilities.append(logProbabilities[i])
+            scores[owner.group][owner.request].logLikelihood += scored.logProbabilities[i]
+            scores[owner.group][owner.request].isGreedy = scores[owner.group][owner.request].isGreedy && scored.isGreedy[i]
+            scores[owner.group][owner.request].tokenLogProbabilities.append(scored.logProbabilities[i])
         }
         return scores
-    }
-
-    /// For each row of `hidden` ([rows, d], final-normed): log softmax(logits)[target] in Double, and whether
-    /// `target` is the first argmax. Logits are made 64 rows at a time.
-    func targetLogProbabilities(hidden: [Float], targets: [Int]) -> ([Double], [Bool]) {
-        let rows = targets.count
-        let vocab = config.vocabSize
-        let d = config.hiddenSize
-        let blockRows = 64
-        var logits = [Float](repeating: 0, count: min(blockRows, rows) * vocab)   // [block, vocab]
-        var logProbabilities = [Double](repeating: 0, count: rows)
-        var greedy = [Bool](repeating: false, count: rows)
-        hidden.withUnsafeBufferPointer { h in
-            head.withUnsafeBufferPointer { w in
-                logits.withUnsafeMutableBufferPointer { lg in
-                    logProbabilities.withUnsafeMutableBufferPointer { lp in
-                        greedy.withUnsafeMutableBufferPointer { gr in
-                            var row0 = 0
-                            while row0 < rows {
-                                let count = min(blockRows, rows - row0)
-                                F32GEMM.gemm(m: count, n: vocab, k: d, a: h.baseAddress! + row0 * d,
-                                          b: w.baseAddress!, transposeB: true, c: lg.baseAddress!)
-                                let lgBase = lg.baseAddress!, lpBase = lp.baseAddress!, grBase = gr.baseAddress!
-                                Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
-                                    for r in range {
-                                        let logit = lgBase + r * vocab
-                                        let target = targets[row0 + r]
-                                        lpBase[row0 + r] = Double(logit[target]) - Ops.logSumExp(logit, count: vocab)
-                                        var best = 0
-                                        for j in 1..<vocab where logit[j] > logit[best] { best = j }
-                                        grBase[row0 + r] = best == target
-                                    }
-                                }
-                                row0 += count
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return (logProbabilities, greedy)
     }
 }

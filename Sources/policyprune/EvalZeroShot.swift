@@ -19,8 +19,8 @@ extension Eval {
 
         @OptionGroup var model: ModelOptions
         @OptionGroup var planOptions: PlanOptions
-        @Option(help: "Comma-separated tasks (default: all seven).")
-        var tasks = ZeroShotTask.allCases.map(\.rawValue).joined(separator: ",")
+        @Option(help: "Comma-separated tasks (default: all seven).", transform: { try ZeroShotCommand.taskList($0) })
+        var tasks: [ZeroShotTask] = ZeroShotTask.allCases
         @Option(help: "Score only the first N examples of each task.") var limit: Int?
         @Option(help: "Most tokens per request (lm-eval max_length; default: the model's context length, at most 2048).")
         var maxLength: Int?
@@ -30,22 +30,16 @@ extension Eval {
         @Flag(help: "Print the reports as JSON on stdout.") var json = false
         @Flag(help: "Include every example's log-likelihoods and decisions in the JSON.") var perExample = false
 
-        /// The tasks in the order given, without repeats.
-        func selectedTasks() throws -> [ZeroShotTask] {
-            var result: [ZeroShotTask] = []
-            for name in tasks.split(separator: ",", omittingEmptySubsequences: false) {
-                let trimmed = name.trimmingCharacters(in: .whitespaces)
-                let task: ZeroShotTask
-                do { task = try ZeroShotTask(name: trimmed) } catch let error as CorpusError {
-                    throw ValidationError("--tasks: \(error.description.replacingOccurrences(of: "invalid argument: ", with: ""))")
+        /// `--tasks`: the tasks in the order given, without repeats; an unknown name is an error listing the tasks.
+        static func taskList(_ text: String) throws -> [ZeroShotTask] {
+            try commaSeparated(text) { name in
+                do { return try ZeroShotTask(name: name) } catch let error as CorpusError {
+                    throw ValidationError(error.description.replacingOccurrences(of: "invalid argument: ", with: ""))
                 }
-                if !result.contains(task) { result.append(task) }
             }
-            return result
         }
 
         func validate() throws {
-            _ = try selectedTasks()
             if let l = limit, l < 1 { throw ValidationError("--limit must be at least 1, got \(l)") }
             guard tokensPerPass >= 1 else { throw ValidationError("--tokens-per-pass must be at least 1, got \(tokensPerPass)") }
             if let m = maxLength, m < 2 { throw ValidationError("--max-length must be at least 2, got \(m)") }
@@ -70,7 +64,7 @@ extension Eval {
         }
 
         func run() throws {
-            let selected = try selectedTasks()
+            let selected = tasks
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             // Read every task first, so a bad data file fails before the slow part.
             var examples: [[MultipleChoiceExample]] = []

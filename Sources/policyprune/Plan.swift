@@ -23,8 +23,9 @@ struct Plan: ParsableCommand {
     @Option(help: "Pruning rate of the MLP structures in [0, 1) (default --rate).") var mlpRate: Double?
     @Option(help: "Every plan keeps a multiple of this many MLP channels per layer (1: off).") var channelMultiple = 32
     @Option(help: "Iterations of the run (ignored with --time-budget).") var steps = 1000
-    @Option(help: ArgumentHelp("Derive the steps from a wall-clock budget, as prune does (e.g. 45m).", valueName: "duration"))
-    var timeBudget: String?
+    @Option(help: ArgumentHelp("Derive the steps from a wall-clock budget, as prune does (e.g. 45m).", valueName: "duration"),
+            transform: TimeBudget.init(parsing:))
+    var timeBudget: TimeBudget?
     @Option(help: "Masks sampled per step.") var k = 2
     @Option(help: "Arithmetic of the sampled forwards (f32 or int8).") var compute: ComputePrecision = .f32
     @Option(help: "Initial scores: wanda-sp, magnitude, flap, random, uniform.") var `init`: InitMethod = .wandaSP
@@ -32,7 +33,8 @@ struct Plan: ParsableCommand {
     @Option(help: "Tokens per calibration window of a metric init.") var initSeq = 1024
     @Option(help: "Held-out evaluation every N iterations (0: start and end only).") var evalEvery = 100
     @Option(help: "Sampled masks per held-out evaluation.") var heldoutSamples = 2
-    @Option(help: "Export dtypes to size (comma-separated: f32, f16, q8_0).") var dtypes = "f32,f16,q8_0"
+    @Option(help: "Export dtypes to size (comma-separated: f32, f16, q8_0; default: all three).", transform: { try Plan.dtypeList($0) })
+    var dtypes: [WeightDType] = ExportFormat.gguf.dtypes
     @Flag(help: "Print the plan as JSON on stdout.") var json = false
 
     func validate() throws {
@@ -47,11 +49,16 @@ struct Plan: ParsableCommand {
         guard initWindows >= 1, initSeq >= 2, runData.evalWindows >= 1, evalEvery >= 0, heldoutSamples >= 0 else {
             throw ValidationError("--init-windows, --eval-windows >= 1; --init-seq >= 2; --eval-every, --heldout-samples >= 0")
         }
-        for d in dtypes.split(separator: ",") where WeightDType(rawValue: String(d)) == nil {
-            throw ValidationError("--dtypes: unknown dtype '\(d)' (f32, f16, q8_0)")
-        }
-        if let timeBudget, (try? Prune.seconds(timeBudget)) == nil {
-            throw ValidationError("--time-budget: cannot read '\(timeBudget)' as a duration (e.g. 45m, 1h, 900s)")
+    }
+
+    /// `--dtypes`: the GGUF storage types to size, in the order given; an unknown one is an error listing them.
+    static func dtypeList(_ text: String) throws -> [WeightDType] {
+        let known = ExportFormat.gguf.dtypes
+        return try commaSeparated(text) { name in
+            guard let dtype = WeightDType(rawValue: name), known.contains(dtype) else {
+                throw ValidationError("unknown dtype '\(name)' (\(known.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return dtype
         }
     }
 
@@ -117,7 +124,7 @@ struct Plan: ParsableCommand {
         let peak = probe.peakMemoryBytes
 
         var steps = self.steps
-        if let timeBudget { steps = probe.steps(forBudget: try Prune.seconds(timeBudget), evalEvery: evalEvery) }
+        if let timeBudget { steps = probe.steps(forBudget: timeBudget.seconds, evalEvery: evalEvery) }
         let runSeconds = probe.runSeconds(steps: steps, evalEvery: evalEvery, setupSeconds: initSeconds)
 
         // Sizes: export the uniform plan and the dense model to a temporary folder.
@@ -128,8 +135,8 @@ struct Plan: ParsableCommand {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         var sizes: [Report.Size] = []
-        for name in dtypes.split(separator: ",").map(String.init) {
-            guard let dtype = WeightDType(rawValue: name) else { continue }
+        for dtype in dtypes {
+            let name = dtype.rawValue
             func size(_ c: ModelConfig, _ w: ModelWeights, _ tag: String) throws -> Int {
                 let out = scratch.appendingPathComponent("\(tag)-\(name).gguf").path
                 let request = ExportRequest(config: c, weights: w, format: .gguf, dtype: dtype, tokenizer: loaded.tokenizer,
@@ -170,6 +177,6 @@ struct Plan: ParsableCommand {
         print("memory       peak \(mib(peak)) (F32 weights \(mib(dense.total * 4)))")
         print(String(format: "time         init %@, step %.2f s (%d masks x %d x %d tokens, %@), held-out evaluation %.1f s every %d steps",
                      ProgressBar.clock(initSeconds), stepSeconds, k, runData.batch, runData.seq, compute.rawValue, heldoutSeconds, evalEvery))
-        print("run          \(steps) steps, about \(ProgressBar.clock(runSeconds))\(timeBudget.map { " (time budget \($0))" } ?? "")")
+        print("run          \(steps) steps, about \(ProgressBar.clock(runSeconds))\(timeBudget.map { " (time budget \($0.text))" } ?? "")")
     }
 }

@@ -50,9 +50,6 @@ struct Prune: ParsableCommand {
         if o.scope == .perLayer || o.scope == .global, o.granularity == .layers, o.attentionRate != nil || o.mlpRate != nil {
             throw ValidationError("--granularity layers has one rate (of whole layers); use --rate")
         }
-        if let timeBudget = c.timeBudget, (try? Self.seconds(timeBudget)) == nil {
-            throw ValidationError("--time-budget: cannot read '\(timeBudget)' as a duration (e.g. 45m, 1h, 1h30m, 900s)")
-        }
         guard c.heldoutSamples >= 0 else { throw ValidationError("--heldout-samples must be >= 0, got \(c.heldoutSamples)") }
         guard i.initTemperature > 0, i.initTemperature.isFinite else { throw ValidationError("--init-temperature must be > 0, got \(i.initTemperature)") }
         let initMethod = i.`init` ?? InitMethod.defaultInit(for: o.granularity)
@@ -89,25 +86,6 @@ struct Prune: ParsableCommand {
         guard c.evalEvery >= 0 else { throw ValidationError("--eval-every must be >= 0, got \(c.evalEvery)") }
         guard d.evalWindows >= 1 else { throw ValidationError("--eval-windows must be at least 1, got \(d.evalWindows)") }
         guard i.initWindows >= 1, i.initSeq >= 2 else { throw ValidationError("--init-windows must be >= 1 and --init-seq >= 2") }
-    }
-
-    /// Seconds in a duration such as `45m`, `1h30m`, `900s` or `900` (seconds).
-    static func seconds(_ text: String) throws -> Double {
-        var total = 0.0, number = ""
-        var sawUnit = false
-        for c in text.lowercased() where c != " " {
-            if c.isNumber || c == "." { number.append(c); continue }
-            guard let v = Double(number), let unit = ["h": 3600.0, "m": 60, "s": 1][String(c)] else { throw ValidationError("bad duration") }
-            total += v * unit
-            number = ""
-            sawUnit = true
-        }
-        if !number.isEmpty {
-            guard let v = Double(number) else { throw ValidationError("bad duration") }
-            total += v
-        } else if !sawUnit { throw ValidationError("bad duration") }
-        guard total > 0, total.isFinite else { throw ValidationError("bad duration") }
-        return total
     }
 
     func run() throws {
@@ -176,7 +154,7 @@ struct Prune: ParsableCommand {
         var steps = c.steps
         if let timeBudget = c.timeBudget {
             // Every rank probes (so ranks sharing a machine are timed as they will run); rank 0's count is used.
-            let probed = try Self.stepsForBudget(try Self.seconds(timeBudget), model: lm, data: runData, initial: initial, k: o.k,
+            let probed = try Self.stepsForBudget(timeBudget.seconds, model: lm, data: runData, initial: initial, k: o.k,
                                                  compute: o.compute, evalEvery: c.evalEvery, heldoutSamples: c.heldoutSamples,
                                                  granularity: o.granularity, batch: data.batch, ranks: communicator.size)
             steps = Int(try communicator.broadcast([Double(probed)], from: 0)[0])

@@ -6,7 +6,11 @@ extension GradientEstimator: ExpressibleByArgument {}
 extension InitMethod: ExpressibleByArgument {}
 extension InitMapping: ExpressibleByArgument {}
 extension RunPolicy: ExpressibleByArgument {}
+/// `--scope global|per-layer|joint` (`prune`; `score` takes the first two). Plans record `per_layer`, which is read too.
 extension BudgetScope: ExpressibleByArgument {
+    /// The command line's spelling.
+    var argument: String { self == .perLayer ? "per-layer" : rawValue }
+
     public init?(argument: String) {
         switch argument.lowercased() {
         case "global": self = .global
@@ -15,7 +19,7 @@ extension BudgetScope: ExpressibleByArgument {
         default: return nil
         }
     }
-    public static var allValueStrings: [String] { ["global", "per-layer", "joint"] }
+    public static var allValueStrings: [String] { allCases.map(\.argument) }
 }
 /// `--baseline ema|window|none|step`: the command line's short names of the kinds.
 extension MovingAverageBaseline.Kind: ExpressibleByArgument {
@@ -98,11 +102,48 @@ struct PruneRunOptions: ParsableArguments {
     @Option(name: .customLong("run"), help: "New run directory.") var runDirectory: String?
     @Option(help: "Continue the run in this directory.") var resume: String?
     @Option(help: "Iterations (mini-batches); the learning-rate schedule spans them.") var steps = 1000
-    @Option(help: ArgumentHelp("Derive --steps from a wall-clock budget (e.g. 45m, 1h, 900s): a one-step probe times a step and a held-out evaluation first.", valueName: "duration"))
-    var timeBudget: String?
+    @Option(help: ArgumentHelp("Derive --steps from a wall-clock budget (e.g. 45m, 1h, 900s): a one-step probe times a step and a held-out evaluation first.", valueName: "duration"),
+            transform: TimeBudget.init(parsing:))
+    var timeBudget: TimeBudget?
     @Option(help: "Seed of mask sampling, data order and the random init.") var seed: UInt64 = 42
     @Option(help: "Checkpoint every N iterations.") var checkpointEvery = 100
     @Option(help: "Held-out evaluation every N iterations (0: start and end only).") var evalEvery = 100
     @Option(help: "Masks sampled at each held-out evaluation to log the sampled-mask loss beside the hard mask's (0: off).") var heldoutSamples = 2
     @Flag(help: "Print a progress line for every step (default: at most one per second).") var verbose = false
+}
+
+/// `--time-budget 45m` (`prune`, `plan`): a wall-clock duration, read once by the argument parser.
+struct TimeBudget {
+    /// As given on the command line (printed back).
+    let text: String
+    /// The duration, > 0.
+    let seconds: Double
+
+    /// Reads `45m`, `1h30m`, `900s` or `900` (seconds); the error says what is expected.
+    init(parsing text: String) throws {
+        guard let seconds = Self.seconds(text) else {
+            throw ValidationError("cannot read it as a duration (e.g. 45m, 1h, 1h30m, 900s)")
+        }
+        self.text = text
+        self.seconds = seconds
+    }
+
+    /// Seconds in a duration such as `45m`, `1h30m`, `900s` or `900` (seconds); nil when it is not one or not > 0.
+    static func seconds(_ text: String) -> Double? {
+        var total = 0.0, number = ""
+        var sawUnit = false
+        for c in text.lowercased() where c != " " {
+            if c.isNumber || c == "." { number.append(c); continue }
+            guard let v = Double(number), let unit = ["h": 3600.0, "m": 60, "s": 1][String(c)] else { return nil }
+            total += v * unit
+            number = ""
+            sawUnit = true
+        }
+        if !number.isEmpty {
+            guard let v = Double(number) else { return nil }
+            total += v
+        } else if !sawUnit { return nil }
+        guard total > 0, total.isFinite else { return nil }
+        return total
+    }
 }

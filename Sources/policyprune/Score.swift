@@ -10,14 +10,6 @@ extension PruningGranularity: ExpressibleByArgument {}
 extension MagnitudeNorm: ExpressibleByArgument {}
 extension WandaSP.Variant: ExpressibleByArgument {}
 
-/// `--scope` on the command line: `global` or `per-layer` (the plan records `per_layer`).
-enum ScopeArgument: String, ExpressibleByArgument, CaseIterable {
-    case global
-    case perLayer = "per-layer"
-
-    var scope: BudgetScope { self == .global ? .global : .perLayer }
-}
-
 /// `policyprune score`: a metric-only baseline plan (issue 4): score every structure, apply the hard mask at the rate,
 /// and write the plan.
 struct Score: ParsableCommand {
@@ -51,8 +43,8 @@ struct Score: ParsableCommand {
         let attention = attentionRate ?? rate ?? 0
         return (mlp, attention == mlp ? nil : attention)
     }
-    @Option(help: "Thresholds per layer (per-layer, the default) or over all layers (global; harmful on raw metrics, see below).")
-    var scope: ScopeArgument = .perLayer
+    @Option(help: "Thresholds per layer (per-layer, the default) or over all layers (global; harmful on raw metrics, see below); joint is for prune only.")
+    var scope: BudgetScope?
     @Option(help: "What to remove: channels, heads, query-heads or layers (default: layers for block-influence and ppl-drop, else channels).")
     var granularity: PruningGranularity?
     @Option(help: "Calibration windows (C4 train).") var calibrationWindows = 32
@@ -70,6 +62,10 @@ struct Score: ParsableCommand {
     @Flag(help: "Print the plan summary as JSON on stdout.") var json = false
     @Option(help: "Also write the metric's order per KV group and channel (each layer's rank quantiles) as a scores file (channels granularity), so `prune --init-scores FILE --mapping plan` starts from this plan without scoring again.") var saveScores: String?
 
+    /// `--scope`, per-layer when not given. (An optional rather than a default, which the help would print as the
+    /// plan's spelling `per_layer`.)
+    var resolvedScope: BudgetScope { scope ?? .perLayer }
+
     var resolvedGranularity: PruningGranularity {
         granularity ?? (metric.granularities.contains(.channels) ? .channels : .layers)
     }
@@ -84,6 +80,9 @@ struct Score: ParsableCommand {
         }
         if (attentionRate != nil || mlpRate != nil) && !resolvedGranularity.prunesBothKinds {
             throw ValidationError("--attention-rate and --mlp-rate need --granularity channels or query-heads; use --rate")
+        }
+        guard resolvedScope != .joint else {
+            throw ValidationError("--scope joint is a policy-gradient budget (prune); a metric plan thresholds per-layer or global")
         }
         guard rates.mlp > 0 || (rates.attention ?? 0) > 0 else { throw ValidationError("nothing to prune: every rate is 0") }
         guard metric.granularities.contains(resolvedGranularity) else {
@@ -109,7 +108,7 @@ struct Score: ParsableCommand {
     }
 
     func run() throws {
-        var options = MetricPruningOptions(metric: metric, rate: rates.mlp, granularity: resolvedGranularity, scope: scope.scope,
+        var options = MetricPruningOptions(metric: metric, rate: rates.mlp, granularity: resolvedGranularity, scope: resolvedScope,
                                            seed: seed, magnitudeNorm: norm, wandaVariant: wandaVariant, batchSize: batch,
                                            attentionRate: rates.attention)
         options.channelMultiple = channelMultiple
@@ -157,7 +156,7 @@ struct Score: ParsableCommand {
             return
         }
         print("plan             \(out)")
-        print("metric           \(metric.rawValue), granularity \(resolvedGranularity.rawValue), scope \(resolvedGranularity == .layers ? "global" : scope.rawValue)")
+        print("metric           \(metric.rawValue), granularity \(resolvedGranularity.rawValue), scope \(resolvedGranularity == .layers ? "global" : resolvedScope.argument)")
         if resolvedGranularity == .queryHeads {
             let heads = zip(mask.layers, config.layers).reduce(0) { $0 + ($1.0.attentionActive ? $1.0.queryHeads($1.1).count : 0) }
             print("kept             \(heads)/\(config.layers.reduce(0) { $0 + $1.queryHeads }) query heads")
