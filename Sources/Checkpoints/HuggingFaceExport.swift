@@ -43,6 +43,9 @@ enum HuggingFaceExport {
             notes.append("heterogeneous model: config.json carries per-layer lists; Hugging Face transformers cannot build it (tensor shapes differ per layer), PolicyPrune and the plan beside it can")
         } else if case .longRoPE? = config.ropeScaling, let layer = config.layers.first, layer.queryDim != config.hiddenSize {
             notes.append("transformers' Phi3Config checks the LongRoPE factor count against hidden_size / num_attention_heads (\(config.hiddenSize / max(layer.queryHeads, 1) / 2), not head_dim / 2 = \(layer.headDim / 2)) and refuses this config; PolicyPrune reads it")
+        } else if config.architecture == "gemma3", let layer = config.layers.first, layer.queryHeads > 0, config.hiddenSize % layer.queryHeads != 0 {
+            // Gemma3TextConfig.validate_architecture, although head_dim is stated and the model never divides.
+            notes.append("transformers' Gemma3TextConfig requires hidden_size to be a multiple of num_attention_heads (\(config.hiddenSize) % \(layer.queryHeads) = \(config.hiddenSize % layer.queryHeads)) and refuses this config; PolicyPrune reads it (keep a head count that divides \(config.hiddenSize) for transformers)")
         }
         return ExportResult(path: path, files: written, architecture: hfFamily(config).modelType,
                             uniform: uniform, notes: notes)
