@@ -18,23 +18,24 @@ public struct HFConfig: Decodable, Sendable, Equatable {
     public var layerCount: Int
     /// Query heads per layer (model-wide value).
     public var attentionHeads: Int
-    /// KV heads per layer (model-wide value; defaults to `attentionHeads`).
+    /// KV heads per layer (model-wide value; defaults to `attentionHeads`, 4 for gemma3_text).
     public var kvHeads: Int
-    /// Width of one head (defaults to hidden / heads).
+    /// Width of one head (defaults to hidden / heads, 256 for gemma3_text).
     public var headDim: Int
     /// RMSNorm epsilon (LlamaConfig default 1e-6).
     public var rmsNormEps: Double
-    /// RoPE base (`rope_theta`, or `rope_parameters.rope_theta` in transformers v5; default 10000).
+    /// RoPE base (`rope_theta`, or `rope_parameters.rope_theta` in transformers v5; default 10000). gemma3_text: the
+    /// global layers' base (`Gemma3TextOptions`; default 1e6).
     public var ropeTheta: Double
-    /// Whether `lm_head` reuses the embedding (default false).
+    /// Whether `lm_head` reuses the embedding (default false; true for gemma3_text).
     public var tieWordEmbeddings: Bool
     /// Vocabulary size.
     public var vocabSize: Int
-    /// Trained context length (default 2048).
+    /// Trained context length (default 2048; 131072 for gemma3_text).
     public var maxPositionEmbeddings: Int
     /// Whether q/k/v carry biases (always for qwen2; `attention_bias` for llama and qwen3).
     public var attentionBias: Bool
-    /// Whether q and k heads are RMS-normalised before RoPE (qwen3).
+    /// Whether q and k heads are RMS-normalised before RoPE (qwen3; gemma3_text sets it in `modelConfig`).
     public var queryKeyNorm: Bool
     /// Llama 3.x RoPE scaling from `rope_scaling` or `rope_parameters`, else nil.
     public var ropeScaling: RoPEScaling?
