@@ -72,12 +72,14 @@ check smollm2-dense "$SMOL"
 check smollm2-uniform-mlp50 "$SMOL" --scope per-layer --attention-rate 0 --mlp-rate 0.5
 check smollm2-global-50 "$SMOL" --scope global --rate 0.5
 [ -n "${PG_PLAN:-}" ] && check smollm2-pg-plan "$SMOL" --plan "$PG_PLAN"
-for fam in llama3 mistral qwen2 qwen3 phi3 phi3-longrope; do
-  check "$fam-dense" "$FAM/$fam.gguf"
+for fam in llama3 mistral qwen2 qwen3 phi3 phi3-longrope gemma3; do
+  # The tiny gemma3 fixture's rows are gemma3-tiny-*, apart from the real 270M's gemma3-* below.
+  label="$fam"; [ "$fam" = gemma3 ] && label=gemma3-tiny
+  check "$label-dense" "$FAM/$fam.gguf"
   # Phi-3 keeps its attention: llama.cpp's phi3 needs every query head, and the fixture's sliding window has no
   # other llama.cpp arch (export refuses it; with --rate 0.5 the row says so).
   if [[ "$fam" == phi3* ]]; then rates=(--attention-rate 0 --mlp-rate 0.5); else rates=(--rate 0.5); fi
-  check "$fam-uniform" "$FAM/$fam.gguf" --scope per-layer "${rates[@]}" --channel-multiple 16
+  check "$label-uniform" "$FAM/$fam.gguf" --scope per-layer "${rates[@]}" --channel-multiple 16
 done
 if [ -f "$GEMMA" ]; then
   check gemma3-dense "$GEMMA"

@@ -20,6 +20,7 @@ enum GGUFExport {
         let arch = targetArchitecture(request.config, uniform: uniform)
         let narrowQwen2 = uniform && source == "qwen2" && arch == "llama"
         try ModelExporter.checkFamilyFits(request.config, arch: arch, format: "GGUF")
+        if arch == "gemma3" { try checkGemma3Implied(request.config) }
         if !uniform && source == "qwen2" && !request.config.attentionBias {
             throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason: "qwen2 without q/k/v biases")
         }
@@ -71,8 +72,10 @@ enum GGUFExport {
         gguf.set("\(arch).rope.dimension_count", .uint32(UInt32(headDim)))
         gguf.set("\(arch).rope.freq_base", .float32(config.ropeTheta))
         gguf.set("\(arch).attention.layer_norm_rms_epsilon", .float32(config.normEpsilon))
-        if let local = config.localAttention {   // gemma3 and phi3 only (checkFamilyFits): the pattern and base are implied
+        if let local = config.localAttention {   // gemma3 and phi3 only (checkFamilyFits): the pattern is implied
             gguf.set("\(arch).attention.sliding_window", .uint32(UInt32(local.window)))
+            // The local RoPE base, as llama.cpp's converter writes it and its gemma3 loader reads it.
+            if arch == "gemma3" { gguf.set("gemma3.rope.freq_base_swa", .float32(local.ropeTheta)) }
             if arch == "phi3" {
                 notes.append("llama.cpp's phi3 graph currently ignores the sliding window of \(local.window) (its loader warns); transformers and PolicyPrune apply it, so llama.cpp differs past \(local.window) tokens")
             }
@@ -121,6 +124,24 @@ enum GGUFExport {
         }
         try AtomicOutput.writeFile(path, force: force) { temporary in try gguf.write(to: temporary) }
         return ExportResult(path: path, files: [("", ModelExporter.size(of: path))], architecture: arch, uniform: uniform, notes: notes)
+    }
+
+    /// Refuses a Gemma 3 (uniform, so bound for GGUF `gemma3`) whose window pattern or attention scale llama.cpp's
+    /// gemma3 would not compute: its loader fixes five sliding layers of every six and derives the scale from the
+    /// head width (the 27B: hidden / heads), while a Hugging Face config states both (`layer_types`,
+    /// `query_pre_attn_scalar`), and a pruned 27B's head count moves llama.cpp's scale. Before anything is written.
+    static func checkGemma3Implied(_ config: ModelConfig) throws {
+        let layers = config.layers.count
+        if let local = config.localAttention, local.layers != LocalAttention.pattern(period: 6, layers: layers) {
+            throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason:
+                "gemma3 with sliding-window layers \(local.layers.indices.filter { local.layers[$0] }) has no llama.cpp form: its gemma3 loader slides five layers of every six; export as hf")
+        }
+        let implied = GGUFFile.gemma3AttentionScale(hiddenSize: config.hiddenSize, layerCount: layers,
+                                                    headDim: config.layers.first?.headDim ?? 1, firstLayerHeads: config.layers.first?.queryHeads ?? 0)
+        if let scale = config.attentionScale, abs(scale / implied - 1) > 1e-6 {
+            throw CheckpointWriteError.unsupportedModel(format: "GGUF", reason:
+                "gemma3 with attention scale \(scale) has no llama.cpp form: its gemma3 loader derives \(implied) from the head width (the 62-layer 27B: hidden / heads); export as hf")
+        }
     }
 
     /// The llama.cpp architecture a model is written as: its own family when uniform and llama.cpp can load it

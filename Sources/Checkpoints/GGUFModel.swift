@@ -148,12 +148,22 @@ extension GGUFFile {
     ///   converter has already added Gemma's `1 +` to every norm weight, so they are used as stored;
     /// - `gelu_pytorch_tanh(gate) · up`;
     /// - sliding window `attention.sliding_window` on five layers of every six (`set_swa_pattern(6)`), those layers
-    ///   rotating with base 10,000, the global ones with `rope.freq_base`;
-    /// - attention scale 1/sqrt(key_length), except the 62-layer 27B model: 1/sqrt(hidden / heads).
+    ///   rotating with `rope.freq_base_swa` (the converter writes transformers' local base; default 10,000), the
+    ///   global ones with `rope.freq_base`;
+    /// - attention scale 1/sqrt(key_length), except the 62-layer 27B model: 1/sqrt(hidden / heads)
+    ///   (`gemma3AttentionScale`).
     func gemma3Options(_ config: inout ModelConfig, heads: [Int]) throws {
         let windowKey = "gemma3.attention.sliding_window"
         guard let window = try integer(windowKey) else { throw CheckpointError.missingKey(file: path, key: windowKey) }
         guard window > 0 else { throw CheckpointError.badValue(file: path, key: windowKey, value: "\(window)", reason: "must be positive") }
+        let localBaseKey = "gemma3.rope.freq_base_swa"
+        var localBase: Float = 10_000
+        if let value = metadata[localBaseKey] {
+            guard let base = value.float, base > 0, base.isFinite else {
+                throw CheckpointError.badValue(file: path, key: localBaseKey, value: "\(value)", reason: "expected a positive float")
+            }
+            localBase = base
+        }
         if config.ropeScaling != nil {
             // llama.cpp scales only the global layers; not modelled here.
             throw CheckpointError.badValue(file: path, key: Self.ropeFrequenciesTensor, value: "present", reason: "RoPE scaling of gemma3 is not supported")
@@ -163,12 +173,16 @@ extension GGUFFile {
         config.postSublayerNorms = true
         config.queryKeyNorm = true
         config.mlpActivation = .geluTanh
-        config.localAttention = LocalAttention(window: window, ropeTheta: 10_000, layers: LocalAttention.pattern(period: 6, layers: layerCount))
-        if layerCount == 62, let h = heads.first, h > 0 {
-            config.attentionScale = 1 / Float(config.hiddenSize / h).squareRoot()
-        } else {
-            config.attentionScale = 1 / Float(config.layers.first?.headDim ?? 1).squareRoot()
-        }
+        config.localAttention = LocalAttention(window: window, ropeTheta: localBase, layers: LocalAttention.pattern(period: 6, layers: layerCount))
+        config.attentionScale = Self.gemma3AttentionScale(hiddenSize: config.hiddenSize, layerCount: layerCount,
+                                                          headDim: config.layers.first?.headDim ?? 1, firstLayerHeads: heads.first ?? 0)
+    }
+
+    /// The attention scale llama.cpp's gemma3 derives (`f_attention_scale`): 1/sqrt(hidden / layer 0's heads) for
+    /// the 62-layer 27B, else 1/sqrt(head width).
+    static func gemma3AttentionScale(hiddenSize: Int, layerCount: Int, headDim: Int, firstLayerHeads: Int) -> Float {
+        if layerCount == 62, firstLayerHeads > 0 { return 1 / Float(hiddenSize / firstLayerHeads).squareRoot() }
+        return 1 / Float(headDim).squareRoot()
     }
 
     /// The Phi-3 parts of `config`, as llama.cpp's `convert_hf_to_gguf.py` writes them (`Phi3MiniModel`) and

@@ -2,10 +2,11 @@ import Essentials
 import Foundation
 
 /// A Hugging Face `config.json` for the LLaMA family (`llama` including Llama 3.x RoPE scaling, `mistral`, `qwen2`,
-/// `qwen3`, `phi3` including LongRoPE and its sliding window). Hugging Face's names live only in `CodingKeys`;
-/// `init(from:)` validates and throws `CheckpointError` naming the key and its value. The families differ only in
-/// fields of `ModelConfig` (`attentionBias`, `queryKeyNorm`, `ropeScaling`, `localAttention`) and in Phi-3's stacked
-/// tensors (`weightNames`); there is one forward pass for all of them.
+/// `qwen3`, `phi3` including LongRoPE and its sliding window, `gemma3_text` with `Gemma3TextOptions`). Hugging
+/// Face's names live only in `CodingKeys`; `init(from:)` validates and throws `CheckpointError` naming the key and
+/// its value. The families differ only in fields of `ModelConfig` (`attentionBias`, `queryKeyNorm`, `ropeScaling`,
+/// `localAttention`, the Gemma options) and in their tensor names (`weightNames`: Phi-3's stacked tensors, Gemma's
+/// norms); there is one forward pass for all of them.
 public struct HFConfig: Decodable, Sendable, Equatable {
     /// `model_type`.
     public var modelType: String
@@ -17,23 +18,24 @@ public struct HFConfig: Decodable, Sendable, Equatable {
     public var layerCount: Int
     /// Query heads per layer (model-wide value).
     public var attentionHeads: Int
-    /// KV heads per layer (model-wide value; defaults to `attentionHeads`).
+    /// KV heads per layer (model-wide value; defaults to `attentionHeads`, 4 for gemma3_text).
     public var kvHeads: Int
-    /// Width of one head (defaults to hidden / heads).
+    /// Width of one head (defaults to hidden / heads, 256 for gemma3_text).
     public var headDim: Int
     /// RMSNorm epsilon (LlamaConfig default 1e-6).
     public var rmsNormEps: Double
-    /// RoPE base (`rope_theta`, or `rope_parameters.rope_theta` in transformers v5; default 10000).
+    /// RoPE base (`rope_theta`, or `rope_parameters.rope_theta` in transformers v5; default 10000). gemma3_text: the
+    /// global layers' base (`Gemma3TextOptions`; default 1e6).
     public var ropeTheta: Double
-    /// Whether `lm_head` reuses the embedding (default false).
+    /// Whether `lm_head` reuses the embedding (default false; true for gemma3_text).
     public var tieWordEmbeddings: Bool
     /// Vocabulary size.
     public var vocabSize: Int
-    /// Trained context length (default 2048).
+    /// Trained context length (default 2048; 131072 for gemma3_text).
     public var maxPositionEmbeddings: Int
     /// Whether q/k/v carry biases (always for qwen2; `attention_bias` for llama and qwen3).
     public var attentionBias: Bool
-    /// Whether q and k heads are RMS-normalised before RoPE (qwen3).
+    /// Whether q and k heads are RMS-normalised before RoPE (qwen3; gemma3_text sets it in `modelConfig`).
     public var queryKeyNorm: Bool
     /// Llama 3.x RoPE scaling from `rope_scaling` or `rope_parameters`, else nil.
     public var ropeScaling: RoPEScaling?
@@ -48,6 +50,8 @@ public struct HFConfig: Decodable, Sendable, Equatable {
     public var kvHeadsPerLayer: [Int]?
     /// Per-layer SwiGLU widths of a heterogeneous export, else nil.
     public var intermediateSizePerLayer: [Int]?
+    /// Gemma 3's window pattern, RoPE bases and attention scale (`gemma3_text`), else nil.
+    var gemma3: Gemma3TextOptions?
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
@@ -100,7 +104,7 @@ public struct HFConfig: Decodable, Sendable, Equatable {
     }
 
     /// The architectures this reader understands.
-    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2", "qwen3", "phi3"]
+    public static let supportedModelTypes: Set<String> = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"]
 
     /// Key for `JSONDecoder.userInfo`: the file path named in errors.
     public static let fileKey = CodingUserInfoKey(rawValue: "policyprune.checkpoint.file")!
@@ -133,17 +137,26 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         }
 
         modelType = try require(String.self, .modelType)
+        if modelType == "gemma3" {
+            // Gemma3ForConditionalGeneration (4B, 12B, 27B): the text model sits in text_config beside a vision
+            // tower, its tensors under language_model, its global RoPE scaled (linear): not read.
+            throw bad(.modelType, modelType, "multimodal Gemma 3 (text_config + vision_config) is not supported; only the text-only gemma3_text (Gemma3ForCausalLM: 270M, 1B)")
+        }
         guard Self.supportedModelTypes.contains(modelType) else {
             throw CheckpointError.unknownArchitecture(file: file, architecture: modelType)
         }
-        if let act = try get(String.self, .hiddenAct), act != "silu" { throw bad(.hiddenAct, act, "only silu (SwiGLU) is supported") }
+        // Gemma 3 names its activation hidden_activation (transformers ignores a hidden_act there), and several of
+        // its defaults differ from LlamaConfig's (Gemma3TextConfig: head_dim 256, 4 KV heads, tied, 131072).
+        let isGemma3 = modelType == "gemma3_text"
+        if !isGemma3, let act = try get(String.self, .hiddenAct), act != "silu" { throw bad(.hiddenAct, act, "only silu (SwiGLU) is supported") }
         hiddenSize = try positive(.hiddenSize)
         intermediateSize = try positive(.intermediateSize)
         layerCount = try positive(.layerCount)
         attentionHeads = try positive(.attentionHeads)
-        kvHeads = try get(Int.self, .kvHeads) ?? attentionHeads
+        gemma3 = isGemma3 ? try Gemma3TextOptions(from: decoder, file: file, layerCount: layerCount) : nil
+        kvHeads = try get(Int.self, .kvHeads) ?? (isGemma3 ? 4 : attentionHeads)
         guard kvHeads > 0, attentionHeads % kvHeads == 0 else { throw bad(.kvHeads, kvHeads, "must divide num_attention_heads \(attentionHeads)") }
-        if let d = try get(Int.self, .headDim) {
+        if let d = try get(Int.self, .headDim) ?? (isGemma3 ? 256 : nil) {
             guard d > 0, d % 2 == 0 else { throw bad(.headDim, d, "must be positive and even") }
             headDim = d
         } else {
@@ -160,7 +173,7 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         if c.contains(.ropeScaling), try !c.decodeNil(forKey: .ropeScaling), let scaling = try get(RopeParameters.self, .ropeScaling) {
             scalingSource = ("rope_scaling", scaling)
         }
-        maxPositionEmbeddings = try get(Int.self, .maxPositionEmbeddings) ?? 2048
+        maxPositionEmbeddings = try get(Int.self, .maxPositionEmbeddings) ?? (isGemma3 ? 131_072 : 2048)
         // Partial RoPE (Phi-4-mini: 0.75) rotates only the first part of each head; the forward pass rotates whole heads.
         for (key, factor) in [("partial_rotary_factor", try get(Double.self, .partialRotaryFactor)),
                               ("rope_parameters.partial_rotary_factor", parameters?.partialRotaryFactor),
@@ -204,8 +217,13 @@ public struct HFConfig: Decodable, Sendable, Equatable {
             }
         }
         ropeTheta = try get(Double.self, .ropeTheta) ?? parameters?.ropeTheta ?? 10000
+        if let gemma3 {
+            // Per layer type, read and checked (default RoPE only) by Gemma3TextOptions.
+            ropeTheta = gemma3.globalRopeTheta
+            ropeScaling = nil
+        }
         guard ropeTheta > 0 else { throw bad(.ropeTheta, ropeTheta, "must be positive") }
-        tieWordEmbeddings = try get(Bool.self, .tieWordEmbeddings) ?? false
+        tieWordEmbeddings = try get(Bool.self, .tieWordEmbeddings) ?? isGemma3
         vocabSize = try positive(.vocabSize)
         attentionBias = modelType == "qwen2" ? true : (try get(Bool.self, .attentionBias) ?? false)
         queryKeyNorm = modelType == "qwen3"
@@ -314,11 +332,22 @@ public struct HFConfig: Decodable, Sendable, Equatable {
         if modelType == "phi3", let window = slidingWindow, window < maxPositionEmbeddings {
             config.localAttention = .phi3(window: window, ropeTheta: Float(ropeTheta), layers: layerCount)
         }
+        gemma3?.apply(to: &config)
         return config
     }
 
-    /// The weight-name table of this config's family: Phi-3 stacks q/k/v and gate/up (`phi3Names`).
-    var weightNames: WeightNames { modelType == "phi3" ? Self.phi3Names : Self.names }
+    /// The weight-name table of this config's family: Phi-3 stacks q/k/v and gate/up (`phi3Names`), Gemma 3 names
+    /// its norms its own way and stores them as w of 1 + w (`gemma3Names`).
+    var weightNames: WeightNames { Self.names(modelType: modelType) }
+
+    /// The weight-name table of `model_type` `modelType`.
+    static func names(modelType: String) -> WeightNames {
+        switch modelType {
+        case "phi3": return phi3Names
+        case "gemma3_text": return gemma3Names
+        default: return names
+        }
+    }
 
     /// Phi-3's tensor names: `self_attn.qkv_proj` ([q; k; v] rows) and `mlp.gate_up_proj` ([gate; up] rows), the
     /// rest as `names`.
@@ -341,8 +370,8 @@ public struct HFConfig: Decodable, Sendable, Equatable {
             case .bv: return p + "self_attn.v_proj.bias"
             case .qNorm: return p + "self_attn.q_norm.weight"
             case .kNorm: return p + "self_attn.k_norm.weight"
-            // Gemma's post-sublayer norms: never expected here (no Hugging Face family read here has them, and the
-            // hf export refuses such models), named so that a stray tensor is reported by a readable name.
+            // Gemma's post-sublayer norms (`gemma3Names` names them its own way): never expected in this table,
+            // named so that a stray tensor is reported by a readable name.
             case .postAttentionNorm: return p + "post_attention_norm.weight"
             case .postMLPNorm: return p + "post_feedforward_layernorm.weight"
             case .mlpNorm: return p + "post_attention_layernorm.weight"

@@ -15,7 +15,7 @@ enum HuggingFaceExport {
         var written: [(String, Int)] = []
         try AtomicOutput.writeDirectory(path, force: force) { folder in
             func inFolder(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
-            let names = hfFamily(config).modelType == "phi3" ? HFConfig.phi3Names : HFConfig.names
+            let names = HFConfig.names(modelType: hfFamily(config).modelType)
             let records = WeightAssembly.records(config, request.weights, names: names, order: .rotateHalf)
             try SafetensorsWriter.write(records, dtype: request.dtype, metadata: metadata, to: inFolder("model.safetensors"))
             try AtomicOutput.writeData(configJSON, to: inFolder("config.json"))
@@ -43,6 +43,9 @@ enum HuggingFaceExport {
             notes.append("heterogeneous model: config.json carries per-layer lists; Hugging Face transformers cannot build it (tensor shapes differ per layer), PolicyPrune and the plan beside it can")
         } else if case .longRoPE? = config.ropeScaling, let layer = config.layers.first, layer.queryDim != config.hiddenSize {
             notes.append("transformers' Phi3Config checks the LongRoPE factor count against hidden_size / num_attention_heads (\(config.hiddenSize / max(layer.queryHeads, 1) / 2), not head_dim / 2 = \(layer.headDim / 2)) and refuses this config; PolicyPrune reads it")
+        } else if config.architecture == "gemma3", let layer = config.layers.first, layer.queryHeads > 0, config.hiddenSize % layer.queryHeads != 0 {
+            // Gemma3TextConfig.validate_architecture, although head_dim is stated and the model never divides.
+            notes.append("transformers' Gemma3TextConfig requires hidden_size to be a multiple of num_attention_heads (\(config.hiddenSize) % \(layer.queryHeads) = \(config.hiddenSize % layer.queryHeads)) and refuses this config; PolicyPrune reads it (keep a head count that divides \(config.hiddenSize) for transformers)")
         }
         return ExportResult(path: path, files: written, architecture: hfFamily(config).modelType,
                             uniform: uniform, notes: notes)
@@ -69,8 +72,8 @@ enum HuggingFaceExport {
         }
     }
 
-    /// `config.json`: a plain `LlamaForCausalLM` (or `Qwen2ForCausalLM`, `Qwen3ForCausalLM`, `Phi3ForCausalLM`) config
-    /// when uniform; otherwise the same
+    /// `config.json`: a plain `LlamaForCausalLM` (or `Qwen2ForCausalLM`, `Qwen3ForCausalLM`, `Phi3ForCausalLM`,
+    /// `Gemma3ForCausalLM`) config when uniform; otherwise the same
     /// keys plus `num_attention_heads_per_layer`, `num_key_value_heads_per_layer`, `intermediate_size_per_layer`
     /// and the removed sublayers (`no_op_attention_layers`, `no_op_mlp_layers`, in DeciLM's words).
     static func configJSON(_ config: ModelConfig, uniform: Bool, dtype: WeightDType, tokenizer: TokenizerSource) throws -> Data {
@@ -103,6 +106,11 @@ enum HuggingFaceExport {
             "torch_dtype": ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][dtype.rawValue] ?? "float32",
         ]
         if ["qwen2", "phi3"].contains(family.modelType) { json.removeValue(forKey: "attention_bias"); json.removeValue(forKey: "mlp_bias") }
+        if family.modelType == "gemma3_text" {
+            json.removeValue(forKey: "hidden_act")
+            json.removeValue(forKey: "mlp_bias")
+            json.merge(try gemma3Keys(config, tokenizer: tokenizer)) { _, gemma in gemma }
+        }
         if family.modelType == "phi3" {
             // Phi3Config: the window (null for none) applies to every layer (checkFamilyFits admitted only that
             // form); original_max_position_embeddings is LongRoPE's pretraining length, else the context.
@@ -158,14 +166,62 @@ enum HuggingFaceExport {
     static func shortestDecimal(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
 
     /// The transformers class and `model_type` of `config`'s family: `qwen2`, `qwen3`, `phi3` (stacked q/k/v and
-    /// gate/up, `HFConfig.phi3Names`), else `llama` (Mistral is the llama layout and is written as one).
+    /// gate/up, `HFConfig.phi3Names`), `gemma3_text` (`HFConfig.gemma3Names`), else `llama` (Mistral is the llama
+    /// layout and is written as one).
     static func hfFamily(_ config: ModelConfig) -> (className: String, modelType: String) {
         switch config.architecture {
         case "qwen2": return ("Qwen2ForCausalLM", "qwen2")
         case "qwen3": return ("Qwen3ForCausalLM", "qwen3")
         case "phi3": return ("Phi3ForCausalLM", "phi3")
+        case "gemma3": return ("Gemma3ForCausalLM", "gemma3_text")
         default: return ("LlamaForCausalLM", "llama")
         }
+    }
+
+    /// The Gemma 3 keys of `config.json`, in the form both transformers 4.5x and 5 read (`Gemma3TextOptions` reads
+    /// them back): `layer_types` and `sliding_window`, the two RoPE bases as `rope_theta` and
+    /// `rope_local_base_freq`, `query_pre_attn_scalar` (an integer in Gemma3TextConfig) whose `** -0.5` is the
+    /// attention scale, and soft-capping off. A model these cannot state (any other embedding scale, a scaled
+    /// RoPE, a window that scales RoPE, no post-sublayer or q/k norms) is refused; none of PolicyPrune's readers
+    /// makes one.
+    static func gemma3Keys(_ config: ModelConfig, tokenizer: TokenizerSource) throws -> [String: Any] {
+        func refuse(_ what: String) -> CheckpointWriteError {
+            .unsupportedModel(format: "hf", reason: "this gemma3 model has \(what), which Gemma3ForCausalLM cannot express")
+        }
+        let headDim = config.layers.first?.headDim ?? 1
+        guard config.embeddingScale == Float(Double(config.hiddenSize).squareRoot()) else {
+            throw refuse("an embedding scale other than sqrt(hidden_size)")
+        }
+        guard config.postSublayerNorms, config.queryKeyNorm, config.mlpActivation == .geluTanh, !config.attentionBias else {
+            throw refuse("a sublayer layout other than Gemma 3's")
+        }
+        guard config.ropeScaling == nil else { throw refuse("RoPE scaling") }
+        let scale = config.attentionScale ?? 1 / Float(headDim).squareRoot()
+        let scalar = (1 / (Double(scale) * Double(scale))).rounded()
+        guard scalar >= 1, scalar < 1e9, abs(Float(Foundation.pow(scalar, -0.5)) / scale - 1) < 1e-6 else {
+            throw refuse("an attention scale \(scale) that is not 1/sqrt of an integer query_pre_attn_scalar")
+        }
+        var keys: [String: Any] = [
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": Int(scalar),
+            "rope_scaling": NSNull(),
+            "final_logit_softcapping": NSNull(),
+            "attn_logit_softcapping": NSNull(),
+            "use_bidirectional_attention": false,
+        ]
+        if let local = config.localAttention {
+            guard !local.scalesRoPE else { throw refuse("a sliding window that scales RoPE") }
+            keys["sliding_window"] = local.window
+            keys["rope_local_base_freq"] = shortestDecimal(local.ropeTheta)
+        } else {
+            keys["sliding_window"] = NSNull()
+        }
+        keys["layer_types"] = config.layers.indices.map { config.localAttention?.isLocal($0) == true ? "sliding_attention" : "full_attention" }
+        // Gemma3TextConfig's default padding id is 0; a GGUF states its own.
+        if case .gguf(let file) = tokenizer, let id = file.metadata["tokenizer.ggml.padding_token_id"]?.int, id < config.vocabSize {
+            keys["pad_token_id"] = id
+        }
+        return keys
     }
 
     /// Copies a file into the folder being assembled.

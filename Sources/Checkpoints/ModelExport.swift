@@ -89,9 +89,10 @@ public enum ModelExporter {
 
     /// Refuses a model whose family options the target cannot express, naming them: the Gemma parts (scaled
     /// embeddings, post-sublayer norms, GELU-tanh, interleaved sliding windows, a non-default attention scale) exist
-    /// only in GGUF's `gemma3` (whose loader implies the window pattern, local RoPE base and scale); Phi-3's
-    /// every-layer sliding window and LongRoPE only in `phi3` (GGUF or hf). Any other target (`arch` `llama`,
-    /// `deci`, `qwen2`, `qwen3`, or an hf folder of another family) would silently compute another model.
+    /// only in Gemma 3's own targets (GGUF `gemma3`, whose loader implies the window pattern and scale, and hf
+    /// `gemma3_text`); Phi-3's every-layer sliding window and LongRoPE only in `phi3` (GGUF or hf). Any other
+    /// target (`arch` `llama`, `deci`, `qwen2`, `qwen3`, or an hf folder of another family) would silently compute
+    /// another model.
     static func checkFamilyFits(_ config: ModelConfig, arch: String, format: String) throws {
         var gemmaParts: [String] = [], phi3Parts: [String] = []
         if config.embeddingScale != nil { gemmaParts.append("scaled input embeddings") }
@@ -106,10 +107,11 @@ public enum ModelExporter {
             }
         }
         if case .longRoPE? = config.ropeScaling { phi3Parts.append("LongRoPE") }
-        let refused = (arch == "gemma3" ? [] : gemmaParts) + (arch == "phi3" ? [] : phi3Parts)
+        let gemmaTarget = ["gemma3", "gemma3_text"].contains(arch)
+        let refused = (gemmaTarget ? [] : gemmaParts) + (arch == "phi3" ? [] : phi3Parts)
         guard !refused.isEmpty else { return }
         var hints: [String] = []
-        if arch != "gemma3" && !gemmaParts.isEmpty { hints.append("export a gemma3 model as gguf (one width per layer)") }
+        if !gemmaTarget && !gemmaParts.isEmpty { hints.append("export a gemma3 model as hf, or as gguf with one width per layer") }
         if arch != "phi3" && !phi3Parts.isEmpty {
             hints.append("export a phi3 model as hf, or as gguf with its attention whole (llama.cpp's phi3 needs every layer's query width to equal the hidden width)")
         }
@@ -124,8 +126,8 @@ public enum ModelExporter {
 }
 
 extension WeightAssembly {
-    /// The tensors of `weights` under `names`, shapes from `config`, q/k rows in `order`. Absent sublayers have
-    /// no tensors.
+    /// The tensors of `weights` under `names`, shapes from `config`, q/k rows in `order`, norms as the format stores
+    /// them (`WeightNames.storedNorm`). Absent sublayers have no tensors.
     static func records(_ config: ModelConfig, _ weights: ModelWeights, names: WeightNames, order: RoPERowOrder) -> [TensorRecord] {
         let d = config.hiddenSize
         func rope(_ w: [Float], heads: Int, headDim: Int) -> [Float] {
@@ -134,7 +136,7 @@ extension WeightAssembly {
         var out = [TensorRecord(name: names.tokenEmbedding, shape: [config.vocabSize, d], values: weights.tokenEmbedding)]
         for (i, (spec, w)) in zip(config.layers, weights.layers).enumerated() {
             if spec.hasAttention {
-                out.append(TensorRecord(name: names.layer(i, .attentionNorm), shape: [d], values: w.attentionNorm))
+                out.append(TensorRecord(name: names.layer(i, .attentionNorm), shape: [d], values: names.storedNorm(w.attentionNorm)))
                 if let fused = names.fused {
                     out.append(TensorRecord(name: fused.qkv(i), shape: [spec.queryDim + 2 * spec.kvDim, d],
                                             values: rope(w.wq, heads: spec.queryHeads, headDim: spec.headDim)
@@ -151,15 +153,15 @@ extension WeightAssembly {
                     out.append(TensorRecord(name: names.layer(i, .bv), shape: [spec.kvDim], values: bv))
                 }
                 if let qNorm = w.qNorm, let kNorm = w.kNorm {
-                    out.append(TensorRecord(name: names.layer(i, .qNorm), shape: [spec.headDim], values: qNorm))
-                    out.append(TensorRecord(name: names.layer(i, .kNorm), shape: [spec.headDim], values: kNorm))
+                    out.append(TensorRecord(name: names.layer(i, .qNorm), shape: [spec.headDim], values: names.storedNorm(qNorm)))
+                    out.append(TensorRecord(name: names.layer(i, .kNorm), shape: [spec.headDim], values: names.storedNorm(kNorm)))
                 }
                 if let n = w.postAttentionNorm {
-                    out.append(TensorRecord(name: names.layer(i, .postAttentionNorm), shape: [d], values: n))
+                    out.append(TensorRecord(name: names.layer(i, .postAttentionNorm), shape: [d], values: names.storedNorm(n)))
                 }
             }
             if spec.hasMLP {
-                out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: w.mlpNorm))
+                out.append(TensorRecord(name: names.layer(i, .mlpNorm), shape: [d], values: names.storedNorm(w.mlpNorm)))
                 if let fused = names.fused {
                     out.append(TensorRecord(name: fused.gateUp(i), shape: [2 * spec.ffnDim, d], values: w.gate + w.up))
                 } else {
@@ -168,11 +170,11 @@ extension WeightAssembly {
                 }
                 out.append(TensorRecord(name: names.layer(i, .down), shape: [d, spec.ffnDim], values: w.down))
                 if let n = w.postMLPNorm {
-                    out.append(TensorRecord(name: names.layer(i, .postMLPNorm), shape: [d], values: n))
+                    out.append(TensorRecord(name: names.layer(i, .postMLPNorm), shape: [d], values: names.storedNorm(n)))
                 }
             }
         }
-        out.append(TensorRecord(name: names.finalNorm, shape: [d], values: weights.finalNorm))
+        out.append(TensorRecord(name: names.finalNorm, shape: [d], values: names.storedNorm(weights.finalNorm)))
         if let head = weights.head, !config.tiedEmbeddings {
             out.append(TensorRecord(name: names.head, shape: [config.vocabSize, d], values: head))
         }

@@ -28,6 +28,20 @@ struct WeightNames {
     var isIgnorable: (String) -> Bool = { _ in false }
     /// Where the family stores q/k/v and gate/up stacked in one tensor each (Phi-3), or nil for separate tensors.
     var fused: FusedProjections? = nil
+    /// What the format's RMSNorm weights leave out of the factor the model multiplies by: Gemma's Hugging Face
+    /// norms compute x̂ · (1 + w) and store w, so its table has 1; the canonical weight is the factor itself
+    /// (stored + offset), which is what llama.cpp's converter writes to GGUF. 0 for every other table.
+    var normWeightOffset: Float = 0
+
+    /// A norm weight as stored in this format, from its canonical factor.
+    func storedNorm(_ factor: [Float]) -> [Float] {
+        normWeightOffset == 0 ? factor : factor.map { $0 - normWeightOffset }
+    }
+
+    /// The canonical factor of a norm weight stored in this format (Float32 `1 + w`, as `Gemma3RMSNorm` computes it).
+    func canonicalNorm(_ stored: [Float]) -> [Float] {
+        normWeightOffset == 0 ? stored : stored.map { $0 + normWeightOffset }
+    }
 
     /// This table with q/k/v and gate/up read from and written to the stacked tensors `fused` names.
     func fusing(_ fused: FusedProjections) -> WeightNames {
@@ -111,6 +125,7 @@ enum WeightAssembly {
         }
 
         func read(_ name: String) throws -> [Float] { try source.floats(named: name) }
+        func readNorm(_ name: String) throws -> [Float] { names.canonicalNorm(try read(name)) }
         func readRoPE(_ name: String, heads: Int, headDim: Int) throws -> [Float] {
             let w = try read(name)
             return order == .adjacentPairs ? permuteToRotateHalf(w, heads: heads, headDim: headDim) : w
@@ -120,7 +135,7 @@ enum WeightAssembly {
         for (i, spec) in config.layers.enumerated() {
             var w = LayerWeights(attentionNorm: [], wq: [], wk: [], wv: [], wo: [], mlpNorm: [], gate: [], up: [], down: [])
             if spec.hasAttention {
-                w.attentionNorm = try read(names.layer(i, .attentionNorm))
+                w.attentionNorm = try readNorm(names.layer(i, .attentionNorm))
                 if let fused = names.fused {
                     // Whole row blocks of one [q; k; v] matrix; the stacking families use NeoX RoPE (no permutation).
                     let parts = split(try read(fused.qkv(i)), rows: [spec.queryDim, spec.kvDim, spec.kvDim], columns: hidden)
@@ -139,13 +154,13 @@ enum WeightAssembly {
                 if config.queryKeyNorm {
                     // One weight per element of a head, in rotate-half order already: it scales a whole head before
                     // RoPE, and only the NeoX-order families (qwen3) carry it.
-                    w.qNorm = try read(names.layer(i, .qNorm))
-                    w.kNorm = try read(names.layer(i, .kNorm))
+                    w.qNorm = try readNorm(names.layer(i, .qNorm))
+                    w.kNorm = try readNorm(names.layer(i, .kNorm))
                 }
-                if config.postSublayerNorms { w.postAttentionNorm = try read(names.layer(i, .postAttentionNorm)) }
+                if config.postSublayerNorms { w.postAttentionNorm = try readNorm(names.layer(i, .postAttentionNorm)) }
             }
             if spec.hasMLP {
-                w.mlpNorm = try read(names.layer(i, .mlpNorm))
+                w.mlpNorm = try readNorm(names.layer(i, .mlpNorm))
                 if let fused = names.fused {
                     let parts = split(try read(fused.gateUp(i)), rows: [spec.ffnDim, spec.ffnDim], columns: hidden)
                     w.gate = parts[0]; w.up = parts[1]
@@ -154,12 +169,12 @@ enum WeightAssembly {
                     w.up = try read(names.layer(i, .up))
                 }
                 w.down = try read(names.layer(i, .down))
-                if config.postSublayerNorms { w.postMLPNorm = try read(names.layer(i, .postMLPNorm)) }
+                if config.postSublayerNorms { w.postMLPNorm = try readNorm(names.layer(i, .postMLPNorm)) }
             }
             layers.append(w)
         }
         let weights = ModelWeights(tokenEmbedding: try read(names.tokenEmbedding), layers: layers,
-                                   finalNorm: try read(names.finalNorm),
+                                   finalNorm: try readNorm(names.finalNorm),
                                    head: config.tiedEmbeddings ? nil : try read(names.head))
         try config.validate(weights, file: source.sourcePath)
         return weights

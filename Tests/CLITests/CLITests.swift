@@ -57,6 +57,30 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(back.stdout.contains("sliding window 8 on 3 of 3 layers"), back.stdout)
     }
 
+    /// Gemma 3 through the binary: `info` reads the transformers-made folder as gemma3 with its window pattern, and
+    /// `export --format hf` of its llama.cpp conversion writes a `gemma3_text` folder with the converted tokenizer,
+    /// which `info` reads back the same.
+    func testGemma3InfoAndHFExport() throws {
+        let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
+        let info = try run(["info", "--model", families.appendingPathComponent("gemma3").path])
+        XCTAssertEqual(info.status, 0, info.stderr)
+        XCTAssertTrue(info.stdout.contains("format       huggingFace, architecture gemma3"), info.stdout)
+        XCTAssertTrue(info.stdout.contains("sliding window 8 on 5 of 6 layers (rope theta 10000.0)"), info.stdout)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pp-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("gemma3-hf").path
+        let export = try run(["export", "--model", families.appendingPathComponent("gemma3.gguf").path, "--format", "hf", "--out", out])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        XCTAssertTrue(export.stdout.contains("architecture gemma3_text, uniform"), export.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/tokenizer.json"))
+        let back = try run(["info", "--model", out])
+        XCTAssertEqual(back.status, 0, back.stderr)
+        XCTAssertTrue(back.stdout.contains("sliding window 8 on 5 of 6 layers (rope theta 10000.0)"), back.stdout)
+    }
+
     /// `generate` reproduces the reference greedy continuation (models/stories260K/reference_outputs.json) exactly.
     func testGenerateGreedy() throws {
         let ref = try Shared.json("models/stories260K/reference_outputs.json")

@@ -10,8 +10,9 @@ import XCTest
 /// must equal the dense forward pass of its compacted model, exported and reloaded: for qwen2 this shows that the
 /// q/k/v bias rows leave with the weight rows of their heads and KV groups; for qwen3 that the per-head q/k norms
 /// stay whole; for llama3 that the RoPE scaling survives both formats; for phi3 that q/k/v and gate/up are stacked
-/// again and the window and LongRoPE survive. Tolerance as `RoundTripTests`: relative 1e-5 with an absolute floor of
-/// 1e-5 × the largest logit (export only moves data).
+/// again and the window and LongRoPE survive; for gemma3 that the norms go back to Gemma's w of 1 + w and the window
+/// pattern, RoPE bases and attention scale survive. Tolerance as `RoundTripTests`: relative 1e-5 with an absolute
+/// floor of 1e-5 × the largest logit (export only moves data).
 final class FamilyExportTests: XCTestCase {
     static let families = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../TransformerTests/Fixtures/families").standardizedFileURL
@@ -240,6 +241,106 @@ final class FamilyExportTests: XCTestCase {
                                                                 tokenizer: m.checkpoint.tokenizer, name: name), to: out, force: false)
             XCTAssertEqual(try GGUFFile(path: out).metadata["general.name"]?.string, expected)
             XCTAssertEqual(result.notes.contains { $0.contains("general.name keeps 'Phi3'") }, name == "pruned", "\(result.notes)")
+        }
+    }
+
+    /// Gemma 3 exports as `Gemma3ForCausalLM` (hf) from its folder and from its converted GGUF, and as GGUF `gemma3`:
+    /// a uniform plan (one KV group of two, 48 channels per layer) reloads to the masked forward pass in both
+    /// formats; `config.json` states the pattern, window, bases and query_pre_attn_scalar, and the norms are stored
+    /// as the folder had them (w, not the 1 + w computed with), up to the rounding of 1 + w.
+    func testGemma3UniformPlanExportsAsGemma3() throws {
+        let m = try load("gemma3")
+        let folder = try temporaryFolder(self)
+        let plan = try Plans.uniform(m.model.config, groups: 1, channels: 48)
+        let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+        let converted = try load("gemma3.gguf")
+        for (source, format, name) in [(m, ExportFormat.hf, "hf"), (m, .gguf, "gguf"), (converted, .hf, "gguf-to-hf")] {
+            let (reloaded, model) = try exportAndReload(source, plan, format: format, folder: folder, name: "gemma3-\(name)")
+            var expected = try plan.compact(config: m.model.config, weights: m.model.weights).config
+            expected.attentionScale = reloaded.config.attentionScale   // within an ulp (Float vs Double 1/sqrt(32))
+            XCTAssertEqual(reloaded.config, expected, name)
+            assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "gemma3 uniform \(name) vs masked")
+        }
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/gemma3-hf/config.json"))) as? [String: Any])
+        XCTAssertEqual(config["model_type"] as? String, "gemma3_text")
+        XCTAssertEqual(config["architectures"] as? [String], ["Gemma3ForCausalLM"])
+        XCTAssertEqual(config["num_attention_heads"] as? Int, 2)
+        XCTAssertEqual(config["head_dim"] as? Int, 32)
+        XCTAssertEqual(config["query_pre_attn_scalar"] as? Int, 32)
+        XCTAssertEqual(config["sliding_window"] as? Int, 8)
+        XCTAssertEqual(config["layer_types"] as? [String], Array(repeating: "sliding_attention", count: 5) + ["full_attention"])
+        XCTAssertEqual(config["rope_theta"] as? Double, 1_000_000)
+        XCTAssertEqual(config["rope_local_base_freq"] as? Double, 10_000)
+        XCTAssertEqual(config["hidden_activation"] as? String, "gelu_pytorch_tanh")
+        XCTAssertNil(config["hidden_act"])
+        let original = try SafetensorsFile(path: Self.families.appendingPathComponent("gemma3/model.safetensors").path)
+        for (file, what) in [(folder + "/gemma3-hf/model.safetensors", "from the folder"), (folder + "/gemma3-gguf-to-hf/model.safetensors", "from the GGUF")] {
+            let exported = try SafetensorsFile(path: file)
+            for tensor in ["model.layers.0.input_layernorm.weight", "model.layers.5.post_attention_layernorm.weight",
+                           "model.layers.2.pre_feedforward_layernorm.weight", "model.layers.3.post_feedforward_layernorm.weight",
+                           "model.layers.4.self_attn.q_norm.weight", "model.norm.weight"] {
+                let a = try exported.floats(named: tensor), b = try original.floats(named: tensor)
+                XCTAssertEqual(a.count, b.count, tensor)
+                XCTAssertLessThanOrEqual(zip(a, b).map { abs($0 - $1) }.max() ?? 1, Float.ulpOfOne, "\(tensor) \(what)")
+            }
+        }
+        let gguf = try GGUFFile(path: folder + "/gemma3-gguf.gguf")
+        XCTAssertEqual(gguf.metadata["general.architecture"]?.string, "gemma3")
+        XCTAssertEqual(gguf.metadata["gemma3.rope.freq_base_swa"]?.float, 10_000)
+    }
+
+    /// Per-layer shapes (the heterogeneous plan: a layer without attention, one without MLP; and one KV group kept
+    /// in layers 0 and 2 only) export as hf with the per-layer lists and `layer_types`, which PolicyPrune reads back
+    /// to the masked forward pass (transformers cannot build them, the note says); GGUF stays refused before writing
+    /// (llama.cpp's gemma3 sizes every layer by layer 0).
+    func testGemma3PerLayerShapesExportAsHFOnly() throws {
+        let m = try load("gemma3")
+        let folder = try temporaryFolder(self)
+        for (planName, plan) in [("heterogeneous", try Plans.heterogeneous(m.model.config)), ("one-group", try oneGroupPlan(m.model.config))] {
+            let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+            let compacted = try plan.compact(config: m.model.config, weights: m.model.weights)
+            let out = folder + "/gemma3-\(planName)"
+            let result = try ModelExporter.export(ExportRequest(config: compacted.config, weights: compacted.weights, format: .hf, dtype: .f32,
+                                                                tokenizer: m.checkpoint.tokenizer, name: planName), to: out, force: false)
+            XCTAssertFalse(result.uniform)
+            XCTAssertTrue(result.notes.contains { $0.contains("cannot build") }, "\(result.notes)")
+            let reloaded = try CheckpointLoader.load(path: out)
+            XCTAssertEqual(reloaded.config.layers, compacted.config.layers, planName)
+            XCTAssertEqual(reloaded.config.localAttention, m.model.config.localAttention, planName)
+            let model = try LanguageModel(config: reloaded.config, weights: reloaded.weights, file: out)
+            assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "gemma3 \(planName) hf vs masked")
+            try assertRefused(m, plan, format: .gguf, folder: folder, name: "gemma3-\(planName)-gguf")
+        }
+    }
+
+    /// What a Hugging Face config states but llama.cpp's gemma3 derives: layer types other than five of every six,
+    /// and a query_pre_attn_scalar other than the head width. Both survive hf; GGUF refuses them before writing
+    /// rather than write a file llama.cpp would compute differently. A local RoPE base other than 10,000 is written
+    /// as `rope.freq_base_swa`, as llama.cpp's converter does and its gemma3 loader reads.
+    func testGemma3StatedOptionsSurviveHFAndGGUFRefusesWhatItCannotState() throws {
+        let loaded = try load("gemma3")
+        let folder = try temporaryFolder(self)
+        func variant(_ name: String, _ change: (inout ModelConfig) -> Void) throws -> TestModel {
+            var config = loaded.model.config
+            change(&config)
+            return TestModel(checkpoint: loaded.checkpoint, model: try LanguageModel(config: config, weights: loaded.model.weights), ids: loaded.ids)
+        }
+        let pattern = try variant("pattern") { $0.localAttention?.layers = [false, true, false, true, true, false] }
+        let scale = try variant("scale") { $0.attentionScale = Float(pow(24.0, -0.5)) }
+        let base = try variant("base") { $0.localAttention?.ropeTheta = 20_000 }
+        for (name, m, ggufRefused) in [("pattern", pattern, true), ("scale", scale, true), ("base", base, false)] {
+            let plan = try Plans.uniform(m.model.config, groups: 2, channels: 48)
+            let masked = try m.model.prepared(mask: plan.structureMask).logits([m.ids])[0]
+            for format in ExportFormat.allCases {
+                if format == .gguf && ggufRefused {
+                    try assertRefused(m, plan, format: .gguf, folder: folder, name: "gemma3-\(name)-gguf")
+                    continue
+                }
+                let (reloaded, model) = try exportAndReload(m, plan, format: format, folder: folder, name: "gemma3-\(name)-\(format)")
+                XCTAssertEqual(reloaded.config.localAttention, m.model.config.localAttention, "\(name) \(format)")
+                XCTAssertEqual(try XCTUnwrap(reloaded.config.attentionScale), try XCTUnwrap(m.model.config.attentionScale), accuracy: 1e-7)
+                assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "gemma3 \(name) \(format) vs masked")
+            }
         }
     }
 }

@@ -9,8 +9,8 @@ import XCTest
 /// layer makes a KV group the whole attention of a layer, and llama.cpp's gemma3 loader sizes every layer by
 /// layer 0, so: a uniform MLP plan exports as GGUF `gemma3` whose reloaded forward equals the masked forward; a
 /// plan with per-layer shapes (different widths, or a layer's attention removed) runs masked and compacted alike
-/// but is refused by both export formats before anything is written. Tolerance as `FamilyExportTests`: relative
-/// 1e-5 (export only moves data, F32).
+/// and exports as hf with per-layer lists (`Gemma3ForCausalLM` keys), but GGUF refuses it before anything is
+/// written. Tolerance as `FamilyExportTests`: relative 1e-5 (export only moves data, F32).
 final class Gemma3ExportTests: XCTestCase {
     /// Every layer keeps 1,536 of its 2,048 channels, a different quarter dropped in each layer; attention whole.
     func uniformPlan(_ config: ModelConfig) throws -> PrunePlan {
@@ -52,7 +52,7 @@ final class Gemma3ExportTests: XCTestCase {
         }, for: config)
     }
 
-    func testPerLayerShapesRunMaskedAndCompactedButAreNotExported() throws {
+    func testPerLayerShapesRunMaskedAndCompactedAndExportOnlyAsHF() throws {
         let m = try Models.gemma3()
         let config = m.model.config
         let plan = try heterogeneousPlan(config)
@@ -64,15 +64,21 @@ final class Gemma3ExportTests: XCTestCase {
         assertLogitsEqual(try inMemory.dense.logits([m.ids])[0], masked, relative: 1e-5, "gemma3 compacted vs masked")
 
         let folder = try temporaryFolder(self)
-        for format in ExportFormat.allCases {
-            let out = (folder as NSString).appendingPathComponent("het-\(format)")
-            let request = ExportRequest(config: compacted.config, weights: compacted.weights, format: format, dtype: .f32,
-                                        tokenizer: m.checkpoint.tokenizer, name: "het", extraFiles: [:], provenance: [:])
-            XCTAssertThrowsError(try ModelExporter.export(request, to: out, force: false), "\(format)") {
-                guard case CheckpointWriteError.unsupportedModel? = $0 as? CheckpointWriteError else { return XCTFail("\($0)") }
-            }
-            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(format): nothing written")
+        func request(_ format: ExportFormat) -> ExportRequest {
+            ExportRequest(config: compacted.config, weights: compacted.weights, format: format, dtype: .f32,
+                          tokenizer: m.checkpoint.tokenizer, name: "het", extraFiles: [:], provenance: [:])
         }
+        let gguf = (folder as NSString).appendingPathComponent("het.gguf")
+        XCTAssertThrowsError(try ModelExporter.export(request(.gguf), to: gguf, force: false)) {
+            guard case CheckpointWriteError.unsupportedModel? = $0 as? CheckpointWriteError else { return XCTFail("\($0)") }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: gguf), "gguf: nothing written")
+        let hf = (folder as NSString).appendingPathComponent("het-hf")
+        XCTAssertEqual(try ModelExporter.export(request(.hf), to: hf, force: false).architecture, "gemma3_text")
+        let reloaded = try CheckpointLoader.load(path: hf)
+        XCTAssertEqual(reloaded.config.layers, compacted.config.layers)
+        let model = try LanguageModel(config: reloaded.config, weights: reloaded.weights, file: hf)
+        assertLogitsEqual(try model.dense.logits([m.ids])[0], masked, relative: 1e-5, "gemma3 per-layer hf vs masked")
     }
 
     /// The query-head granularity on the one-KV-head layers: every layer keeps 3 of its 4 query heads (a different

@@ -8,8 +8,10 @@ import XCTest
 /// `Fixtures/families/make_families.py`): llama3 (Llama 3.x RoPE scaling with all three frequency bands in use),
 /// qwen2 (q/k/v biases, random), qwen3 (per-head q/k RMSNorm, head_dim ≠ hidden/heads), mistral (plain llama), phi3
 /// (stacked qkv_proj and gate_up_proj, a sliding window of 8 on every layer), phi3-longrope (LongRoPE's short and
-/// long factors and attention factor, tied embeddings). Each is loaded from its Hugging Face folder and from the GGUF
-/// that llama.cpp's own `convert_hf_to_gguf.py` made of it, and run on the same 24 token ids as transformers.
+/// long factors and attention factor, tied embeddings), gemma3 (Gemma 3 text: scaled embeddings, norms of 1 + w,
+/// post-sublayer and q/k norms, GELU-tanh, five layers with a window of 8 and their own RoPE base, one global). Each
+/// is loaded from its Hugging Face folder and from the GGUF that llama.cpp's own `convert_hf_to_gguf.py` made of it,
+/// and run on the same 24 token ids as transformers.
 ///
 /// Tolerance: relative 1e-4 of the largest |logit| of the reference (an absolute floor at that scale, so logits near
 /// zero are not held to a relative bound they cannot meet). Both sides compute in float32 in a different order
@@ -125,28 +127,85 @@ final class FamilyGoldenTests: XCTestCase {
     }
 
     /// The window also holds through the KV cache (a second span starts at position 10, so the window cuts cached
-    /// keys) and in the packed zero-shot forward (a continuation segment attending to a shared context).
-    func testPhi3WindowThroughCacheAndPackedScoring() throws {
-        let model = try Self.model("phi3").dense
-        let reference = try Self.reference("phi3")
-        let vocab = model.config.vocabSize
-        var cache = KVCache(model: model, capacity: reference.tokens.count)
-        _ = try model.extend(Array(reference.tokens[0..<10]), cache: &cache)
-        let last = try model.extend(Array(reference.tokens[10...]), cache: &cache).map(Double.init)
-        let scale = reference.logits.map(abs).max() ?? 1
-        if let failure = compareAll(last, Array(reference.logits.suffix(vocab)), Tolerance(absolute: 1e-4 * scale, relative: 1e-4), "phi3 cached last row") {
-            XCTFail(failure)
-        }
-        let a = ContinuationRequest(tokens: reference.tokens, scoredCount: 6)
-        let b = ContinuationRequest(tokens: Array(reference.tokens[0..<20]) + [5, 7, 300], scoredCount: 3)
-        for (request, score) in zip([a, b], try model.scoreContinuations([[a, b]])[0]) {
-            let nll = try model.tokenNLL([request.tokens])[0]
-            let n = request.tokens.count
-            let batched = ((n - request.scoredCount)..<n).map { -nll[$0 - 1] }
-            if let failure = compareAll(score.tokenLogProbabilities, batched, Tolerance(absolute: 1e-5), "phi3 packed vs batched, \(n) tokens") {
+    /// keys) and in the packed zero-shot forward (a continuation segment attending to a shared context); for Gemma 3
+    /// with its two RoPE bases too.
+    func testWindowThroughCacheAndPackedScoring() throws {
+        for family in ["phi3", "gemma3"] {
+            let model = try Self.model(family).dense
+            let reference = try Self.reference(family)
+            let vocab = model.config.vocabSize
+            var cache = KVCache(model: model, capacity: reference.tokens.count)
+            _ = try model.extend(Array(reference.tokens[0..<10]), cache: &cache)
+            let last = try model.extend(Array(reference.tokens[10...]), cache: &cache).map(Double.init)
+            let scale = reference.logits.map(abs).max() ?? 1
+            if let failure = compareAll(last, Array(reference.logits.suffix(vocab)), Tolerance(absolute: 1e-4 * scale, relative: 1e-4), "\(family) cached last row") {
                 XCTFail(failure)
             }
+            let a = ContinuationRequest(tokens: reference.tokens, scoredCount: 6)
+            let b = ContinuationRequest(tokens: Array(reference.tokens[0..<20]) + [5, 7, 300], scoredCount: 3)
+            for (request, score) in zip([a, b], try model.scoreContinuations([[a, b]])[0]) {
+                let nll = try model.tokenNLL([request.tokens])[0]
+                let n = request.tokens.count
+                let batched = ((n - request.scoredCount)..<n).map { -nll[$0 - 1] }
+                if let failure = compareAll(score.tokenLogProbabilities, batched, Tolerance(absolute: 1e-5), "\(family) packed vs batched, \(n) tokens") {
+                    XCTFail(failure)
+                }
+            }
         }
+    }
+
+    /// Gemma 3 from its Hugging Face folder (`gemma3_text`, read as transformers' Gemma3TextConfig) and from llama.cpp's
+    /// conversion of it (`gemma3`): one model description under one name, the same weights tensor for tensor (the
+    /// folder's norms w become the 1 + w the converter stored, in Float32 as `Gemma3RMSNorm` adds them), and both
+    /// within 1e-4 of transformers. Each Gemma part moves the logits out of the 1e-3 band: the norms' 1 +, the
+    /// sliding windows, the local RoPE base and the embedding scale.
+    func testGemma3() throws {
+        let hf = try Self.model("gemma3")
+        let sliding = [true, true, true, true, true, false]
+        XCTAssertEqual(hf.config.architecture, "gemma3")
+        XCTAssertEqual(hf.config.localAttention, LocalAttention(window: 8, ropeTheta: 10_000, layers: sliding))
+        XCTAssertEqual(hf.config.ropeTheta, 1_000_000)
+        XCTAssertEqual(hf.config.embeddingScale, 8)
+        XCTAssertEqual(hf.config.attentionScale, Float(1 / 32.0.squareRoot()))
+        XCTAssertEqual(hf.config.mlpActivation, .geluTanh)
+        XCTAssertTrue(hf.config.postSublayerNorms && hf.config.queryKeyNorm && hf.config.tiedEmbeddings)
+        XCTAssertEqual(hf.config.layers, Array(repeating: LayerSpec(queryHeads: 4, kvHeads: 2, headDim: 32, ffnDim: 96), count: 6))
+        try check(hf, family: "gemma3", "hf")
+        let gguf = try Self.model("gemma3.gguf")
+        var expected = hf.config
+        expected.attentionScale = gguf.config.attentionScale   // 1/sqrt(32) from Float or from Double: within one ulp
+        XCTAssertEqual(gguf.config, expected)
+        XCTAssertEqual(try XCTUnwrap(gguf.config.attentionScale), try XCTUnwrap(hf.config.attentionScale), accuracy: 1e-7)
+        try check(gguf, family: "gemma3", "gguf")
+        for layer in [0, 5] {
+            let a = hf.layerWeights(layer), b = gguf.layerWeights(layer)
+            XCTAssertEqual(a.attentionNorm, b.attentionNorm)
+            XCTAssertEqual(a.qNorm, b.qNorm)
+            XCTAssertEqual(a.postAttentionNorm, b.postAttentionNorm)
+            XCTAssertEqual(a.mlpNorm, b.mlpNorm)
+            XCTAssertEqual(a.postMLPNorm, b.postMLPNorm)
+            XCTAssertEqual(a.wk, b.wk)
+        }
+        XCTAssertEqual(hf.weights.finalNorm, gguf.weights.finalNorm)
+
+        func variant(_ change: (inout ModelConfig, inout ModelWeights) -> Void) throws -> LanguageModel {
+            var config = hf.config, weights = hf.weights
+            change(&config, &weights)
+            return try LanguageModel(config: config, weights: weights)
+        }
+        try assertSensitive(variant { _, w in
+            func stored(_ v: [Float]) -> [Float] { v.map { $0 - 1 } }
+            w.finalNorm = stored(w.finalNorm)
+            for i in w.layers.indices {
+                w.layers[i].attentionNorm = stored(w.layers[i].attentionNorm)
+                w.layers[i].mlpNorm = stored(w.layers[i].mlpNorm)
+                w.layers[i].postAttentionNorm = w.layers[i].postAttentionNorm.map(stored)
+                w.layers[i].postMLPNorm = w.layers[i].postMLPNorm.map(stored)
+            }
+        }, family: "gemma3", "with the norms as stored (no 1 +)")
+        try assertSensitive(variant { c, _ in c.localAttention = nil }, family: "gemma3", "without the sliding windows")
+        try assertSensitive(variant { c, _ in c.localAttention?.ropeTheta = c.ropeTheta }, family: "gemma3", "with the global RoPE base on sliding layers")
+        try assertSensitive(variant { c, _ in c.embeddingScale = nil }, family: "gemma3", "without the embedding scale")
     }
 
     /// LongRoPE as transformers applies it: the 24 tokens pass original_max_position_embeddings (16), so the long
@@ -183,15 +242,19 @@ final class FamilyGoldenTests: XCTestCase {
     }
 
     /// The int8 path adds the q/k/v biases after the int8 GEMM and applies the q/k norms after it: the logits of
-    /// each family stay near Float32's (int8 weights and activations: a loose bound, 5 % of the largest logit).
+    /// each family stay near Float32's (int8 weights and activations: a loose bound, 5 % of the largest logit;
+    /// measured at most 1.4 %). Gemma's post-sublayer norms rescale each sublayer's small random output to unit RMS,
+    /// so its int8 error is not diluted by the residual stream as in the other fixtures: 10 % (measured 7.4 %, and
+    /// 0.2 % with the post norms taken out).
     func testInt8Families() throws {
-        for family in ["qwen2", "qwen3", "llama3", "phi3", "phi3-longrope"] {
+        for family in ["qwen2", "qwen3", "llama3", "phi3", "phi3-longrope", "gemma3"] {
             let model = try Self.model(family)
             let reference = try Self.reference(family)
             let int8 = try model.prepared(mask: nil, precision: .int8)
             let logits = try int8.logits([reference.tokens])[0].map(Double.init)
             let scale = reference.logits.map(abs).max() ?? 1
-            if let failure = compareAll(logits, reference.logits, Tolerance(absolute: 0.05 * scale), "\(family) int8") { XCTFail(failure) }
+            let bound = family == "gemma3" ? 0.1 : 0.05
+            if let failure = compareAll(logits, reference.logits, Tolerance(absolute: bound * scale), "\(family) int8") { XCTFail(failure) }
         }
     }
 }

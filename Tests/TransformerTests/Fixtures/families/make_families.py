@@ -6,7 +6,7 @@ Run with a Python that has torch, transformers and sentencepiece (the project us
     python make_families.py [--llama-cpp DIR] [FAMILY ...]
 
 For each family named (default: all of llama3 with llama3 RoPE scaling, qwen2, qwen3, mistral, phi3 with a sliding
-window, phi3-longrope) it writes `<family>/`:
+window, phi3-longrope, gemma3) it writes `<family>/`:
   - `config.json`, `model.safetensors` (float32 weights, ~0.2 MB),
   - `tokenizer.model`: a 320-piece SentencePiece BPE model trained here on a fixed text. The Swift tests never
     tokenize; it exists only because llama.cpp's `convert_hf_to_gguf.py` refuses a folder without a vocabulary,
@@ -65,14 +65,30 @@ FAMILIES = {
         rope_parameters=dict(rope_type="longrope", rope_theta=10000.0,
                              short_factor=[1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8],
                              long_factor=[1.0, 1.9, 3.6, 6.8, 13.0, 24.0, 45.0, 85.0]))),
+    # Gemma 3 (text): six layers so the default pattern (`sliding_window_pattern` 6, the one llama.cpp's gemma3
+    # assumes) gives five sliding-window layers (window 8 < the 24 test tokens, RoPE base 10,000) and one global
+    # (base 1e6); head_dim 32 with 4 heads (q width 128 ≠ hidden 64, as the 270M's 1024 ≠ 640), 2 KV heads, per-head
+    # q/k norms, post-sublayer norms, GELU-tanh, embeddings × sqrt(64), tied head. query_pre_attn_scalar equals
+    # head_dim as in every Gemma 3 but the 27B (llama.cpp derives the scale from the head width).
+    "gemma3": (transformers.Gemma3TextConfig, dict(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=6, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6, hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=32, sliding_window=8, max_position_embeddings=128, tie_word_embeddings=True,
+        rope_parameters=dict(full_attention=dict(rope_type="default", rope_theta=1000000.0),
+                             sliding_attention=dict(rope_type="default", rope_theta=10000.0)),
+        bos_token_id=1, eos_token_id=2, pad_token_id=0)),
 }
+
+# Where random norm weights are centred: Gemma's RMSNorm multiplies by (1 + weight), so its weights centre on 0.
+NORM_CENTRE = {"gemma3": 0.0}
 
 # Prefix lengths whose logits are stored as well (a prefix is run on its own, not sliced from the full run).
 PREFIXES = {"phi3-longrope": [16]}
 
 MODEL_CLASSES = {"llama3": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
                  "qwen3": transformers.Qwen3ForCausalLM, "mistral": transformers.MistralForCausalLM,
-                 "phi3": transformers.Phi3ForCausalLM, "phi3-longrope": transformers.Phi3ForCausalLM}
+                 "phi3": transformers.Phi3ForCausalLM, "phi3-longrope": transformers.Phi3ForCausalLM,
+                 "gemma3": transformers.Gemma3ForCausalLM}
 
 
 def train_tokenizer(path: Path, extra=()):
@@ -98,10 +114,11 @@ def build(name: str):
     torch.manual_seed(1234)
     model = MODEL_CLASSES[name](config).to(torch.float32).eval()
     with torch.no_grad():
-        # Random norms and biases (transformers initialises them to 1 and 0), so a misplaced one shows.
+        # Random norms and biases (transformers initialises them to 1, or Gemma's to 0, and 0), so a misplaced one
+        # shows.
         for pname, p in model.named_parameters():
             if pname.endswith("norm.weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
+                p.copy_(NORM_CENTRE.get(name, 1.0) + 0.2 * torch.randn_like(p))
             elif pname.endswith(".bias"):
                 p.copy_(0.5 * torch.randn_like(p))
         logits = model(torch.tensor([TOKENS])).logits[0].to(torch.float32)
