@@ -25,18 +25,9 @@ final class BadInputTests: XCTestCase {
         return url.path
     }
 
-    /// Asserts `body` throws a `CheckpointError` accepted by `match` whose description names every string in `names`.
     private func assertError(_ body: @autoclosure () throws -> Any, names: [String], file: StaticString = #filePath, line: UInt = #line,
                              _ match: (CheckpointError) -> Bool) {
-        do {
-            _ = try body()
-            XCTFail("expected an error", file: file, line: line)
-        } catch let error as CheckpointError {
-            XCTAssertTrue(match(error), "wrong error: \(error)", file: file, line: line)
-            for n in names { XCTAssertTrue(error.description.contains(n), "'\(error)' does not name \(n)", file: file, line: line) }
-        } catch {
-            XCTFail("untyped error \(error)", file: file, line: line)
-        }
+        assertCheckpointError(try body(), names: names, file: file, line: line, match)
     }
 
     /// Byte offset just after the GGUF string `s` (uint64 length + bytes) in `data`.

@@ -33,16 +33,8 @@ final class Gemma3InputErrorTests: XCTestCase {
 
     /// Asserts that loading `folder` throws a `badValue` naming config.json and every one of `names`.
     private func assertBadValue(_ folder: URL, names: [String], file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            _ = try CheckpointLoader.load(path: folder.path)
-            XCTFail("expected an error", file: file, line: line)
-        } catch let error as CheckpointError {
-            guard case .badValue = error else { return XCTFail("wrong error: \(error)", file: file, line: line) }
-            for n in ["config.json"] + names {
-                XCTAssertTrue(error.description.contains(n), "'\(error)' does not name \(n)", file: file, line: line)
-            }
-        } catch {
-            XCTFail("untyped error \(error)", file: file, line: line)
+        assertCheckpointError(try CheckpointLoader.load(path: folder.path), names: ["config.json"] + names, file: file, line: line) {
+            if case .badValue = $0 { return true } else { return false }
         }
     }
 

@@ -49,15 +49,7 @@ final class Phi3InputErrorTests: XCTestCase {
     /// Asserts that loading `path` throws a `CheckpointError` accepted by `match` and naming every one of `names`.
     private func assertError(_ path: String, names: [String], file: StaticString = #filePath, line: UInt = #line,
                              _ match: (CheckpointError) -> Bool) {
-        do {
-            _ = try CheckpointLoader.load(path: path)
-            XCTFail("expected an error", file: file, line: line)
-        } catch let error as CheckpointError {
-            XCTAssertTrue(match(error), "wrong error: \(error)", file: file, line: line)
-            for n in names { XCTAssertTrue(error.description.contains(n), "'\(error)' does not name \(n)", file: file, line: line) }
-        } catch {
-            XCTFail("untyped error \(error)", file: file, line: line)
-        }
+        assertCheckpointError(try CheckpointLoader.load(path: path), names: names, file: file, line: line, match)
     }
 
     private func isBadValue(_ e: CheckpointError) -> Bool { if case .badValue = e { return true }; return false }
