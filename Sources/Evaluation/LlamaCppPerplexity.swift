@@ -60,14 +60,8 @@ public enum LlamaCppPerplexity {
                 if let bos { chunk[0] = bos }
                 return chunk
             }
-            let nll = try scorer.tokenNLL(batch)
-            guard nll.count == batch.count else {
-                throw EvaluationError.scorerShape(what: "tokenNLL chunks", expected: batch.count, got: nll.count)
-            }
+            let nll = try checkedTokenNLL(scorer, batch, firstIndex: start, unit: "chunk")
             for (k, values) in nll.enumerated() {
-                guard values.count == context - 1 else {
-                    throw EvaluationError.scorerShape(what: "tokenNLL chunk \(start + k)", expected: context - 1, got: values.count)
-                }
                 // values[t] is the NLL of token t+1 predicted at position t: llama.cpp scores positions first ..< n_ctx-1.
                 for t in first..<(context - 1) {
                     let v = values[t]

@@ -65,6 +65,19 @@ public struct PerplexityReport: Codable, Sendable, Equatable {
     }
 }
 
+/// `scorer.tokenNLL(batch)` with its shape checked: one row per window, W − 1 values per row (a typed error naming
+/// the window, counted from `firstIndex`, otherwise). Shared by both perplexity protocols.
+func checkedTokenNLL(_ scorer: LanguageModelScorer, _ batch: [[Int]], firstIndex: Int, unit: String) throws -> [[Double]] {
+    let nll = try scorer.tokenNLL(batch)
+    guard nll.count == batch.count else {
+        throw EvaluationError.scorerShape(what: "tokenNLL \(unit)s", expected: batch.count, got: nll.count)
+    }
+    for (k, values) in nll.enumerated() where values.count != batch[k].count - 1 {
+        throw EvaluationError.scorerShape(what: "tokenNLL \(unit) \(firstIndex + k)", expected: batch[k].count - 1, got: values.count)
+    }
+    return nll
+}
+
 /// Perplexity under the paper protocol: non-overlapping windows of W tokens, remainder dropped, each window scored
 /// on its own (its first token is never predicted).
 public enum Perplexity {
@@ -131,14 +144,8 @@ public enum Perplexity {
         var start = 0
         while start < total {
             let batch = Array(windows.windows[start..<min(start + batchSize, total)])
-            let nll = try scorer.tokenNLL(batch)
-            guard nll.count == batch.count else {
-                throw EvaluationError.scorerShape(what: "tokenNLL windows", expected: batch.count, got: nll.count)
-            }
+            let nll = try checkedTokenNLL(scorer, batch, firstIndex: start, unit: "window")
             for (k, values) in nll.enumerated() {
-                guard values.count == w - 1 else {
-                    throw EvaluationError.scorerShape(what: "tokenNLL window \(start + k)", expected: w - 1, got: values.count)
-                }
                 var sum = 0.0
                 for (t, v) in values.enumerated() {
                     guard v.isFinite else { throw EvaluationError.nonFinite(what: "token NLL", index: start + k, position: t) }
