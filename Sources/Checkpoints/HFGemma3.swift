@@ -45,16 +45,8 @@ struct Gemma3TextOptions: Sendable, Equatable {
         case partialRotaryFactor = "partial_rotary_factor"
     }
 
-    /// One layer type's entry of transformers 5's nested `rope_parameters`.
-    struct LayerRoPE: Decodable {
-        var ropeType: String?
-        var type: String?
-        var ropeTheta: Double?
-        var partialRotaryFactor: Double?
-        enum CodingKeys: String, CodingKey {
-            case ropeType = "rope_type", type, ropeTheta = "rope_theta", partialRotaryFactor = "partial_rotary_factor"
-        }
-    }
+    /// One layer type's entry of transformers 5's nested `rope_parameters`: the same keys as a flat one.
+    typealias LayerRoPE = HFConfig.RopeParameters
 
     /// transformers 5's `rope_parameters` for models with per-layer-type RoPE.
     struct NestedRoPE: Decodable {
