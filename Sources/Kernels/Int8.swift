@@ -264,7 +264,18 @@ public enum Int8Linear {
                     // The representable range after rounding the zero point; anything beyond is an outlier's excess.
                     let lowest = -zero * scale, highest = (levels - zero) * scale
                     var fits = true
-                    for j in 0..<width {
+                    // Sixteen lanes at a time find the blocks that hold an outlier; only those are scanned one by one.
+                    let lowestV = V(repeating: lowest), highestV = V(repeating: highest)
+                    var block = 0
+                    scan: while block < width {
+                        let end = Swift.min(width, block + 16)
+                        if end - block == 16 {
+                            let v = UnsafeRawPointer(row + block).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + block).loadUnaligned(as: V.self)
+                            // Any lane below lowest or above highest sets a sign bit in one of the differences.
+                            let outside = unsafeBitCast(v - lowestV, to: SIMD16<Int32>.self) | unsafeBitCast(highestV - v, to: SIMD16<Int32>.self)
+                            if (outside &>> 31) == SIMD16<Int32>(repeating: 0) { block = end; continue }
+                        }
+                        for j in block..<end {
                         let v = row[j] * factors[j]
                         if v < lowest || v > highest {
                             if Int(outliers) == maximumOutliers { fits = false; break }
@@ -273,6 +284,9 @@ public enum Int8Linear {
                             tokens.outlierExcess[slot] = v - (v < lowest ? lowest : highest)
                             outliers += 1
                         }
+                        }
+                        block = end
+                        if !fits { break scan }
                     }
                     if fits { break }
                     limit *= 2
@@ -283,11 +297,24 @@ public enum Int8Linear {
                 let inverse = 1 / scale
                 let o = tokens.values + r * width
                 // x / scale + zero, clamped to [0, levels], rounded with the 1.5·2^23 trick.
-                for j in 0..<width {
+                let inverseV = V(repeating: inverse), zeroV = V(repeating: zero), levelsV = V(repeating: levels)
+                let magic = V(repeating: 12_582_912), nothing = V(repeating: 0)
+                var j = 0
+                while j + 16 <= width {
+                    var v = UnsafeRawPointer(row + j).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + j).loadUnaligned(as: V.self)
+                    v = v * inverseV + zeroV
+                    v = Ops.select(signOf: v, ifNegative: nothing, otherwise: v)
+                    v = Ops.select(signOf: levelsV - v, ifNegative: levelsV, otherwise: v)
+                    let bits = unsafeBitCast(v + magic, to: SIMD16<UInt32>.self)
+                    UnsafeMutableRawPointer(o + j).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: bits), as: SIMD16<UInt8>.self)
+                    j += 16
+                }
+                while j < width {
                     var v = row[j] * factors[j] * inverse + zero
                     v = v < 0 ? 0 : v
                     v = v > levels ? levels : v
                     o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)
+                    j += 1
                 }
             }
         }
@@ -324,35 +351,45 @@ public enum Int8Linear {
                     out: out, ldOut: ldOut)
     }
 
-    /// `out += E · Wᵤᵀ`: the outliers' excess E ([rows, u] over the u columns where any token has one; massive
-    /// activations sit in a few channels) times those weight columns dequantized (Wᵤ [width, u]), as one small sgemm.
+    /// Adds each outlier's excess times the weight column it multiplies to its token's output row:
+    /// `out[t, :] += e · (rowScales ⊙ W[:, c])` for every outlier (c, e) of token t. The columns where any token has
+    /// an outlier (massive activations sit in a few channels) are dequantized once into contiguous rows, and only
+    /// the tokens that have outliers are touched: about half the tokens have one or two, so a dense product over
+    /// every token (an sgemm with k = the outlier columns) would do a hundred times the arithmetic.
     static func addOutliers(rows: Int, width: Int, tokens: QuantizedTokens, weightValues: UnsafePointer<Int8>, columns: Int,
                             rowScales: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldOut: Int) {
         var slotOfColumn = [Int32](repeating: -1, count: columns)
-        var used = [Int]()
+        var used = [Int32]()
         for t in 0..<rows {
             for i in 0..<Int(tokens.outlierCounts[t]) {
                 let c = Int(tokens.outlierColumns[t * maximumOutliers + i])
-                if slotOfColumn[c] < 0 { slotOfColumn[c] = Int32(used.count); used.append(c) }
+                if slotOfColumn[c] < 0 { slotOfColumn[c] = Int32(used.count); used.append(Int32(c)) }
             }
         }
         let u = used.count
         if u == 0 { return }
-        var excess = [Float](repeating: 0, count: rows * u)          // [rows, u]
-        for t in 0..<rows {
-            for i in 0..<Int(tokens.outlierCounts[t]) {
-                let slot = t * maximumOutliers + i
-                excess[t * u + Int(slotOfColumn[Int(tokens.outlierColumns[slot])])] += tokens.outlierExcess[slot]
+        // Wᵤ [u, width]: row i is weight column used[i], dequantized.
+        let dequantized = UnsafeMutablePointer<Float>.allocate(capacity: u * width)
+        defer { dequantized.deallocate() }
+        used.withUnsafeBufferPointer { usedColumns in
+            Parallel.forEachChunk(width, minimumPerChunk: 256) { range in
+                for j in range {
+                    let row = weightValues + j * columns
+                    let scale = rowScales[j]
+                    for i in 0..<u { dequantized[i * width + j] = scale * Float(row[Int(usedColumns[i])]) }
+                }
             }
         }
-        var weights = [Float](repeating: 0, count: width * u)        // [width, u]
-        for j in 0..<width {
-            let row = weightValues + j * columns
-            for (i, c) in used.enumerated() { weights[j * u + i] = rowScales[j] * Float(row[c]) }
-        }
-        excess.withUnsafeBufferPointer { e in
-            weights.withUnsafeBufferPointer { w in
-                DNNL.sgemm(m: rows, n: width, k: u, a: e.baseAddress!, b: w.baseAddress!, transposeB: true, c: out, ldc: ldOut, beta: 1)
+        slotOfColumn.withUnsafeBufferPointer { slots in
+            Parallel.forEachChunk(rows, minimumPerChunk: 32) { range in
+                for t in range {
+                    let o = out + t * ldOut
+                    for i in 0..<Int(tokens.outlierCounts[t]) {
+                        let slot = t * maximumOutliers + i
+                        let column = dequantized + Int(slots[Int(tokens.outlierColumns[slot])]) * width
+                        Ops.addScaled(column, by: tokens.outlierExcess[slot], into: o, count: width)
+                    }
+                }
             }
         }
     }

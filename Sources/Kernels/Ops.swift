@@ -188,6 +188,20 @@ public enum Ops {
         }
         while i < count { out[i] += x[i]; i += 1 }
     }
+
+    /// out[i] += a · x[i] for `count` values.
+    @inlinable
+    public static func addScaled(_ x: UnsafePointer<Float>, by a: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
+        let av = V(repeating: a)
+        var i = 0
+        while i + 16 <= count {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+            let b = UnsafeRawPointer(out + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: b + av * v, as: V.self)
+            i += 16
+        }
+        while i < count { out[i] += a * x[i]; i += 1 }
+    }
 }
 
 /// Rotary position embedding in the Hugging Face "rotate-half" convention (the canonical layout): within a head
@@ -258,19 +272,24 @@ public struct RotaryTable: Sendable {
 /// for Float32 and int8 weights alike.
 public func gatherColumnBlocks<T>(_ m: [T], rows: Int, columns: Int, blocks: [Int], blockSize: Int, zero: T) -> [T] {
     let kept = blocks.count * blockSize
-    var out = [T](repeating: zero, count: rows * kept)
-    m.withUnsafeBufferPointer { src in
-        out.withUnsafeMutableBufferPointer { dst in
-            for r in 0..<rows {
-                let s = src.baseAddress! + r * columns
-                let d = dst.baseAddress! + r * kept
-                if blockSize == 1 {
-                    for (j, c) in blocks.enumerated() { d[j] = s[c] }
-                } else {
-                    for (j, b) in blocks.enumerated() { (d + j * blockSize).update(from: s + b * blockSize, count: blockSize) }
+    // Every element is written below, so the array is not zero-filled first (a second pass over the copy).
+    return [T](unsafeUninitializedCapacity: rows * kept) { dst, initialized in
+        m.withUnsafeBufferPointer { src in
+            blocks.withUnsafeBufferPointer { keptBlocks in
+                let s0 = src.baseAddress!, d0 = dst.baseAddress!, index = keptBlocks.baseAddress!
+                for r in 0..<rows {
+                    let s = s0 + r * columns
+                    let d = d0 + r * kept
+                    if blockSize == 1 {
+                        for j in 0..<kept { (d + j).initialize(to: s[index[j]]) }
+                    } else {
+                        for j in 0..<blocks.count {
+                            (d + j * blockSize).initialize(from: s + index[j] * blockSize, count: blockSize)
+                        }
+                    }
                 }
             }
         }
+        initialized = rows * kept
     }
-    return out
 }

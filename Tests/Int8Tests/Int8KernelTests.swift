@@ -34,7 +34,7 @@ final class Int8KernelTests: XCTestCase {
     /// roundings (≈ 0.4 % each for uniform data, summed over 96 products) with a margin.
     func testApplyMatchesFloatProduct() throws {
         try DNNL.load()
-        let rows = 37, inputs = 96, outputs = 45
+        let rows = 37, inputs = 100, outputs = 45
         var x = Self.values(rows * inputs, seed: 1)
         for c in 0..<inputs { x[c] = abs(x[c]) + 0.5; x[inputs + c] = -abs(x[inputs + c]) - 0.5 }   // one-signed rows
         x[5 * inputs + 7] = 500                                                                          // an outlier
