@@ -41,6 +41,19 @@ public enum DNNL {
         precondition(status == 0, "dnnl_gemm_u8s8s32 failed with status \(status) (\(m) x \(n) x \(k))")
     }
 
+    /// `sgemm` on the calling thread only: for small GEMMs that the caller runs many of at once on its own threads
+    /// (attention heads). Requires `load()`.
+    @inlinable
+    public static func serialSgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int? = nil,
+                                   b: UnsafePointer<Float>, ldb: Int? = nil, transposeB: Bool,
+                                   c: UnsafeMutablePointer<Float>, ldc: Int? = nil, alpha: Float = 1, beta: Float = 0) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative dimension")
+        if m == 0 || n == 0 { return }
+        let status = pp_dnnl_sgemm_serial(0, transposeB ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha,
+                                          a, Int64(lda ?? k), b, Int64(ldb ?? (transposeB ? k : n)), beta, c, Int64(ldc ?? n))
+        precondition(status == 0, "dnnl_sgemm failed with status \(status) (\(m) x \(n) x \(k))")
+    }
+
     /// Row-major single-precision GEMM through `dnnl_sgemm`, same contract as `BLAS.gemm`. Requires `load()`.
     @inlinable
     public static func sgemm(m: Int, n: Int, k: Int,

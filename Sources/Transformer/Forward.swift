@@ -206,10 +206,45 @@ extension PreparedModel {
                     work(kc.baseAddress!, kvd, vc.baseAddress!, kvd, 0)
                 }
             }
+        } else if precision == .int8 && Self.int8UsesDNNLSgemm {
+            attendPerHead(layer: layer, window: window, qkv: qkv, out: out, batch: batch, length: length)
         } else {
             for b in 0..<batch {
                 let base = qkv + b * length * stride
                 work(base + layer.queryDim, stride, base + layer.queryDim + layer.kvDim, stride, b)
+            }
+        }
+    }
+
+    /// `attend` without a cache, each (sequence, head) pair on one core with oneDNN's sgemm on the calling thread:
+    /// the int8 forward's attention. Its GEMMs (length × length × headDim) are too small to split over the cores,
+    /// and sgemm calls that each wake oneDNN's OpenMP team cost more than the arithmetic (BENCHMARKS.md).
+    private func attendPerHead(layer: PreparedLayer, window: Int?, qkv: UnsafeMutablePointer<Float>,
+                               out: UnsafeMutablePointer<Float>, batch: Int, length: Int) {
+        let hd = layer.headDim
+        let stride = layer.qkvDim
+        let scale = attentionScale(headDim: hd)
+        let pairs = batch * layer.queryHeads
+        Parallel.forEachChunk(pairs) { range in
+            let s = UnsafeMutablePointer<Float>.allocate(capacity: length * length)   // [length, length] for one head
+            defer { s.deallocate() }
+            for pair in range {
+                let b = pair / layer.queryHeads, h = pair % layer.queryHeads
+                let grp = layer.queryGroups[h]
+                let base = qkv + b * length * stride
+                DNNL.serialSgemm(m: length, n: length, k: hd, a: base + h * hd, lda: stride,
+                                 b: base + layer.queryDim + grp * hd, ldb: stride, transposeB: true, c: s, alpha: scale)
+                for t in 0..<length {
+                    let row = s + t * length
+                    let visible = t + 1
+                    let first = window.map { max(0, visible - $0) } ?? 0
+                    if first > 0 { row.update(repeating: 0, count: first) }
+                    Ops.softmaxInPlace(row + first, count: visible - first)
+                    if visible < length { (row + visible).update(repeating: 0, count: length - visible) }
+                }
+                DNNL.serialSgemm(m: length, n: hd, k: length, a: s, b: base + layer.queryDim + layer.kvDim + grp * hd,
+                                 ldb: stride, transposeB: false, c: out + b * length * layer.queryDim + h * hd,
+                                 ldc: layer.queryDim)
             }
         }
     }

@@ -42,6 +42,8 @@ void pp_sgemm(int transA, int transB, int m, int n, int k, float alpha, const fl
 // row-major. Without it everything runs on OpenBLAS; only int8 compute needs it.
 
 /// Loads oneDNN once (thread-safe). 0 on success, -1 when no library could be opened (see pp_dnnl_error()).
+/// glibc: keeps freed memory for reuse (mmap threshold 32 MiB, no heap trimming, one arena); elsewhere a no-op.
+void pp_keep_freed_memory(void);
 int pp_dnnl_load(void);
 /// Why loading failed (empty when it did not).
 const char *pp_dnnl_error(void);
@@ -58,6 +60,10 @@ int pp_dnnl_get_threads(void);
 /// Requires pp_dnnl_load() == 0.
 int pp_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/// pp_dnnl_sgemm on the calling thread alone (one OpenMP thread): for many small GEMMs spread over the cores by
+/// the caller (attention heads).
+int pp_dnnl_sgemm_serial(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 /// Row-major C[m, n] (int32) = A[m, k] (uint8) * op(B) (int8; B is [n, k] when transB), no offsets, beta 0
 /// (dnnl_gemm_u8s8s32). Returns the dnnl status. Requires pp_dnnl_load() == 0.
 int pp_dnnl_gemm_u8s8s32(int transB, int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b,
