@@ -1,14 +1,14 @@
 import Checkpoints
 import Kernels
 
-/// The arithmetic of a prepared model's projections (q/k/v, o, gate/up, down). Attention, norms, the residual
-/// stream and the output head stay Float32 in every precision.
+/// The arithmetic of a prepared model's projections (q/k/v, o, gate/up, down, and in `tokenNLL` the output head).
+/// Attention, norms and the residual stream stay Float32 in every precision.
 public enum ComputePrecision: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
     /// Float32 GEMMs (OpenBLAS): the reference, and the default of every evaluation path.
     case f32
     /// u8 × s8 → s32 GEMMs (oneDNN, VNNI): activations quantized per token (asymmetric, with a zero point),
-    /// weights per output row (symmetric), both once per call / once per model. For sampled forwards, where speed
-    /// matters more than the last digit of the NLL.
+    /// weights per output row (symmetric), both once per call / once per model; the output head too (per
+    /// vocabulary row). For sampled forwards, where speed matters more than the last digit of the NLL.
     case int8
 
     public var description: String { rawValue }

@@ -35,6 +35,8 @@ public final class LanguageModel: @unchecked Sendable {
     /// Guards the int8 weights and the dense int8 model, built on first use.
     private let int8Lock = NSLock()
     private var int8Layers: [QuantizedLayerWeights]?
+    /// The output head quantized per vocabulary row, built with `int8Layers`.
+    private var int8HeadWeights: Int8Matrix?
     private var int8Dense: PreparedModel?
     private var int8Smoothing: Int8Calibration?
 
@@ -78,13 +80,14 @@ public final class LanguageModel: @unchecked Sendable {
             if let mask { try mask.validate(against: config) }
             int8Lock.lock()
             let layers = quantizedLayers()
+            let head = int8HeadWeights
             guard mask == nil else {
                 int8Lock.unlock()   // masked models are gathered concurrently
-                return PreparedModel(config: config, weights: stored, mask: mask, quantized: layers)
+                return PreparedModel(config: config, weights: stored, mask: mask, quantized: layers, quantizedHead: head)
             }
             defer { int8Lock.unlock() }
             if let int8Dense { return int8Dense }
-            let model = PreparedModel(config: config, weights: stored, mask: nil, quantized: layers)
+            let model = PreparedModel(config: config, weights: stored, mask: nil, quantized: layers, quantizedHead: head)
             int8Dense = model
             return model
         }
@@ -109,6 +112,7 @@ public final class LanguageModel: @unchecked Sendable {
         int8Lock.lock(); defer { int8Lock.unlock() }
         int8Smoothing = calibration
         int8Layers = nil
+        int8HeadWeights = nil
         int8Dense = nil
     }
 
@@ -127,6 +131,8 @@ public final class LanguageModel: @unchecked Sendable {
         }
         let layers = built.map { $0! }
         int8Layers = layers
+        // The head is never masked or smoothed: its input is the final-normed residual stream.
+        int8HeadWeights = Int8Matrix(quantizing: stored.head ?? stored.tokenEmbedding, rows: config.vocabSize, columns: config.hiddenSize)
         return layers
     }
 }
@@ -144,8 +150,11 @@ public struct PreparedModel: @unchecked Sendable {
     let head: [Float]
     /// [hidden]
     let finalNorm: [Float]
+    /// int8 models: `head` quantized per vocabulary row, so the sampled forwards' head is an int8 GEMM too.
+    let int8Head: Int8Matrix?
 
-    init(config: ModelConfig, weights: FusedModelWeights, mask: StructureMask?, quantized: [QuantizedLayerWeights]? = nil) {
+    init(config: ModelConfig, weights: FusedModelWeights, mask: StructureMask?, quantized: [QuantizedLayerWeights]? = nil,
+         quantizedHead: Int8Matrix? = nil) {
         self.config = config
         precision = quantized == nil ? .f32 : .int8
         var prepared = [PreparedLayer?](repeating: nil, count: config.layers.count)
@@ -159,6 +168,7 @@ public struct PreparedModel: @unchecked Sendable {
         embedding = weights.tokenEmbedding
         head = weights.head ?? weights.tokenEmbedding
         finalNorm = weights.finalNorm
+        int8Head = quantized == nil ? nil : quantizedHead
     }
 
     /// The per-layer shapes actually computed (a masked model is a non-uniform list).

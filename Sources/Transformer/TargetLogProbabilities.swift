@@ -31,13 +31,19 @@ extension PreparedModel {
         let logits = UnsafeMutablePointer<Float>.allocate(capacity: block * vocab)   // [block, vocab]
         logits.initialize(repeating: 0, count: block * vocab)
         defer { logits.deallocate() }
+        var int8Scratch = Int8Scratch(rows: int8Head == nil ? 0 : block, inputs: d, outputs: vocab)
         result.logProbabilities.withUnsafeMutableBufferPointer { logProbabilities in
             result.isGreedy.withUnsafeMutableBufferPointer { isGreedy in
                 head.withUnsafeBufferPointer { w in
                     var row0 = 0
                     while row0 < rows {
                         let count = min(block, rows - row0)
-                        sgemm(m: count, n: vocab, k: d, a: hidden + row0 * d, b: w.baseAddress!, transposeB: true, c: logits)
+                        if let int8Head {
+                            Int8Linear.apply(hidden + row0 * d, rows: count, weights: int8Head, out: logits, accumulate: false,
+                                             scratch: &int8Scratch)
+                        } else {
+                            sgemm(m: count, n: vocab, k: d, a: hidden + row0 * d, b: w.baseAddress!, transposeB: true, c: logits)
+                        }
                         Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
                             for r in range {
                                 guard let target = targets[row0 + r] else { continue }
