@@ -64,15 +64,17 @@ extension PreparedModel {
         let ropeTables = rotaryTables(range, positions: (positions.max() ?? 0) + 1)
 
         /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
-        /// int8 weights when it has them, else its Float32 weights.
-        func project(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, outputs: Int,
-                     bias: [Float]? = nil, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        /// int8 weights when it has them, else its Float32 weights: `f32` is W ([outputs, inputs]), or Wᵀ
+        /// ([inputs, outputs]) when `f32Transposed`.
+        func project(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], f32Transposed: Bool = false, inputs: Int,
+                     outputs: Int, bias: [Float]? = nil, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
             if let int8 {
                 Int8Linear.apply(input, rows: n, weights: int8, bias: bias, out: out, accumulate: accumulate, scratch: &scratch.int8)
                 return
             }
             f32.withUnsafeBufferPointer { w in
-                F32GEMM.gemm(m: n, n: outputs, k: inputs, a: input, b: w.baseAddress!, transposeB: true, c: out, beta: accumulate ? 1 : 0)
+                F32GEMM.gemm(m: n, n: outputs, k: inputs, a: input, b: w.baseAddress!, transposeB: !f32Transposed, c: out,
+                             beta: accumulate ? 1 : 0)
             }
             bias?.withUnsafeBufferPointer { bb in
                 for r in 0..<n { Ops.add(bb.baseAddress!, into: out + r * outputs, count: outputs) }
@@ -82,13 +84,15 @@ extension PreparedModel {
         /// x += input[n, inputs] · Wᵀ, the sublayer's output into the residual stream. With a post-sublayer norm
         /// (Gemma) the output goes to `scratch.normed` (free at that point) instead, is RMS-normalised in place,
         /// then added.
-        func addToResidual(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], inputs: Int, postNorm: [Float]?) {
+        func addToResidual(_ input: UnsafePointer<Float>, int8: Int8Matrix?, f32: [Float], f32Transposed: Bool = false, inputs: Int,
+                           postNorm: [Float]?) {
             guard let postNorm else {
-                project(input, int8: int8, f32: f32, inputs: inputs, outputs: d, out: x, accumulate: true)
+                project(input, int8: int8, f32: f32, f32Transposed: f32Transposed, inputs: inputs, outputs: d, out: x, accumulate: true)
                 return
             }
             let output = scratch.normed
-            project(input, int8: int8, f32: f32, inputs: inputs, outputs: d, out: output, accumulate: false)
+            project(input, int8: int8, f32: f32, f32Transposed: f32Transposed, inputs: inputs, outputs: d, out: output,
+                    accumulate: false)
             rmsNorm(output, weight: postNorm, out: output, rows: n, dim: d)
             for r in 0..<n { Ops.add(output + r * d, into: x + r * d, count: d) }
         }
@@ -116,7 +120,7 @@ extension PreparedModel {
                 case .geluTanh: Ops.geluTanhGLU(scratch.gateUp, out: scratch.activated, rows: n, width: layer.ffnDim)
                 }
                 observer?.observe(layer: li, point: .downProjectionInput, values: scratch.activated, rows: n, width: layer.ffnDim)
-                addToResidual(scratch.activated, int8: layer.int8?.down, f32: layer.wDown, inputs: layer.ffnDim,
+                addToResidual(scratch.activated, int8: layer.int8?.down, f32: layer.wDownT, f32Transposed: true, inputs: layer.ffnDim,
                               postNorm: layer.postMLPNorm)
             }
             observer?.observe(layer: li, point: .layerOutput, values: x, rows: n, width: d)

@@ -32,13 +32,13 @@ struct PreparedLayer: Sendable {
     let mlpNorm: [Float]
     /// [2·ffnDim, hidden]: gate rows, then up rows.
     let wGateUp: [Float]
-    /// [hidden, ffnDim]
-    let wDown: [Float]
+    /// [ffnDim, hidden]: down_proj transposed (`FusedLayerWeights.wDownT`), one row per kept channel.
+    let wDownT: [Float]
     /// RMSNorm weights [hidden] of the attention and MLP outputs before the residual add (Gemma), or nil. Like the
     /// q/k norms they act on the whole residual width, so pruning never gathers them.
     let postAttentionNorm: [Float]?
     let postMLPNorm: [Float]?
-    /// The projections in int8 (then `wqkv`, `wo`, `wGateUp` and `wDown` are empty), or nil for Float32.
+    /// The projections in int8 (then `wqkv`, `wo`, `wGateUp` and `wDownT` are empty), or nil for Float32.
     let int8: Int8Projections?
 
     /// For each computed query head, the index of its KV group among the computed ones ([queryHeads]).
@@ -107,16 +107,16 @@ struct PreparedLayer: Sendable {
             if let q = quantized {
                 gateUpInt8 = Int8Matrix.stackingRowBlocks([(q.gate, channels, 1), (q.up, channels, 1)])
                 downInt8 = q.down.keepingColumnBlocks(channels, blockSize: 1)
-                wGateUp = []; wDown = []
+                wGateUp = []; wDownT = []
             } else if channels.count == spec.ffnDim {
                 wGateUp = f.wGateUp
-                wDown = f.wDown
+                wDownT = f.wDownT
             } else {
                 wGateUp = Self.rowBlocks(f.wGateUp, [(0, channels), (f.upOffset, channels)], blockRows: 1, columns: hidden)
-                wDown = Self.columnBlocks(f.wDown, rows: hidden, columns: spec.ffnDim, blocks: channels, blockSize: 1)
+                wDownT = Self.rowBlocks(f.wDownT, [(0, channels)], blockRows: 1, columns: hidden)
             }
         } else {
-            ffnDim = 0; wGateUp = []; wDown = []
+            ffnDim = 0; wGateUp = []; wDownT = []
         }
         int8 = quantized == nil ? nil : Int8Projections(qkv: qkvInt8, o: oInt8, gateUp: gateUpInt8, down: downInt8)
     }
@@ -125,12 +125,19 @@ struct PreparedLayer: Sendable {
     /// `offset` on, stacked in order.
     private static func rowBlocks(_ m: [Float], _ pieces: [(offset: Int, blocks: [Int])], blockRows: Int, columns: Int) -> [Float] {
         let block = blockRows * columns
-        var out = [Float]()
-        out.reserveCapacity(pieces.reduce(0) { $0 + $1.blocks.count * block })
-        for (offset, blocks) in pieces {
-            for b in blocks { out.append(contentsOf: m[(offset + b * block)..<(offset + (b + 1) * block)]) }
+        let total = pieces.reduce(0) { $0 + $1.blocks.count * block }
+        return [Float](unsafeUninitializedCapacity: total) { out, initialized in
+            m.withUnsafeBufferPointer { src in
+                var next = out.baseAddress!
+                for (offset, blocks) in pieces {
+                    for b in blocks {
+                        next.initialize(from: src.baseAddress! + offset + b * block, count: block)
+                        next += block
+                    }
+                }
+            }
+            initialized = total
         }
-        return out
     }
 
     /// Every row of `m` ([rows, columns]) keeping only column blocks `blocks` (each `blockSize` wide), in order.
