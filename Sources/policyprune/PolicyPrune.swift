@@ -1,4 +1,5 @@
 import ArgumentParser
+import Kernels
 
 /// The `policyprune` command line: parses, prints and calls the library; no math here.
 @main
@@ -9,4 +10,10 @@ struct PolicyPrune: ParsableCommand {
         abstract: "Structural pruning of LLaMA-family language models by policy gradient, on the CPU.",
         version: version,
         subcommands: [Info.self, Eval.self, Generate.self, Tokenize.self, Bench.self, Export.self, Prune.self, Score.self, Plan.self])
+
+    /// Sets the process-wide allocator policy, then parses and runs the command.
+    static func main() {
+        AllocatorPolicy.keepFreedMemory()
+        main(nil)
+    }
 }
