@@ -10,9 +10,11 @@ import Foundation
 /// picks its kernels from cpuid (BENCHMARKS.md "F32 GEMM backend"). Where OpenBLAS runs its best kernels it stays:
 /// on the forward's shapes it is as fast as `dnnl_sgemm` or faster (head and down projection).
 ///
-/// The choice is made once per process from the environment and the CPU, never from timings, so two processes
-/// with the same environment compute the same bits (exact resume, MPI ranks). `POLICYPRUNE_SGEMM=openblas` or
-/// `=dnnl` overrides it.
+/// Per shape, when a calibration exists (`F32GEMMCalibration`, made once per machine by
+/// `policyprune bench --calibrate-sgemm`): each GEMM goes to the library that was faster on the nearest measured
+/// shape. Otherwise the choice is made once per process from the environment and the CPU. Never from timings taken
+/// by the process itself, so two processes with the same environment (and calibration file) compute the same bits
+/// (exact resume, MPI ranks). `POLICYPRUNE_SGEMM=openblas` or `=dnnl` overrides both.
 public enum F32GEMM {
     /// A Float32 GEMM library.
     public enum Backend: String, Sendable, Codable {
@@ -24,20 +26,42 @@ public enum F32GEMM {
         /// The library every F32 GEMM of a model's forward goes through.
         public let backend: Backend
         /// One line saying why (environment, CPU, what is installed).
-        public let reason: String
+        public var reason: String
         /// Whether a user should hear of it (the environment slows OpenBLAS down, or an override could not be met).
         public var notable: Bool = false
+        /// The per-shape table, when a calibration for this machine is in use (then `backend` is only the fallback).
+        public var calibration: F32GEMMCalibration? = nil
     }
 
     /// The process's choice, made on first use (loads OpenBLAS, and oneDNN when it may be chosen).
     public static let choice: Choice = {
         _ = try? BLAS.load()   // sets OPENBLAS_CORETYPE itself when the environment did not
         let environment = ProcessInfo.processInfo.environment
-        return decide(override: environment["POLICYPRUNE_SGEMM"],
-                      environmentCoreType: BLAS.chosenCoreType == nil ? environment["OPENBLAS_CORETYPE"] : nil,
-                      cpuCoreType: String(cString: pp_blas_cpu_coretype()),
-                      dnnlAvailable: { DNNL.isAvailable })
+        let rule = decide(override: environment["POLICYPRUNE_SGEMM"],
+                          environmentCoreType: BLAS.chosenCoreType == nil ? environment["OPENBLAS_CORETYPE"] : nil,
+                          cpuCoreType: String(cString: pp_blas_cpu_coretype()),
+                          dnnlAvailable: { DNNL.isAvailable })
+        let overridden = !(environment["POLICYPRUNE_SGEMM"] ?? "").isEmpty
+        guard !overridden, DNNL.isAvailable else { return rule }
+        let url = F32GEMMCalibration.defaultURL
+        let (calibration, problem) = F32GEMMCalibration.load(from: url, machine: F32GEMMCalibration.machineKey())
+        return calibrated(rule: rule, calibration: calibration, path: url.path, problem: problem)
     }()
+
+    /// `rule` refined by a calibration (nil: `rule`, with `problem` appended and made notable when there is one).
+    public static func calibrated(rule: Choice, calibration: F32GEMMCalibration?, path: String, problem: String?) -> Choice {
+        guard let calibration else {
+            guard let problem else { return rule }
+            var choice = rule
+            choice.reason += "; sgemm calibration: \(problem)"
+            choice.notable = true
+            return choice
+        }
+        let dnnl = calibration.entries.filter { $0.backend == .dnnl }.count
+        return Choice(backend: 2 * dnnl > calibration.entries.count ? .dnnl : .openblas,
+                      reason: "per shape from the calibration \(path) (\(calibration.summary) of \(calibration.entries.count) shapes)",
+                      calibration: calibration)
+    }
 
     /// The rule, separated from the process state for tests: `override` is `POLICYPRUNE_SGEMM`,
     /// `environmentCoreType` the `OPENBLAS_CORETYPE` the process started with, `cpuCoreType` the best OpenBLAS core
@@ -88,7 +112,8 @@ public enum F32GEMM {
                             b: UnsafePointer<Float>, ldb: Int? = nil, transposeB: Bool,
                             c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
                             alpha: Float = 1, beta: Float = 0, transposeA: Bool = false) {
-        if usesDNNL {
+        let dnnl = calibrationTable.map { $0.backend(m: m, n: n, k: k, transposeB: transposeB) == .dnnl } ?? usesDNNL
+        if dnnl {
             DNNL.sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
                        alpha: alpha, beta: beta, transposeA: transposeA)
         } else {
@@ -99,4 +124,6 @@ public enum F32GEMM {
 
     /// Whether `choice` is oneDNN (cached so the hot path reads one Bool).
     public static let usesDNNL: Bool = choice.backend == .dnnl
+    /// The per-shape table of `choice`, if any (cached for the hot path).
+    public static let calibrationTable: F32GEMMCalibration? = choice.calibration
 }

@@ -31,12 +31,17 @@ struct Bench: ParsableCommand {
     var pgStep = false
     @Option(help: "With --pg-step: masks (forwards) per step, K ≥ 2.") var k = 2
     @Flag(help: "Also time the tokenizer on the WikiText-2 test text (needs the shared data).") var tokenizer = false
+    @Flag(help: "Instead of benchmarking: time OpenBLAS against oneDNN's sgemm on this model's F32 GEMM shapes (--batch x --seq rows) and save the winner per shape as this machine's sgemm calibration ($POLICYPRUNE_SGEMM_CALIBRATION, else ~/.cache/policyprune/sgemm-calibration.json), which every later F32 forward on this machine follows (needs oneDNN).")
+    var calibrateSgemm = false
     @Option(help: "The shared folder holding data/ (default: $POLICYPRUNE_SHARED or ../shared).") var shared: String?
     @Flag(help: "Print the measurements as JSON on stdout instead of tables.") var json = false
 
     func validate() throws {
         guard batch >= 1, seq >= 2, repeats >= 1 else { throw ValidationError("--batch, --repeats must be ≥ 1 and --seq ≥ 2") }
         guard keep >= 0 && keep <= 1 else { throw ValidationError("--keep must be in [0, 1], got \(keep)") }
+        if calibrateSgemm && (pgStep || compute != .f32 || tokenizer || nllWindows > 0) {
+            throw ValidationError("--calibrate-sgemm only calibrates; run bench again for --pg-step, --compute, --tokenizer or --nll-windows")
+        }
         if pgStep {
             guard k >= 2 else { throw ValidationError("--k must be at least 2 (the code estimator's leave-one-out needs two samples), got \(k)") }
             guard keep > 0 && keep < 1 else { throw ValidationError("--pg-step samples from keep probabilities --keep, which must be in (0, 1), got \(keep)") }
@@ -106,6 +111,7 @@ struct Bench: ParsableCommand {
         let lm = loaded.model
         let cfg = lm.config
         note("loaded \(loaded.path) in \(String(format: "%.2f", loaded.seconds)) s")
+        if calibrateSgemm { return try calibrate(lm.config) }
         let int8 = compute == .int8
         if int8 { try DNNL.load() }   // typed error naming libdnnl when it is missing
         if int8 && int8Calibration > 0 {
@@ -335,4 +341,37 @@ struct Bench: ParsableCommand {
 /// A forward observer that ignores everything (times the decoder stack alone).
 private final class NoObserver: ForwardObserver {
     func observe(layer: Int, point: ProbePoint, values: UnsafePointer<Float>, rows: Int, width: Int) {}
+}
+
+extension Bench {
+    /// `--calibrate-sgemm`: measures `F32GEMMCalibration` on the model's shapes and writes it (temporary file, then
+    /// rename) where `F32GEMM` looks for it.
+    private func calibrate(_ cfg: ModelConfig) throws {
+        try DNNL.load()   // typed error naming libdnnl when it is missing
+        let layers = cfg.layers.map { (qkv: $0.queryDim + 2 * $0.kvDim, query: $0.queryDim, ffn: $0.ffnDim, headDim: $0.headDim) }
+        let shapes = F32GEMMCalibration.modelShapes(hidden: cfg.hiddenSize, vocab: cfg.vocabSize, layers: layers,
+                                                    tokens: batch * seq, sequence: seq)
+        let load = Self.loadAverage()
+        note("calibrating sgemm on \(shapes.count) shapes, best of \(repeats) each (load average \(load))")
+        if let busy = Double(load.split(separator: " ").first ?? ""), busy > 0.5 * Double(ProcessInfo.processInfo.activeProcessorCount) {
+            note("note: the machine is busy (load average \(load)): a calibration measured under load can choose badly; run it again on a quiet machine")
+        }
+        let calibration = try F32GEMMCalibration.measure(shapes: shapes, repeats: repeats)
+        let url = F32GEMMCalibration.defaultURL
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(calibration), to: url)
+        if json {
+            print(String(decoding: try encoder.encode(calibration), as: UTF8.self))
+        } else {
+            print("machine: \(calibration.machine)")
+            print(pad("shape m x n x k", 26) + pad("B", 4) + pad("OpenBLAS GFLOP/s", 18) + pad("dnnl_sgemm GFLOP/s", 20) + "chosen")
+            for e in calibration.entries {
+                print(pad("\(e.m) x \(e.n) x \(e.k)", 26) + pad(e.transposeB ? "T" : "N", 4)
+                      + pad(String(format: "%.1f", e.openblasGFLOPS), 18) + pad(String(format: "%.1f", e.dnnlGFLOPS), 20) + e.backend.rawValue)
+            }
+            print("saved \(url.path) (\(calibration.summary)); F32 GEMMs on this machine now follow it (POLICYPRUNE_SGEMM overrides it; delete the file to go back to the rule)")
+        }
+    }
 }

@@ -93,3 +93,44 @@ final class Int8CLITests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--k must be at least 2"), bad.stderr)
     }
 }
+
+/// `bench --calibrate-sgemm` (issue 12 item 3) writes this machine's per-shape table, and later processes follow it.
+final class SgemmCalibrationCLITests: XCTestCase {
+    func testCalibrationIsWrittenAndFollowed() throws {
+        let model = try Shared.url("models/stories260K/stories260K.bin").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pp-cal-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("nested/sgemm.json")
+        let environment = ["POLICYPRUNE_SGEMM_CALIBRATION": file.path]
+        let run = try Shared.run(["bench", "--model", model, "--calibrate-sgemm", "--batch", "2", "--seq", "16", "--repeats", "1", "--json"],
+                                 environment: environment)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let saved = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+        let entries = try XCTUnwrap(saved["entries"] as? [[String: Any]])
+        // stories260K (hidden 64, q/k/v 128, o 64, ffn 172): 4 projections x 2 fractions less the halved q/k/v, which
+        // is o's shape (32 x 64 x 64), then 2 attention GEMMs and the head.
+        XCTAssertEqual(entries.count, 10)
+        XCTAssertTrue(entries.allSatisfy { ["openblas", "dnnl"].contains($0["backend"] as? String ?? "") })
+        XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? NSDictionary, saved as NSDictionary)
+
+        let bench = try Shared.run(["bench", "--model", model, "--batch", "1", "--seq", "8", "--repeats", "1", "--keep", "0", "--json"],
+                                   environment: environment)
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any])
+        XCTAssertTrue((report["f32GEMMReason"] as? String)?.contains("per shape from the calibration \(file.path)") == true,
+                      "\(report["f32GEMMReason"] ?? "none")")
+
+        // POLICYPRUNE_SGEMM overrides it; another machine's file is refused with a note naming it.
+        let pinned = try Shared.run(["bench", "--model", model, "--batch", "1", "--seq", "8", "--repeats", "1", "--keep", "0", "--json"],
+                                    environment: environment.merging(["POLICYPRUNE_SGEMM": "openblas"]) { $1 })
+        XCTAssertEqual(pinned.status, 0, pinned.stderr)
+        XCTAssertTrue(pinned.stdout.contains("POLICYPRUNE_SGEMM=openblas"), pinned.stdout)
+        var other = saved
+        other["machine"] = "another CPU"
+        try JSONSerialization.data(withJSONObject: other).write(to: file)
+        let refused = try Shared.run(["bench", "--model", model, "--batch", "1", "--seq", "8", "--repeats", "1", "--keep", "0"],
+                                     environment: environment)
+        XCTAssertEqual(refused.status, 0, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("measured for another machine"), refused.stderr)
+    }
+}
