@@ -4,6 +4,7 @@ import Corpora
 import Essentials
 import Foundation
 import Kernels
+import Pruning
 import Tokenization
 import Transformer
 
@@ -15,6 +16,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmark the forward pass against sgemm on the same shapes, int8 against f32, and (--pg-step) one policy-gradient step by part (prints ratio tables).")
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var planOptions: PlanOptions
     @Option(help: "Sequences per batch.") var batch = 8
     @Option(help: "Tokens per sequence.") var seq = 128
     @Option(help: "Timed repetitions (the best is reported).") var repeats = 3
@@ -48,6 +50,7 @@ struct Bench: ParsableCommand {
         }
         guard nllWindows >= 0 else { throw ValidationError("--nll-windows must be ≥ 0, got \(nllWindows)") }
         if (nllWindows > 0 || int8Calibration > 0) && compute != .int8 { throw ValidationError("--nll-windows and --int8-calibration need --compute int8") }
+        if planOptions.plan != nil && nllWindows == 0 { throw ValidationError("--plan adds a row to the --nll-windows comparison; give --nll-windows N and --compute int8") }
         guard int8Calibration >= 0, int8Alpha >= 0, int8Alpha <= 1 else { throw ValidationError("--int8-calibration must be ≥ 0 and --int8-alpha in [0, 1]") }
     }
 
@@ -228,7 +231,12 @@ struct Bench: ParsableCommand {
             let root = try DataRoot.resolve(explicit: shared.map { URL(fileURLWithPath: $0).appendingPathComponent("data").path })
             let tokens = tok.encode(try Dataset.wikitext2.text(dataRoot: root), addSpecialTokens: true)
             let eval = try EvalWindows(tokens: tokens, context: seq, limit: nllWindows, source: "wikitext2").windows
-            for (name, m) in [("dense", nil), (maskLabel, mask)] as [(String, StructureMask?)] where name == "dense" || m != nil {
+            var rows: [(String, StructureMask?)] = [("dense", nil)]
+            if let mask { rows.append((maskLabel, mask)) }
+            if let planMask = try planOptions.structureMask(loaded, modelPath: model.model) {
+                rows.append(("plan \(URL(fileURLWithPath: planOptions.plan ?? "").lastPathComponent)", planMask))
+            }
+            for (name, m) in rows {
                 let f32 = try Self.windowMeans(try lm.prepared(mask: m), eval, batch: batch)
                 let q = try Self.windowMeans(try lm.prepared(mask: m, precision: .int8), eval, batch: batch)
                 let rel = zip(f32, q).map { abs($1 - $0) / $0 }

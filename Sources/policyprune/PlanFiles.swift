@@ -40,15 +40,22 @@ struct PlanOptions: ParsableArguments {
     /// The model to run: the dense model, or the model with the plan's structure mask after checking that the plan
     /// fits it (layer count, ids in range, parameter count and model sha256).
     func prepared(_ loaded: ModelOptions.Loaded, modelPath: String) throws -> PreparedModel {
-        guard let plan else { return loaded.model.dense }
+        guard let mask = try structureMask(loaded, modelPath: modelPath) else { return loaded.model.dense }
+        return try loaded.model.prepared(mask: mask)
+    }
+
+    /// The plan's structure mask after the checks of `prepared` (nil without `--plan`).
+    func structureMask(_ loaded: ModelOptions.Loaded, modelPath: String) throws -> StructureMask? {
+        guard let plan else { return nil }
         let decoded = try Self.read(plan, option: "--plan")
         let hash = try modelSHA256(modelPath)
         do {
             try decoded.validate(against: loaded.model.config, modelSHA256: hash)
-            let prepared = try loaded.model.prepared(mask: decoded.structureMask)
+            let mask = decoded.structureMask
+            try mask.validate(against: loaded.model.config)
             note(String(format: "plan %@: %@, rate %.4f of attention+MLP (%.4f of all parameters)", plan, decoded.method,
                         decoded.achievedRate.attentionMLP, decoded.achievedRate.wholeModel))
-            return prepared
+            return mask
         } catch let error as PruningError {
             throw PlanFileError.mismatch(option: "--plan", path: plan, model: modelPath, reason: error.description)
         } catch let error as MaskError {

@@ -134,3 +134,32 @@ final class SgemmCalibrationCLITests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("measured for another machine"), refused.stderr)
     }
 }
+
+/// `bench --compute int8 --nll-windows N --plan P`: the int8 accuracy check on a real plan (issue 12 item 2).
+final class BenchPlanNLLTests: XCTestCase {
+    func testPlanAddsAnNLLRow() throws {
+        let model = try Shared.url("models/stories260K/stories260K.bin").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pp-benchplan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plan = dir.appendingPathComponent("half.json").path
+        let score = try Shared.run(["score", "--model", model, "--metric", "magnitude", "--rate", "0.5", "--out", plan])
+        XCTAssertEqual(score.status, 0, score.stderr)
+        let run = try Shared.run(["bench", "--model", model, "--compute", "int8", "--nll-windows", "4", "--plan", plan, "--keep", "0",
+                                  "--batch", "2", "--seq", "32", "--repeats", "1", "--json"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        let rows = try XCTUnwrap(json["nll"] as? [[String: Any]])
+        XCTAssertEqual(rows.map { $0["name"] as? String }, ["dense", "plan half.json"])
+        for row in rows {
+            let f32 = try XCTUnwrap(row["f32MeanNLL"] as? Double), int8 = try XCTUnwrap(row["int8MeanNLL"] as? Double)
+            XCTAssertEqual(row["windows"] as? Int, 4)
+            XCTAssertTrue(f32.isFinite && f32 > 0 && int8.isFinite && int8 > 0)
+        }
+        XCTAssertNotEqual(rows[0]["f32MeanNLL"] as? Double, rows[1]["f32MeanNLL"] as? Double, "the plan's model is another model")
+
+        let bare = try Shared.run(["bench", "--model", model, "--plan", plan])
+        XCTAssertNotEqual(bare.status, 0)
+        XCTAssertTrue(bare.stderr.contains("--plan adds a row to the --nll-windows comparison"), bare.stderr)
+    }
+}
