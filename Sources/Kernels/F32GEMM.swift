@@ -112,7 +112,7 @@ public enum F32GEMM {
                             b: UnsafePointer<Float>, ldb: Int? = nil, transposeB: Bool,
                             c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
                             alpha: Float = 1, beta: Float = 0, transposeA: Bool = false) {
-        let dnnl = calibrationTable.map { $0.backend(m: m, n: n, k: k, transposeB: transposeB) == .dnnl } ?? usesDNNL
+        let dnnl = table.map { $0.backend(m: m, n: n, k: k, transposeB: transposeB) == .dnnl } ?? usesDNNL
         if dnnl {
             DNNL.sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
                        alpha: alpha, beta: beta, transposeA: transposeA)
@@ -122,8 +122,9 @@ public enum F32GEMM {
         }
     }
 
-    /// Whether `choice` is oneDNN (cached so the hot path reads one Bool).
-    public static let usesDNNL: Bool = choice.backend == .dnnl
-    /// The per-shape table of `choice`, if any (cached for the hot path).
-    public static let calibrationTable: F32GEMMCalibration? = choice.calibration
+    /// Whether GEMMs without a table go to oneDNN: `choice`'s backend (cached so the hot path reads one Bool).
+    /// Changed only by `bench --calibrate-sgemm`, which times forwards under each candidate before any concurrent work.
+    nonisolated(unsafe) public static var usesDNNL: Bool = choice.backend == .dnnl
+    /// The per-shape table in use: `choice`'s calibration, if any. Changed only like `usesDNNL`.
+    nonisolated(unsafe) public static var table: F32GEMMCalibration? = choice.calibration
 }

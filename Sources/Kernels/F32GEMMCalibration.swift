@@ -29,6 +29,12 @@ public struct F32GEMMCalibration: Codable, Sendable, Equatable {
     public var machine: String
     /// The measured shapes (at least one).
     public var entries: [Entry]
+    /// Whole forwards timed under each candidate ("per shape", "openblas", "dnnl": seconds of a dense plus a
+    /// half-kept forward, best of N), and which one the entries' backends follow. GEMMs timed alone do not see the
+    /// cost of mixing the two libraries' thread pools in one pass, so the per-shape table is kept only when its
+    /// forward is the fastest; otherwise every entry takes the faster library.
+    public var forwardSeconds: [String: Double]?
+    public var decision: String?
 
     public init(machine: String, entries: [Entry]) {
         self.machine = machine
@@ -47,6 +53,13 @@ public struct F32GEMMCalibration: Codable, Sendable, Equatable {
             if distance < bestDistance { bestDistance = distance; best = e }
         }
         return best?.backend ?? .openblas
+    }
+
+    /// This table with every entry's backend set to `backend` (the forward check's uniform outcome).
+    public func uniform(_ backend: F32GEMM.Backend) -> F32GEMMCalibration {
+        var copy = self
+        for i in copy.entries.indices { copy.entries[i].backend = backend }
+        return copy
     }
 
     /// How many entries chose each backend, e.g. "openblas 9, dnnl 5".

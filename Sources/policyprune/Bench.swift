@@ -114,7 +114,7 @@ struct Bench: ParsableCommand {
         let lm = loaded.model
         let cfg = lm.config
         note("loaded \(loaded.path) in \(String(format: "%.2f", loaded.seconds)) s")
-        if calibrateSgemm { return try calibrate(lm.config) }
+        if calibrateSgemm { return try calibrate(lm) }
         let int8 = compute == .int8
         if int8 { try DNNL.load() }   // typed error naming libdnnl when it is missing
         if int8 && int8Calibration > 0 {
@@ -354,7 +354,8 @@ private final class NoObserver: ForwardObserver {
 extension Bench {
     /// `--calibrate-sgemm`: measures `F32GEMMCalibration` on the model's shapes and writes it (temporary file, then
     /// rename) where `F32GEMM` looks for it.
-    private func calibrate(_ cfg: ModelConfig) throws {
+    private func calibrate(_ lm: LanguageModel) throws {
+        let cfg = lm.config
         try DNNL.load()   // typed error naming libdnnl when it is missing
         let layers = cfg.layers.map { (qkv: $0.queryDim + 2 * $0.kvDim, query: $0.queryDim, ffn: $0.ffnDim, headDim: $0.headDim) }
         let shapes = F32GEMMCalibration.modelShapes(hidden: cfg.hiddenSize, vocab: cfg.vocabSize, layers: layers,
@@ -364,7 +365,8 @@ extension Bench {
         if let busy = Double(load.split(separator: " ").first ?? ""), busy > 0.5 * Double(ProcessInfo.processInfo.activeProcessorCount) {
             note("note: the machine is busy (load average \(load)): a calibration measured under load can choose badly; run it again on a quiet machine")
         }
-        let calibration = try F32GEMMCalibration.measure(shapes: shapes, repeats: repeats)
+        let perShape = try F32GEMMCalibration.measure(shapes: shapes, repeats: repeats)
+        let calibration = try checkWithForwards(perShape, lm: lm)
         let url = F32GEMMCalibration.defaultURL
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()
@@ -379,7 +381,44 @@ extension Bench {
                 print(pad("\(e.m) x \(e.n) x \(e.k)", 26) + pad(e.transposeB ? "T" : "N", 4)
                       + pad(String(format: "%.1f", e.openblasGFLOPS), 18) + pad(String(format: "%.1f", e.dnnlGFLOPS), 20) + e.backend.rawValue)
             }
+            let seconds = (calibration.forwardSeconds ?? [:]).sorted { $0.key < $1.key }
+                .map { String(format: "%@ %.3f s", $0.key, $0.value) }.joined(separator: ", ")
+            print("whole forwards (dense + half kept, best of \(repeats)): \(seconds); the entries follow: \(calibration.decision ?? "")")
             print("saved \(url.path) (\(calibration.summary)); F32 GEMMs on this machine now follow it (POLICYPRUNE_SGEMM overrides it; delete the file to go back to the rule)")
         }
+    }
+
+    /// Times a dense and a half-kept forward of `--batch` × `--seq` random tokens under the per-shape table, all
+    /// OpenBLAS and all oneDNN (alternating, best of `--repeats` after a warm-up) and returns the table whose
+    /// backends follow the fastest. Restores `F32GEMM`'s state before returning.
+    private func checkWithForwards(_ perShape: F32GEMMCalibration, lm: LanguageModel) throws -> F32GEMMCalibration {
+        let saved = (F32GEMM.table, F32GEMM.usesDNNL)
+        defer { (F32GEMM.table, F32GEMM.usesDNNL) = saved }
+        var rng = Xoshiro256(seed: 1)
+        let windows = (0..<batch).map { _ in (0..<seq).map { _ in Int(rng.next() % UInt64(lm.config.vocabSize)) } }
+        let half = try lm.prepared(mask: Self.keepMask(lm.config, keep: 0.5))
+        let candidates: [(name: String, table: F32GEMMCalibration?, dnnl: Bool)] =
+            [("per shape", perShape, false), ("openblas", nil, false), ("dnnl", nil, true)]
+        var best = [String: Double]()
+        for repetition in 0...max(1, repeats) {
+            for candidate in candidates {
+                (F32GEMM.table, F32GEMM.usesDNNL) = (candidate.table, candidate.dnnl)
+                let start = Date()
+                _ = try lm.dense.tokenNLL(windows)
+                _ = try half.tokenNLL(windows)
+                let seconds = Date().timeIntervalSince(start)
+                if repetition > 0 { best[candidate.name] = min(best[candidate.name] ?? .infinity, seconds) }
+            }
+        }
+        let winner = candidates.min { best[$0.name]! < best[$1.name]! }!
+        var result: F32GEMMCalibration
+        switch winner.name {
+        case "per shape": result = perShape
+        case "dnnl": result = perShape.uniform(.dnnl)
+        default: result = perShape.uniform(.openblas)
+        }
+        result.forwardSeconds = best
+        result.decision = winner.name == "per shape" ? "per shape" : "all \(winner.name) (its forwards were the fastest)"
+        return result
     }
 }

@@ -111,6 +111,13 @@ final class SgemmCalibrationCLITests: XCTestCase {
         // is o's shape (32 x 64 x 64), then 2 attention GEMMs and the head.
         XCTAssertEqual(entries.count, 10)
         XCTAssertTrue(entries.allSatisfy { ["openblas", "dnnl"].contains($0["backend"] as? String ?? "") })
+        let forwards = try XCTUnwrap(saved["forwardSeconds"] as? [String: Double])
+        XCTAssertEqual(Set(forwards.keys), ["per shape", "openblas", "dnnl"], "whole forwards timed under each candidate")
+        let decision = try XCTUnwrap(saved["decision"] as? String)
+        if decision != "per shape" {
+            let library = decision.contains("dnnl") ? "dnnl" : "openblas"
+            XCTAssertTrue(entries.allSatisfy { $0["backend"] as? String == library }, "\(decision): every entry follows it")
+        }
         XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? NSDictionary, saved as NSDictionary)
 
         let bench = try Shared.run(["bench", "--model", model, "--batch", "1", "--seq", "8", "--repeats", "1", "--keep", "0", "--json"],

@@ -32,6 +32,10 @@ final class F32GEMMCalibrationTests: XCTestCase {
                                                              Self.entry(256, 256, 256, true, openblas: 2, dnnl: 1)])
         XCTAssertEqual(tie.backend(m: 128, n: 128, k: 128, transposeB: true), .dnnl, "equidistant: the first entry")
         XCTAssertEqual(table.summary, "openblas 1, dnnl 2")
+        let uniform = table.uniform(.openblas)
+        XCTAssertEqual(uniform.summary, "openblas 3, dnnl 0")
+        XCTAssertEqual(uniform.backend(m: 100, n: 100, k: 64, transposeB: true), .openblas)
+        XCTAssertEqual(uniform.entries.map(\.dnnlGFLOPS), table.entries.map(\.dnnlGFLOPS), "the measurements stay")
     }
 
     /// The file: a valid one for this machine loads; another machine's, a corrupt one and an empty table are refused
