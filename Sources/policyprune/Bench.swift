@@ -368,10 +368,18 @@ extension Bench {
         let perShape = try F32GEMMCalibration.measure(shapes: shapes, repeats: repeats)
         let calibration = try checkWithForwards(perShape, lm: lm)
         let url = F32GEMMCalibration.defaultURL
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(calibration), to: url)
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try AtomicFile.write(try encoder.encode(calibration), to: url)
+        } catch {
+            // Foundation wraps the POSIX error; its code says it best ("No such file or directory").
+            let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? Error).map { $0 as NSError }
+            let reason = underlying.flatMap { $0.domain == NSPOSIXErrorDomain ? String(cString: strerror(Int32($0.code))) : nil }
+                ?? error.localizedDescription
+            throw PlanFileError.unwritable(option: "--calibrate-sgemm (POLICYPRUNE_SGEMM_CALIBRATION)", path: url.path, reason: reason)
+        }
         if json {
             print(String(decoding: try encoder.encode(calibration), as: UTF8.self))
         } else {

@@ -139,6 +139,15 @@ final class SgemmCalibrationCLITests: XCTestCase {
                                      environment: environment)
         XCTAssertEqual(refused.status, 0, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("measured for another machine"), refused.stderr)
+
+        // A place that cannot hold the file: a typed error naming it, exit 1, nothing written.
+        let blocked = dir.appendingPathComponent("plain-file")
+        try Data("x".utf8).write(to: blocked)
+        let unwritable = blocked.appendingPathComponent("sgemm.json").path
+        let failed = try Shared.run(["bench", "--model", model, "--calibrate-sgemm", "--batch", "1", "--seq", "8", "--repeats", "1"],
+                                    environment: ["POLICYPRUNE_SGEMM_CALIBRATION": unwritable])
+        XCTAssertEqual(failed.status, 1, failed.stderr)
+        XCTAssertTrue(failed.stderr.contains("\(unwritable): cannot write"), failed.stderr)
     }
 }
 
