@@ -42,8 +42,9 @@ public enum F32GEMM {
                           cpuCoreType: String(cString: pp_blas_cpu_coretype()),
                           dnnlAvailable: { DNNL.isAvailable })
         let overridden = !(environment["POLICYPRUNE_SGEMM"] ?? "").isEmpty
-        guard !overridden, DNNL.isAvailable else { return rule }
         let url = F32GEMMCalibration.defaultURL
+        // Without a calibration file there is nothing to refine: oneDNN is not loaded just to look.
+        guard !overridden, FileManager.default.fileExists(atPath: url.path), DNNL.isAvailable else { return rule }
         let (calibration, problem) = F32GEMMCalibration.load(from: url, machine: F32GEMMCalibration.machineKey())
         return calibrated(rule: rule, calibration: calibration, path: url.path, problem: problem)
     }()

@@ -179,15 +179,7 @@ extension PreparedModel {
                     sgemm(m: length, n: keysTotal, k: hd, a: q, lda: stride, b: kBase + grp * hd, ldb: kStride,
                               transposeB: true, c: s, alpha: scale)
                     Parallel.forEachChunk(length, minimumPerChunk: 32) { range in
-                        for t in range {
-                            let row = s + t * keysTotal
-                            let visible = start + t + 1
-                            // A sliding window hides the keys more than `window - 1` positions back.
-                            let first = window.map { max(0, visible - $0) } ?? 0
-                            if first > 0 { row.update(repeating: 0, count: first) }
-                            Ops.softmaxInPlace(row + first, count: visible - first)
-                            if visible < keysTotal { (row + visible).update(repeating: 0, count: keysTotal - visible) }
-                        }
+                        for t in range { Self.causalSoftmax(s + t * keysTotal, visible: start + t + 1, keys: keysTotal, window: window) }
                     }
                     sgemm(m: length, n: hd, k: keysTotal, a: s, b: vBase + grp * hd, ldb: vStride, transposeB: false,
                               c: out + b * length * layer.queryDim + h * hd, ldc: layer.queryDim)
@@ -216,6 +208,17 @@ extension PreparedModel {
         }
     }
 
+    /// One query's row of attention scores ([keys]) turned into its weights: softmax over the `visible` keys the
+    /// query may see (all up to its own position, within the sliding `window` if any: the keys more than
+    /// `window - 1` positions back are hidden), zero elsewhere.
+    @inline(__always)
+    private static func causalSoftmax(_ row: UnsafeMutablePointer<Float>, visible: Int, keys: Int, window: Int?) {
+        let first = window.map { max(0, visible - $0) } ?? 0
+        if first > 0 { row.update(repeating: 0, count: first) }
+        Ops.softmaxInPlace(row + first, count: visible - first)
+        if visible < keys { (row + visible).update(repeating: 0, count: keys - visible) }
+    }
+
     /// `attend` without a cache, each (sequence, head) pair on one core with oneDNN's sgemm on the calling thread:
     /// the int8 forward's attention. Its GEMMs (length × length × headDim) are too small to split over the cores,
     /// and sgemm calls that each wake oneDNN's OpenMP team cost more than the arithmetic (BENCHMARKS.md).
@@ -234,14 +237,7 @@ extension PreparedModel {
                 let base = qkv + b * length * stride
                 DNNL.serialSgemm(m: length, n: length, k: hd, a: base + h * hd, lda: stride,
                                  b: base + layer.queryDim + grp * hd, ldb: stride, transposeB: true, c: s, alpha: scale)
-                for t in 0..<length {
-                    let row = s + t * length
-                    let visible = t + 1
-                    let first = window.map { max(0, visible - $0) } ?? 0
-                    if first > 0 { row.update(repeating: 0, count: first) }
-                    Ops.softmaxInPlace(row + first, count: visible - first)
-                    if visible < length { (row + visible).update(repeating: 0, count: length - visible) }
-                }
+                for t in 0..<length { Self.causalSoftmax(s + t * length, visible: t + 1, keys: length, window: window) }
                 DNNL.serialSgemm(m: length, n: hd, k: length, a: s, b: base + layer.queryDim + layer.kvDim + grp * hd,
                                  ldb: stride, transposeB: false, c: out + b * length * layer.queryDim + h * hd,
                                  ldc: layer.queryDim)

@@ -67,7 +67,7 @@ extension PreparedModel {
                     let o = out + row * layer.queryDim + h * hd
                     o.update(repeating: 0, count: hd)
                     for j in first..<visible {
-                        Self.addScaled(UnsafePointer(qkv + keyRow(j) * stride + kvOffset + layer.kvDim), scores[j - first], into: o, count: hd)
+                        Ops.addScaled(UnsafePointer(qkv + keyRow(j) * stride + kvOffset + layer.kvDim), by: scores[j - first], into: o, count: hd)
                     }
                 }
             }
@@ -85,18 +85,5 @@ extension PreparedModel {
         var sum = acc.sum()
         while i < count { sum += a[i] * b[i]; i += 1 }
         return sum
-    }
-
-    /// out += weight · v
-    @inline(__always)
-    private static func addScaled(_ v: UnsafePointer<Float>, _ weight: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
-        let w = SIMD8<Float>(repeating: weight)
-        var i = 0
-        while i + 8 <= count {
-            let sum = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD8<Float>.self) + w * UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Float>.self)
-            i += 8
-        }
-        while i < count { out[i] += weight * v[i]; i += 1 }
     }
 }
