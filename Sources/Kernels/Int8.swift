@@ -164,6 +164,42 @@ public enum Int8Linear {
     /// `out` [rows, w.rows] with row stride `ldOut` (default w.rows). Requires `DNNL.load()`.
     public static func apply(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, bias: [Float]? = nil,
                              out: UnsafeMutablePointer<Float>, ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch) {
+        run(rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate, scratch: &scratch) { tokens in
+            if let smoothing = w.smoothing {
+                smoothing.withUnsafeBufferPointer { f in quantizeRows(x, rows: rows, width: w.columns, smoothing: f.baseAddress!, into: tokens) }
+            } else {
+                quantizeRows(x, rows: rows, width: w.columns, smoothing: nil, into: tokens)
+            }
+        }
+    }
+
+    /// `apply` to inputs that are made row by row as they are quantized: `produce(t, row)` writes token t's
+    /// `w.columns` inputs into `row` (a per-thread buffer, valid during the call; called concurrently for different
+    /// t). The same codes as `apply` on the produced rows, without writing them all out and reading them back: for
+    /// an input that only this projection reads (RMSNorm before q/k/v and gate/up, the gated unit before down_proj).
+    public static func apply(rows: Int, weights w: Int8Matrix, bias: [Float]? = nil, out: UnsafeMutablePointer<Float>,
+                             ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch,
+                             producing produce: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        let k = w.columns
+        run(rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate, scratch: &scratch) { tokens in
+            func quantize(_ factors: UnsafePointer<Float>?) {
+                Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+                    let row = UnsafeMutablePointer<Float>.allocate(capacity: max(1, k))
+                    defer { row.deallocate() }
+                    if let factors {
+                        for r in range { produce(r, row); quantizeRow(r, row, width: k, factors: factors, into: tokens) }
+                    } else {
+                        for r in range { produce(r, row); quantizeRow(r, row, width: k, factors: nil, into: tokens) }
+                    }
+                }
+            }
+            if let smoothing = w.smoothing { smoothing.withUnsafeBufferPointer { quantize($0.baseAddress!) } } else { quantize(nil) }
+        }
+    }
+
+    /// Quantizes with `quantize` into the scratch, then the integer GEMM and `dequantize`.
+    private static func run(rows: Int, weights w: Int8Matrix, bias: [Float]?, out: UnsafeMutablePointer<Float>, ldOut: Int?,
+                            accumulate: Bool, scratch: inout Int8Scratch, quantize: (QuantizedTokens) -> Void) {
         let k = w.columns, n = w.rows
         precondition(scratch.activations.count >= rows * k && scratch.products.count >= rows * n && scratch.scales.count >= rows,
                      "Int8Linear: scratch too small")
@@ -178,11 +214,7 @@ public enum Int8Linear {
         scratch.outlierCounts.withUnsafeMutableBufferPointer { on in
             let tokens = QuantizedTokens(values: qa.baseAddress!, scales: ts.baseAddress!, zeroPoints: tz.baseAddress!,
                                          outlierColumns: oc.baseAddress!, outlierExcess: oe.baseAddress!, outlierCounts: on.baseAddress!)
-            if let smoothing = w.smoothing {
-                smoothing.withUnsafeBufferPointer { f in quantizeRows(x, rows: rows, width: k, smoothing: f.baseAddress!, into: tokens) }
-            } else {
-                quantizeRows(x, rows: rows, width: k, smoothing: nil, into: tokens)
-            }
+            quantize(tokens)
             w.values.withUnsafeBufferPointer { wv in
                 DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
                 w.scales.withUnsafeBufferPointer { ws in
@@ -220,103 +252,120 @@ public enum Int8Linear {
     /// what clipping cut off is recorded as outliers.
     public static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, smoothing: UnsafePointer<Float>?,
                                     into tokens: QuantizedTokens) {
-        if let smoothing {
-            quantizeRows(x, rows: rows, width: width, factors: smoothing, into: tokens)
-        } else {
-            // One loop for both cases: times 1 costs a multiply per element, a closure call per element costs far more.
-            let ones = [Float](repeating: 1, count: width)
-            ones.withUnsafeBufferPointer { quantizeRows(x, rows: rows, width: width, factors: $0.baseAddress!, into: tokens) }
+        // Two copies of the row loop, with and without the per-column factors (times 1 would be exact too, but it
+        // costs a load and a multiply per element and pass).
+        Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+            if let smoothing {
+                for r in range { quantizeRow(r, x + r * width, width: width, factors: smoothing, into: tokens) }
+            } else {
+                for r in range { quantizeRow(r, x + r * width, width: width, factors: nil, into: tokens) }
+            }
         }
     }
 
-    private static func quantizeRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, factors: UnsafePointer<Float>,
-                                     into tokens: QuantizedTokens) {
+    /// Row `r` of `x` times `factors` (when given), loaded 16 lanes at `c`.
+    @inline(__always)
+    private static func load16(_ row: UnsafePointer<Float>, _ factors: UnsafePointer<Float>?, _ c: Int) -> Ops.V {
+        let v = UnsafeRawPointer(row + c).loadUnaligned(as: Ops.V.self)
+        guard let factors else { return v }
+        return v * UnsafeRawPointer(factors + c).loadUnaligned(as: Ops.V.self)
+    }
+
+    /// Element `c` of a row times `factors[c]` (when given).
+    @inline(__always)
+    private static func load1(_ row: UnsafePointer<Float>, _ factors: UnsafePointer<Float>?, _ c: Int) -> Float {
+        guard let factors else { return row[c] }
+        return row[c] * factors[c]
+    }
+
+    /// `quantizeRows` for token `r`, whose inputs are `row` ([width]).
+    @inline(__always)
+    private static func quantizeRow(_ r: Int, _ row: UnsafePointer<Float>, width: Int, factors: UnsafePointer<Float>?,
+                                    into tokens: QuantizedTokens) {
         typealias V = Ops.V
         let levels = Float(activationLevels)
-        Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
-            for r in range {
-                let row = x + r * width
-                var lo = V(repeating: 0), hi = V(repeating: 0), squares = V(repeating: 0)
-                var c = 0
-                while c + 16 <= width {
-                    let v = UnsafeRawPointer(row + c).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + c).loadUnaligned(as: V.self)
-                    lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
-                    hi = Ops.maximum(hi, v)
-                    squares += v * v
-                    c += 16
+        var lo = V(repeating: 0), hi = V(repeating: 0), squares = V(repeating: 0)
+        var c = 0
+        while c + 16 <= width {
+            let v = load16(row, factors, c)
+            lo = Ops.select(signOf: v - lo, ifNegative: v, otherwise: lo)
+            hi = Ops.maximum(hi, v)
+            squares += v * v
+            c += 16
+        }
+        // The extremes are the same in any order: halve the lanes (a scalar loop over sixteen cost a fifth of the pass).
+        let lo8 = pointwiseMin(lo.lowHalf, lo.highHalf), hi8 = pointwiseMax(hi.lowHalf, hi.highHalf)
+        let lo4 = pointwiseMin(lo8.lowHalf, lo8.highHalf), hi4 = pointwiseMax(hi8.lowHalf, hi8.highHalf)
+        var low = Swift.min(Swift.min(lo4[0], lo4[1]), Swift.min(lo4[2], lo4[3]))
+        var high = Swift.max(Swift.max(hi4[0], hi4[1]), Swift.max(hi4[2], hi4[3]))
+        var sumSquares = squares.sum()
+        while c < width {
+            let v = load1(row, factors, c)
+            low = Swift.min(low, v); high = Swift.max(high, v); sumSquares += v * v
+            c += 1
+        }
+        var limit = outlierThreshold * (sumSquares / Float(width)).squareRoot()
+        var outliers: Int32 = 0
+        var scale: Float = 1, zero: Float = 0
+        while true {
+            let clippedLow = Swift.max(low, -limit), clippedHigh = Swift.min(high, limit)
+            let span = clippedHigh - clippedLow
+            scale = span > 0 ? span / levels : 1
+            zero = Swift.min(levels, Swift.max(0, (-clippedLow / scale).rounded()))
+            outliers = 0
+            if low >= -limit && high <= limit { break }
+            // The representable range after rounding the zero point; anything beyond is an outlier's excess.
+            let lowest = -zero * scale, highest = (levels - zero) * scale
+            var fits = true
+            // Sixteen lanes at a time find the blocks that hold an outlier; only those are scanned one by one.
+            let lowestV = V(repeating: lowest), highestV = V(repeating: highest)
+            var block = 0
+            scan: while block < width {
+                let end = Swift.min(width, block + 16)
+                if end - block == 16 {
+                    let v = load16(row, factors, block)
+                    if !any((v .< lowestV) .| (v .> highestV)) { block = end; continue }
                 }
-                var low = lo.min(), high = hi.max(), sumSquares = squares.sum()
-                while c < width {
-                    let v = row[c] * factors[c]
-                    low = Swift.min(low, v); high = Swift.max(high, v); sumSquares += v * v
-                    c += 1
+                for j in block..<end {
+                let v = load1(row, factors, j)
+                if v < lowest || v > highest {
+                    if Int(outliers) == maximumOutliers { fits = false; break }
+                    let slot = r * maximumOutliers + Int(outliers)
+                    tokens.outlierColumns[slot] = Int32(j)
+                    tokens.outlierExcess[slot] = v - (v < lowest ? lowest : highest)
+                    outliers += 1
                 }
-                var limit = outlierThreshold * (sumSquares / Float(width)).squareRoot()
-                var outliers: Int32 = 0
-                var scale: Float = 1, zero: Float = 0
-                while true {
-                    let clippedLow = Swift.max(low, -limit), clippedHigh = Swift.min(high, limit)
-                    let span = clippedHigh - clippedLow
-                    scale = span > 0 ? span / levels : 1
-                    zero = Swift.min(levels, Swift.max(0, (-clippedLow / scale).rounded()))
-                    outliers = 0
-                    if low >= -limit && high <= limit { break }
-                    // The representable range after rounding the zero point; anything beyond is an outlier's excess.
-                    let lowest = -zero * scale, highest = (levels - zero) * scale
-                    var fits = true
-                    // Sixteen lanes at a time find the blocks that hold an outlier; only those are scanned one by one.
-                    let lowestV = V(repeating: lowest), highestV = V(repeating: highest)
-                    var block = 0
-                    scan: while block < width {
-                        let end = Swift.min(width, block + 16)
-                        if end - block == 16 {
-                            let v = UnsafeRawPointer(row + block).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + block).loadUnaligned(as: V.self)
-                            // Any lane below lowest or above highest sets a sign bit in one of the differences.
-                            let outside = unsafeBitCast(v - lowestV, to: SIMD16<Int32>.self) | unsafeBitCast(highestV - v, to: SIMD16<Int32>.self)
-                            if (outside &>> 31) == SIMD16<Int32>(repeating: 0) { block = end; continue }
-                        }
-                        for j in block..<end {
-                        let v = row[j] * factors[j]
-                        if v < lowest || v > highest {
-                            if Int(outliers) == maximumOutliers { fits = false; break }
-                            let slot = r * maximumOutliers + Int(outliers)
-                            tokens.outlierColumns[slot] = Int32(j)
-                            tokens.outlierExcess[slot] = v - (v < lowest ? lowest : highest)
-                            outliers += 1
-                        }
-                        }
-                        block = end
-                        if !fits { break scan }
-                    }
-                    if fits { break }
-                    limit *= 2
                 }
-                tokens.outlierCounts[r] = outliers
-                tokens.scales[r] = scale
-                tokens.zeroPoints[r] = Int32(zero)
-                let inverse = 1 / scale
-                let o = tokens.values + r * width
-                // x / scale + zero, clamped to [0, levels], rounded with the 1.5·2^23 trick.
-                let inverseV = V(repeating: inverse), zeroV = V(repeating: zero), levelsV = V(repeating: levels)
-                let magic = V(repeating: 12_582_912), nothing = V(repeating: 0)
-                var j = 0
-                while j + 16 <= width {
-                    var v = UnsafeRawPointer(row + j).loadUnaligned(as: V.self) * UnsafeRawPointer(factors + j).loadUnaligned(as: V.self)
-                    v = v * inverseV + zeroV
-                    v = Ops.select(signOf: v, ifNegative: nothing, otherwise: v)
-                    v = Ops.select(signOf: levelsV - v, ifNegative: levelsV, otherwise: v)
-                    let bits = unsafeBitCast(v + magic, to: SIMD16<UInt32>.self)
-                    UnsafeMutableRawPointer(o + j).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: bits), as: SIMD16<UInt8>.self)
-                    j += 16
-                }
-                while j < width {
-                    var v = row[j] * factors[j] * inverse + zero
-                    v = v < 0 ? 0 : v
-                    v = v > levels ? levels : v
-                    o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)
-                    j += 1
-                }
+                block = end
+                if !fits { break scan }
             }
+            if fits { break }
+            limit *= 2
+        }
+        tokens.outlierCounts[r] = outliers
+        tokens.scales[r] = scale
+        tokens.zeroPoints[r] = Int32(zero)
+        let inverse = 1 / scale
+        let o = tokens.values + r * width
+        // x / scale + zero, clamped to [0, levels], rounded with the 1.5·2^23 trick.
+        let inverseV = V(repeating: inverse), zeroV = V(repeating: zero), levelsV = V(repeating: levels)
+        let magic = V(repeating: 12_582_912), nothing = V(repeating: 0)
+        var j = 0
+        while j + 16 <= width {
+            var v = load16(row, factors, j)
+            v = v * inverseV + zeroV
+            v = Ops.select(signOf: v, ifNegative: nothing, otherwise: v)
+            v = Ops.select(signOf: levelsV - v, ifNegative: levelsV, otherwise: v)
+            let bits = unsafeBitCast(v + magic, to: SIMD16<UInt32>.self)
+            UnsafeMutableRawPointer(o + j).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: bits), as: SIMD16<UInt8>.self)
+            j += 16
+        }
+        while j < width {
+            var v = load1(row, factors, j) * inverse + zero
+            v = v < 0 ? 0 : v
+            v = v > levels ? levels : v
+            o[j] = UInt8(truncatingIfNeeded: (v + 12_582_912).bitPattern)
+            j += 1
         }
     }
 
@@ -326,18 +375,16 @@ public enum Int8Linear {
                                   weightValues: UnsafePointer<Int8>, columns: Int,
                                   rowScales: UnsafePointer<Float>, rowSums: UnsafePointer<Int32>, bias: [Float]?,
                                   out: UnsafeMutablePointer<Float>, ldOut: Int, accumulate: Bool) {
+        // The outlier columns first, so that each row is dequantized and corrected in one pass, while it is in cache.
+        let table = OutlierColumns(rows: rows, width: width, tokens: tokens, weightValues: weightValues, columns: columns,
+                                   rowScales: rowScales)
         func run(_ b: UnsafePointer<Float>?) {
             Parallel.forEachChunk(rows, minimumPerChunk: 32) { range in
                 for t in range {
-                    let p = products + t * width
                     let o = out + t * ldOut
-                    let s = tokens.scales[t], z = tokens.zeroPoints[t]
-                    switch (accumulate, b) {
-                    case (true, nil): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
-                    case (true, let b?): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
-                    case (false, nil): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
-                    case (false, let b?): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
-                    }
+                    dequantizeRow(products + t * width, width: width, scale: tokens.scales[t], zeroPoint: tokens.zeroPoints[t],
+                                  rowScales: rowScales, rowSums: rowSums, bias: b, out: o, accumulate: accumulate)
+                    if !table.isEmpty { table.add(token: t, tokens: tokens, into: o) }
                 }
             }
         }
@@ -347,50 +394,136 @@ public enum Int8Linear {
         } else {
             run(nil)
         }
-        addOutliers(rows: rows, width: width, tokens: tokens, weightValues: weightValues, columns: columns, rowScales: rowScales,
-                    out: out, ldOut: ldOut)
     }
 
-    /// Adds each outlier's excess times the weight column it multiplies to its token's output row:
-    /// `out[t, :] += e · (rowScales ⊙ W[:, c])` for every outlier (c, e) of token t. The columns where any token has
-    /// an outlier (massive activations sit in a few channels) are dequantized once into contiguous rows, and only
-    /// the tokens that have outliers are touched: about half the tokens have one or two, so a dense product over
-    /// every token (an sgemm with k = the outlier columns) would do a hundred times the arithmetic.
-    static func addOutliers(rows: Int, width: Int, tokens: QuantizedTokens, weightValues: UnsafePointer<Int8>, columns: Int,
-                            rowScales: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldOut: Int) {
-        var slotOfColumn = [Int32](repeating: -1, count: columns)
-        var used = [Int32]()
-        for t in 0..<rows {
-            for i in 0..<Int(tokens.outlierCounts[t]) {
-                let c = Int(tokens.outlierColumns[t * maximumOutliers + i])
-                if slotOfColumn[c] < 0 { slotOfColumn[c] = Int32(used.count); used.append(Int32(c)) }
-            }
+    /// One token's row of `dequantize` without its outliers: `o[j] (+)= s · rowScales[j] · (p[j] − z · rowSums[j]) (+ b[j])`.
+    @inline(__always)
+    static func dequantizeRow(_ p: UnsafePointer<Int32>, width: Int, scale s: Float, zeroPoint z: Int32,
+                              rowScales: UnsafePointer<Float>, rowSums: UnsafePointer<Int32>, bias b: UnsafePointer<Float>?,
+                              out o: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        switch (accumulate, b) {
+        case (true, nil): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
+        case (true, let b?): for j in 0..<width { o[j] += s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
+        case (false, nil): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) }
+        case (false, let b?): for j in 0..<width { o[j] = s * rowScales[j] * Float(p[j] &- z &* rowSums[j]) + b[j] }
         }
-        let u = used.count
-        if u == 0 { return }
-        // Wᵤ [u, width]: row i is weight column used[i], dequantized.
-        let dequantized = UnsafeMutablePointer<Float>.allocate(capacity: u * width)
-        defer { dequantized.deallocate() }
-        used.withUnsafeBufferPointer { usedColumns in
-            Parallel.forEachChunk(width, minimumPerChunk: 256) { range in
-                for j in range {
-                    let row = weightValues + j * columns
-                    let scale = rowScales[j]
-                    for i in 0..<u { dequantized[i * width + j] = scale * Float(row[Int(usedColumns[i])]) }
+    }
+
+    /// The weight columns that some token's outlier multiplies, dequantized into contiguous rows of `width`
+    /// (`rowScales ⊙ W[:, c]`), so that each outlier (c, e) of token t costs one `Ops.addScaled`:
+    /// `out[t, :] += e · column c`. Only the tokens that have outliers are touched: about half the tokens have one
+    /// or two, so a dense product over every token (an sgemm with k = the outlier columns) would do a hundred times
+    /// the arithmetic.
+    final class OutlierColumns {
+        /// [columns]: the row of `dequantized` holding weight column c, or −1.
+        private var slotOfColumn: [Int32]
+        /// [used columns, width].
+        private let dequantized: UnsafeMutablePointer<Float>
+        private let width: Int
+        /// Whether no token has an outlier.
+        let isEmpty: Bool
+
+        /// The columns used by the outliers of tokens `0..<rows`.
+        init(rows: Int, width: Int, tokens: QuantizedTokens, weightValues: UnsafePointer<Int8>, columns: Int,
+             rowScales: UnsafePointer<Float>) {
+            var slotOfColumn = [Int32](repeating: -1, count: columns)
+            var used = [Int32]()
+            for t in 0..<rows {
+                for i in 0..<Int(tokens.outlierCounts[t]) {
+                    let c = Int(tokens.outlierColumns[t * maximumOutliers + i])
+                    if slotOfColumn[c] < 0 { slotOfColumn[c] = Int32(used.count); used.append(Int32(c)) }
                 }
             }
-        }
-        slotOfColumn.withUnsafeBufferPointer { slots in
-            Parallel.forEachChunk(rows, minimumPerChunk: 32) { range in
-                for t in range {
-                    let o = out + t * ldOut
-                    for i in 0..<Int(tokens.outlierCounts[t]) {
-                        let slot = t * maximumOutliers + i
-                        let column = dequantized + Int(slots[Int(tokens.outlierColumns[slot])]) * width
-                        Ops.addScaled(column, by: tokens.outlierExcess[slot], into: o, count: width)
+            let u = used.count
+            self.slotOfColumn = slotOfColumn
+            self.width = width
+            isEmpty = u == 0
+            // Wᵤ [u, width]: row i is weight column used[i], dequantized.
+            let dequantized = UnsafeMutablePointer<Float>.allocate(capacity: max(1, u * width))
+            self.dequantized = dequantized
+            if u == 0 { return }
+            used.withUnsafeBufferPointer { usedColumns in
+                Parallel.forEachChunk(width, minimumPerChunk: 256) { range in
+                    // 64 weight rows at a time (L1), written column by column: contiguous stores, not u streams.
+                    var tile = range.lowerBound
+                    while tile < range.upperBound {
+                        let end = Swift.min(range.upperBound, tile + 64)
+                        for i in 0..<u {
+                            let c = Int(usedColumns[i])
+                            let target = dequantized + i * width
+                            for j in tile..<end { target[j] = rowScales[j] * Float(weightValues[j * columns + c]) }
+                        }
+                        tile = end
                     }
                 }
             }
         }
+
+        deinit { dequantized.deallocate() }
+
+        /// `o[:] += e · column c` for each outlier (c, e) of token `t`, in the order they were found.
+        @inline(__always)
+        func add(token t: Int, tokens: QuantizedTokens, into o: UnsafeMutablePointer<Float>) {
+            for i in 0..<Int(tokens.outlierCounts[t]) {
+                let slot = t * maximumOutliers + i
+                let column = dequantized + Int(slotOfColumn[Int(tokens.outlierColumns[slot])]) * width
+                Ops.addScaled(column, by: tokens.outlierExcess[slot], into: o, count: width)
+            }
+        }
+    }
+
+    /// Runs `body(t, row)` for every token t of `x` ([rows, w.columns]) with its output row of `x · Wᵀ` ([w.rows]),
+    /// computed exactly as `apply` computes it (the same codes, integer products and dequantization, bit for bit),
+    /// but never held for more than one row per thread: for the LM head, whose 49,152-wide output rows are read
+    /// once (log-softmax) and whose full [rows, vocab] block would go to and from memory. The integer products come
+    /// `blockRows` rows per GEMM (integer sums are exact, so the block does not change a bit), and `body` runs
+    /// concurrently on the worker threads; `row` is valid only during the call. Requires `DNNL.load()`.
+    public static func forEachOutputRow(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, blockRows: Int,
+                                        _ body: (Int, UnsafePointer<Float>) -> Void) {
+        let k = w.columns, n = w.rows
+        if rows == 0 || n == 0 { return }
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: rows * k)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+        let zeroPoints = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+        let outlierColumns = UnsafeMutablePointer<Int32>.allocate(capacity: rows * maximumOutliers)
+        let outlierExcess = UnsafeMutablePointer<Float>.allocate(capacity: rows * maximumOutliers)
+        let outlierCounts = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+        defer {
+            codes.deallocate(); scales.deallocate(); zeroPoints.deallocate()
+            outlierColumns.deallocate(); outlierExcess.deallocate(); outlierCounts.deallocate()
+        }
+        let tokens = QuantizedTokens(values: codes, scales: scales, zeroPoints: zeroPoints, outlierColumns: outlierColumns,
+                                     outlierExcess: outlierExcess, outlierCounts: outlierCounts)
+        if let smoothing = w.smoothing {
+            smoothing.withUnsafeBufferPointer { f in quantizeRows(x, rows: rows, width: k, smoothing: f.baseAddress!, into: tokens) }
+        } else {
+            quantizeRows(x, rows: rows, width: k, smoothing: nil, into: tokens)
+        }
+        let block = max(1, min(blockRows, rows))
+        let products = UnsafeMutablePointer<Int32>.allocate(capacity: block * n)
+        defer { products.deallocate() }
+        w.values.withUnsafeBufferPointer { wv in
+        w.scales.withUnsafeBufferPointer { ws in
+        w.rowSums.withUnsafeBufferPointer { rs in
+            let table = OutlierColumns(rows: rows, width: n, tokens: tokens, weightValues: wv.baseAddress!, columns: k,
+                                       rowScales: ws.baseAddress!)
+            var row0 = 0
+            while row0 < rows {
+                let count = min(block, rows - row0)
+                DNNL.gemmU8S8S32(m: count, n: n, k: k, a: codes + row0 * k, b: wv.baseAddress!, c: products)
+                Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
+                    let row = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                    defer { row.deallocate() }
+                    for r in range {
+                        let t = row0 + r
+                        dequantizeRow(products + r * n, width: n, scale: scales[t], zeroPoint: zeroPoints[t],
+                                      rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: nil, out: row, accumulate: false)
+                        if !table.isEmpty { table.add(token: t, tokens: tokens, into: row) }
+                        body(t, row)
+                    }
+                }
+                row0 += count
+            }
+        } } }
     }
 }

@@ -97,13 +97,35 @@ extension PreparedModel {
             for r in 0..<n { Ops.add(output + r * d, into: x + r * d, count: d) }
         }
 
+        /// out[n, weights.rows] = RMSNorm(x; norm) · Wᵀ (+ bias) in int8, each row normed where it is quantized.
+        func normedInt8(_ norm: [Float], weights: Int8Matrix, bias: [Float]?, out: UnsafeMutablePointer<Float>) {
+            norm.withUnsafeBufferPointer { w in
+                let eps = config.normEpsilon
+                Int8Linear.apply(rows: n, weights: weights, bias: bias, out: out, accumulate: false, scratch: &scratch.int8) { t, row in
+                    Ops.rmsNorm(x + t * d, weight: w.baseAddress!, out: row, rows: 1, dim: d, eps: eps)
+                }
+            }
+        }
+
+        /// The model's gated activation (SwiGLU or GELU-tanh GLU) of `rows` gate | up rows.
+        func gatedUnit(_ gateUp: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+            switch config.mlpActivation {
+            case .silu: Ops.swiGLU(gateUp, out: out, rows: rows, width: width)
+            case .geluTanh: Ops.geluTanhGLU(gateUp, out: out, rows: rows, width: width)
+            }
+        }
+
         for (offset, layer) in layers.enumerated() {
             let li = range.lowerBound + offset
             observer?.observe(layer: li, point: .layerInput, values: x, rows: n, width: d)
             if layer.attention {
-                rmsNorm(x, weight: layer.attentionNorm, out: scratch.normed, rows: n, dim: d)
-                project(scratch.normed, int8: layer.int8?.qkv, f32: layer.wqkv, inputs: d, outputs: layer.qkvDim,
-                        bias: layer.bqkv, out: scratch.qkv, accumulate: false)
+                if let qkv = layer.int8?.qkv, observer == nil {
+                    normedInt8(layer.attentionNorm, weights: qkv, bias: layer.bqkv, out: scratch.qkv)
+                } else {
+                    rmsNorm(x, weight: layer.attentionNorm, out: scratch.normed, rows: n, dim: d)
+                    project(scratch.normed, int8: layer.int8?.qkv, f32: layer.wqkv, inputs: d, outputs: layer.qkvDim,
+                            bias: layer.bqkv, out: scratch.qkv, accumulate: false)
+                }
                 normalizeAndRotate(scratch.qkv, layer: layer, rope: ropeTables[ropeKey(li)]!, positions: positions)
                 attend(layer, li, scratch.qkv, scratch.attended)
                 observer?.observe(layer: li, point: .outputProjectionInput, values: scratch.attended, rows: n, width: layer.queryDim)
@@ -112,13 +134,21 @@ extension PreparedModel {
             }
             observer?.observe(layer: li, point: .mlpInput, values: x, rows: n, width: d)
             if layer.mlp {
+                if let int8 = layer.int8, observer == nil, layer.postMLPNorm == nil {
+                    // Each row's RMSNorm and gated unit are made where they are quantized (Int8Linear's producing
+                    // apply): neither is written out and read back. Same values as the unfused path.
+                    normedInt8(layer.mlpNorm, weights: int8.gateUp, bias: nil, out: scratch.gateUp)
+                    let ffn = layer.ffnDim, gateUp = scratch.gateUp
+                    Int8Linear.apply(rows: n, weights: int8.down, out: x, accumulate: true, scratch: &scratch.int8) { t, row in
+                        gatedUnit(gateUp + t * 2 * ffn, out: row, rows: 1, width: ffn)
+                    }
+                    observer?.observe(layer: li, point: .layerOutput, values: x, rows: n, width: d)
+                    continue
+                }
                 rmsNorm(x, weight: layer.mlpNorm, out: scratch.normed, rows: n, dim: d)
                 project(scratch.normed, int8: layer.int8?.gateUp, f32: layer.wGateUp, inputs: d, outputs: 2 * layer.ffnDim,
                         out: scratch.gateUp, accumulate: false)
-                switch config.mlpActivation {
-                case .silu: Ops.swiGLU(scratch.gateUp, out: scratch.activated, rows: n, width: layer.ffnDim)
-                case .geluTanh: Ops.geluTanhGLU(scratch.gateUp, out: scratch.activated, rows: n, width: layer.ffnDim)
-                }
+                gatedUnit(scratch.gateUp, out: scratch.activated, rows: n, width: layer.ffnDim)
                 observer?.observe(layer: li, point: .downProjectionInput, values: scratch.activated, rows: n, width: layer.ffnDim)
                 addToResidual(scratch.activated, int8: layer.int8?.down, f32: layer.wDownT, f32Transposed: true, inputs: layer.ffnDim,
                               postNorm: layer.postMLPNorm)

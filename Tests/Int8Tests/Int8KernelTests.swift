@@ -61,6 +61,64 @@ final class Int8KernelTests: XCTestCase {
         XCTAssertLessThan(Self.relativeError(added, Self.reference(x, w, rows: rows, inputs: inputs, outputs: outputs)), 1.5e-2)
     }
 
+    /// The row-by-row head path (`forEachOutputRow`, any block of rows) and the producing `apply` (inputs made as
+    /// they are quantized) compute exactly what `apply` computes: same bits, outliers included. So does `apply` on
+    /// the OpenMP team (`Parallel.withOpenMPTeam`). Tolerance: none (bit-identical).
+    func testRowPathsAndOpenMPTeamMatchApplyBitForBit() throws {
+        try DNNL.load()
+        let rows = 150, inputs = 100, outputs = 70
+        var x = Self.values(rows * inputs, seed: 11)
+        for t in stride(from: 0, to: rows, by: 7) { x[t * inputs + (t % inputs)] = 300 }    // outliers on every 7th token
+        let w = Self.values(outputs * inputs, seed: 12)
+        let matrix = Int8Matrix(quantizing: w, rows: outputs, columns: inputs)
+        func applied(team: Bool) -> [Float] {
+            var scratch = Int8Scratch(rows: rows, inputs: inputs, outputs: outputs)
+            var out = [Float](repeating: 0, count: rows * outputs)
+            let run = {
+                x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
+                    Int8Linear.apply(xp.baseAddress!, rows: rows, weights: matrix, out: op.baseAddress!, accumulate: false, scratch: &scratch)
+                } }
+            }
+            if team { Parallel.withOpenMPTeam(run) } else { run() }
+            return out
+        }
+        let expected = applied(team: false)
+        XCTAssertEqual(applied(team: true), expected, "on the OpenMP team")
+        for block in [1, 64, 128, 1000] {
+            var rowsOut = [Float](repeating: .nan, count: rows * outputs)
+            rowsOut.withUnsafeMutableBufferPointer { o in
+                let base = o.baseAddress!
+                x.withUnsafeBufferPointer { xp in
+                    Int8Linear.forEachOutputRow(xp.baseAddress!, rows: rows, weights: matrix, blockRows: block) { t, row in
+                        (base + t * outputs).update(from: row, count: outputs)
+                    }
+                }
+            }
+            XCTAssertEqual(rowsOut, expected, "forEachOutputRow, \(block) rows per GEMM")
+        }
+        var produced = [Float](repeating: 0, count: rows * outputs)
+        var scratch = Int8Scratch(rows: rows, inputs: inputs, outputs: outputs)
+        x.withUnsafeBufferPointer { xp in produced.withUnsafeMutableBufferPointer { op in
+            Int8Linear.apply(rows: rows, weights: matrix, out: op.baseAddress!, accumulate: false, scratch: &scratch) { t, row in
+                row.update(from: xp.baseAddress! + t * inputs, count: inputs)
+            }
+        } }
+        XCTAssertEqual(produced, expected, "producing apply")
+    }
+
+    /// On the OpenMP team every chunk runs once, on at most `Parallel.threads` threads.
+    func testOpenMPTeamRunsEveryChunkOnce() throws {
+        try DNNL.load()
+        let count = 1000
+        let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        defer { hits.deallocate() }
+        hits.initialize(repeating: 0, count: count)
+        Parallel.withOpenMPTeam {
+            Parallel.forEachChunk(count) { range in for i in range { hits[i] += 1 } }
+        }
+        XCTAssertEqual((0..<count).filter { hits[$0] != 1 }, [])
+    }
+
     /// Gathering rows and columns of the quantized dense matrix equals quantizing the gathered Float32 matrix for
     /// rows (same per-row scales, exactly), and keeps the dense row scales for columns; smoothing only rescales.
     func testGatherAndSmoothing() {
