@@ -168,13 +168,21 @@ static char dnnl_version_text[64] = "";
 static dnnl_sgemm_fn p_dnnl_sgemm = NULL;
 static dnnl_gemm_u8s8s32_fn p_dnnl_u8s8s32 = NULL;
 static omp_set_num_threads_fn p_omp_set_threads = NULL;
+typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+typedef int (*omp_int_fn)(void);
+static gomp_parallel_fn p_gomp_parallel = NULL;
+static omp_int_fn p_omp_thread_num = NULL;
+static omp_int_fn p_omp_num_threads = NULL;
 static atomic_int dnnl_threads = 0;
 
 static void dnnl_load_once(void) {
-    // Idle OpenMP workers spin by default, which steals the cores OpenBLAS's own threads and the Swift kernels run
-    // on right after every oneDNN call; passive waiting (unless the user chose otherwise) keeps them out of the way.
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    if (wait == NULL || wait[0] == '\0') setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    // Idle OpenMP workers spin for a while after each parallel region before they sleep. The forwards that use
+    // oneDNN run their own loops on the same OpenMP team (Parallel.withOpenMPTeam), so a short spin (about 0.1 ms)
+    // lets the next region start without a wake-up, and is over before OpenBLAS's threads or libdispatch's workers
+    // need the cores (libgomp's default spins three times as long; passive waiting cost the int8 step 8-15 %,
+    // BENCHMARKS.md). A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if ((wait == NULL || wait[0] == '\0') && (spin == NULL || spin[0] == '\0')) setenv("GOMP_SPINCOUNT", "100000", 1);
     // POLICYPRUNE_DNNL, when set, is the only candidate: a wrong path is an error, never a silent fallback.
     const char *override_path = getenv("POLICYPRUNE_DNNL");
     int exclusive = override_path != NULL && override_path[0] != '\0';
@@ -196,6 +204,12 @@ static void dnnl_load_once(void) {
         p_dnnl_u8s8s32 = (dnnl_gemm_u8s8s32_fn)dlsym(handle, "dnnl_gemm_u8s8s32");
         // dlsym on a handle also searches its dependencies: finds libgomp's entry point when oneDNN uses OpenMP.
         p_omp_set_threads = (omp_set_num_threads_fn)dlsym(handle, "omp_set_num_threads");
+        p_gomp_parallel = (gomp_parallel_fn)dlsym(handle, "GOMP_parallel");
+        p_omp_thread_num = (omp_int_fn)dlsym(handle, "omp_get_thread_num");
+        p_omp_num_threads = (omp_int_fn)dlsym(handle, "omp_get_num_threads");
+        if (!p_gomp_parallel || !p_omp_thread_num || !p_omp_num_threads) {
+            p_gomp_parallel = NULL; p_omp_thread_num = NULL; p_omp_num_threads = NULL;
+        }
         dnnl_version_fn version = (dnnl_version_fn)dlsym(handle, "dnnl_version");
         if (p_dnnl_sgemm == NULL || p_dnnl_u8s8s32 == NULL) {
             snprintf(dnnl_error_text, sizeof dnnl_error_text, "%s has no dnnl_sgemm / dnnl_gemm_u8s8s32", candidates[i]);
@@ -249,6 +263,25 @@ int pp_dnnl_gemm_u8s8s32(int transB, int64_t m, int64_t n, int64_t k, const uint
     apply_threads();
     const int32_t zero = 0;
     return p_dnnl_u8s8s32('N', transB ? 'T' : 'N', 'F', m, n, k, 1.0f, a, lda, 0, b, ldb, 0, 0.0f, c, ldc, &zero);
+}
+
+int pp_omp_available(void) { return p_gomp_parallel != NULL; }
+
+struct omp_chunks {
+    void (*body)(void *, int64_t);
+    void *context;
+    int64_t chunks;
+};
+
+static void omp_chunks_run(void *data) {
+    const struct omp_chunks *work = data;
+    int64_t team = p_omp_num_threads(), me = p_omp_thread_num();
+    for (int64_t c = me; c < work->chunks; c += team) work->body(work->context, c);
+}
+
+void pp_omp_parallel(int64_t chunks, int threads, void (*body)(void *, int64_t), void *context) {
+    struct omp_chunks work = {body, context, chunks};
+    p_gomp_parallel(omp_chunks_run, &work, (unsigned)threads, 0);
 }
 
 void pp_keep_freed_memory(void) {

@@ -128,4 +128,9 @@ public enum F32GEMM {
     nonisolated(unsafe) public static var usesDNNL: Bool = choice.backend == .dnnl
     /// The per-shape table in use: `choice`'s calibration, if any. Changed only like `usesDNNL`.
     nonisolated(unsafe) public static var table: F32GEMMCalibration? = choice.calibration
+
+    /// Whether every GEMM goes to oneDNN (no table and `usesDNNL`, or a table whose every entry chose oneDNN).
+    public static var onlyDNNL: Bool {
+        table.map { $0.entries.allSatisfy { $0.backend == .dnnl } } ?? usesDNNL
+    }
 }

@@ -1,3 +1,4 @@
+import CBLAS
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -23,10 +24,46 @@ public enum Parallel {
         let chunks = max(1, min(threads, count / max(1, minimumPerChunk)))
         if chunks == 1 { body(0..<count); return }
         let per = (count + chunks - 1) / chunks
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let chunk: (Int) -> Void = { c in
             let start = c * per
             let end = min(count, start + per)
             if start < end { body(start..<end) }
+        }
+        if onOpenMPTeam { runOnOpenMP(chunks, chunk) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: chunk) }
+    }
+
+    /// Runs `body` with this thread's parallel loops on oneDNN's OpenMP team instead of libdispatch's workers, when
+    /// oneDNN is loaded and uses OpenMP (else just runs it). For the int8 forward, whose integer GEMMs run on that
+    /// team: with two thread pools, each pool's idle threads wait on the cores the other pool needs next, and every
+    /// hand-over is a wake-up; with one, the loops and the GEMMs alternate on the same threads. The chunks are the
+    /// same either way, so the results are too.
+    public static func withOpenMPTeam<T>(_ body: () throws -> T) rethrows -> T {
+        guard pp_omp_available() != 0 else { return try body() }
+        let previous = pthread_getspecific(openMPKey)
+        pthread_setspecific(openMPKey, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(openMPKey, previous) }
+        return try body()
+    }
+
+    /// The thread-specific flag set by `withOpenMPTeam`.
+    private static let openMPKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Whether this thread runs its parallel loops on the OpenMP team.
+    @usableFromInline static var onOpenMPTeam: Bool { pthread_getspecific(openMPKey) != nil }
+
+    /// `body(c)` for c in 0..<chunks on a team of `chunks` OpenMP threads.
+    @usableFromInline static func runOnOpenMP(_ chunks: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { escapable in
+            var box = escapable
+            withUnsafeMutablePointer(to: &box) { pointer in
+                pp_omp_parallel(Int64(chunks), Int32(chunks), { context, c in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(c))
+                }, pointer)
+            }
         }
     }
 

@@ -74,6 +74,20 @@ extension PreparedModel {
 
     /// `tokenNLL` that also reports activations to `observer`.
     public func tokenNLL(_ windows: [[Int]], observer: ForwardObserver?) throws -> [[Double]] {
+        guard usesOpenMPTeam else { return try tokenNLLOnThisPool(windows, observer: observer) }
+        return try Parallel.withOpenMPTeam { try tokenNLLOnThisPool(windows, observer: observer) }
+    }
+
+    /// Whether this model's forwards run their own parallel loops on oneDNN's OpenMP team: when all their GEMMs run
+    /// on oneDNN (int8 models; Float32 ones when `F32GEMM` sends every shape there), unless
+    /// `POLICYPRUNE_POOL=dispatch` (for comparison: BENCHMARKS.md).
+    var usesOpenMPTeam: Bool {
+        Self.openMPTeamAllowed && (precision == .int8 ? Self.int8UsesDNNLSgemm : F32GEMM.onlyDNNL)
+    }
+
+    private static let openMPTeamAllowed: Bool = ProcessInfo.processInfo.environment["POLICYPRUNE_POOL"] != "dispatch"
+
+    private func tokenNLLOnThisPool(_ windows: [[Int]], observer: ForwardObserver?) throws -> [[Double]] {
         let (flat, batch, length) = try flatten(windows)
         let hidden = runLayers(tokens: flat, batch: batch, length: length, cache: nil, observer: observer)
         var result = [[Double]](repeating: [Double](repeating: 0, count: max(0, length - 1)), count: batch)

@@ -56,6 +56,11 @@ int pp_dnnl_uses_openmp(void);
 /// oneDNN thread count applied before every call (0: the OpenMP default).
 void pp_dnnl_set_threads(int n);
 int pp_dnnl_get_threads(void);
+/// Whether oneDNN's OpenMP runtime (libgomp) is loaded and its parallel entry point was found.
+int pp_omp_available(void);
+/// Runs body(context, c) for c in 0..<chunks on a team of `threads` OpenMP threads (the calling thread and oneDNN's
+/// workers), chunk c on thread c mod team size; returns when all have run. Requires pp_omp_available().
+void pp_omp_parallel(int64_t chunks, int threads, void (*body)(void *, int64_t), void *context);
 /// Row-major C[m, n] = alpha * op(A) op(B) + beta * C (dnnl_sgemm). Returns the dnnl status (0 = success).
 /// Requires pp_dnnl_load() == 0.
 int pp_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
