@@ -125,9 +125,19 @@ public enum Ops {
     public static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
         if count <= 0 { return }
         var m = -Float.infinity
-        for i in 0..<count where x[i] > m { m = x[i] }
-        var total = V(repeating: 0)
         var i = 0
+        if count >= 16 {
+            // The largest value is the same in any order: sixteen lanes at a time, then the lanes.
+            var mv = V(repeating: -.infinity)
+            while i + 16 <= count {
+                mv = maximum(mv, UnsafeRawPointer(x + i).loadUnaligned(as: V.self))
+                i += 16
+            }
+            for lane in 0..<16 where mv[lane] > m { m = mv[lane] }
+        }
+        while i < count { if x[i] > m { m = x[i] }; i += 1 }
+        var total = V(repeating: 0)
+        i = 0
         let mv = V(repeating: m)
         while i + 16 <= count {
             let e = exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mv)
