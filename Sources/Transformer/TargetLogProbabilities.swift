@@ -11,10 +11,11 @@ struct TargetLogProbabilities {
 
 extension PreparedModel {
     /// The one blocked LM head with log-softmax, behind perplexity (`tokenNLL`) and continuation scoring
-    /// (`scoreContinuations`): logits for `blockRows` rows at a time (one GEMM per block into a [blockRows, vocab]
-    /// buffer, so the logits of all rows are never held: `sgemm`, or for an int8 model `Int8Linear` with the
-    /// int8 head), then, spread over the cores, for each row with a target
-    /// logit[target] − `Ops.logSumExp(logits)` and, with `greedy`, whether the target is the argmax.
+    /// (`scoreContinuations`): logits for `blockRows` rows at a time (one `sgemm` per block into a [blockRows, vocab]
+    /// buffer, so the logits of all rows are never held; an int8 model's head instead goes row by row through
+    /// `Int8Linear.forEachOutputRow`, `int8HeadBlockRows` rows per integer GEMM), then, spread over the cores, for
+    /// each row with a target logit[target] − `Ops.logSumExp(logits)` and, with `greedy`, whether the target is the
+    /// argmax.
     /// - Parameters:
     ///   - hidden: [targets.count, hidden], final-normed.
     ///   - targets: the token scored at each row; nil leaves the row unscored (its logits are still computed, with
