@@ -1,3 +1,4 @@
+import Foundation
 /// A weight matrix quantized symmetrically per output row to Int8: `w[r, c] · smoothing⁻¹[c] ≈ scales[r] · values[r, c]`,
 /// with `scales[r] = max_c |w[r, c] / smoothing[c]| / 127`. Gathering rows or columns (a masked model) keeps each
 /// row's scale, so the dense weights are quantized once and every mask only copies bytes.
@@ -464,23 +465,32 @@ public enum Int8Linear {
         /// `o[:] += e · column c` for each outlier (c, e) of token `t`, in the order they were found.
         @inline(__always)
         func add(token t: Int, tokens: QuantizedTokens, into o: UnsafeMutablePointer<Float>) {
+            add(token: t, tokens: tokens, into: o, outputs: 0..<width)
+        }
+
+        /// `add` for the outputs `outputs` only: `o` holds those, `o[j − outputs.lowerBound]`.
+        @inline(__always)
+        func add(token t: Int, tokens: QuantizedTokens, into o: UnsafeMutablePointer<Float>, outputs: Range<Int>) {
             for i in 0..<Int(tokens.outlierCounts[t]) {
                 let slot = t * maximumOutliers + i
-                let column = dequantized + Int(slotOfColumn[Int(tokens.outlierColumns[slot])]) * width
-                Ops.addScaled(column, by: tokens.outlierExcess[slot], into: o, count: width)
+                let column = dequantized + Int(slotOfColumn[Int(tokens.outlierColumns[slot])]) * width + outputs.lowerBound
+                Ops.addScaled(column, by: tokens.outlierExcess[slot], into: o, count: outputs.count)
             }
         }
     }
 
-    /// Runs `body(t, row)` for every token t of `x` ([rows, w.columns]) with its output row of `x · Wᵀ` ([w.rows]),
-    /// computed exactly as `apply` computes it (the same codes, integer products and dequantization, bit for bit),
-    /// but never held for more than one row per thread: for the LM head, whose 49,152-wide output rows are read
-    /// once (log-softmax) and whose full [rows, vocab] block would go to and from memory. The integer products come
-    /// `blockRows` rows per GEMM (integer sums are exact, so the block does not change a bit), and `body` runs
-    /// concurrently on the worker threads; `row` is valid only during the call. Requires `DNNL.load()`.
-    public static func forEachOutputRow(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, blockRows: Int,
-                                        _ body: (Int, UnsafePointer<Float>) -> Void) {
+    /// Per-token log-softmax at a target over the outputs of `x · Wᵀ` (the int8 LM head): for every token t with
+    /// `targets[t] >= 0`, `logProbabilities[t] = logit[target] − log Σ_j exp(logit[j])`, and with `isGreedy`
+    /// whether the target is the first largest logit. The logits are those of `apply` (same codes, products,
+    /// dequantization and outliers, bit for bit), made `blockRows` tokens × `blockOutputs` outputs per integer GEMM
+    /// so that the products stay in cache, and reduced block by block with a running maximum and a running sum
+    /// rescaled when the maximum grows (the log-sum-exp of a row is therefore not `Ops.logSumExp`'s to the last bit,
+    /// only to rounding). Requires `DNNL.load()`.
+    public static func logSoftmaxAtTargets(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, targets: [Int],
+                                           blockRows: Int = 128, blockOutputs: Int = 8192,
+                                           logProbabilities: UnsafeMutablePointer<Double>, isGreedy: UnsafeMutablePointer<Bool>?) {
         let k = w.columns, n = w.rows
+        precondition(targets.count == rows, "logSoftmaxAtTargets: one target per row")
         if rows == 0 || n == 0 { return }
         let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: rows * k)
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows)
@@ -488,10 +498,22 @@ public enum Int8Linear {
         let outlierColumns = UnsafeMutablePointer<Int32>.allocate(capacity: rows * maximumOutliers)
         let outlierExcess = UnsafeMutablePointer<Float>.allocate(capacity: rows * maximumOutliers)
         let outlierCounts = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+        // Per token: running maximum, running Σ exp(logit − maximum), target logit, best logit and its index.
+        let runningMax = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+        let runningSum = UnsafeMutablePointer<Double>.allocate(capacity: rows)
+        let targetLogit = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+        let best = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+        let bestIndex = UnsafeMutablePointer<Int>.allocate(capacity: rows)
         defer {
             codes.deallocate(); scales.deallocate(); zeroPoints.deallocate()
             outlierColumns.deallocate(); outlierExcess.deallocate(); outlierCounts.deallocate()
+            runningMax.deallocate(); runningSum.deallocate(); targetLogit.deallocate(); best.deallocate(); bestIndex.deallocate()
         }
+        runningMax.initialize(repeating: -.infinity, count: rows)
+        runningSum.initialize(repeating: 0, count: rows)
+        targetLogit.initialize(repeating: 0, count: rows)
+        best.initialize(repeating: -.infinity, count: rows)
+        bestIndex.initialize(repeating: -1, count: rows)
         let tokens = QuantizedTokens(values: codes, scales: scales, zeroPoints: zeroPoints, outlierColumns: outlierColumns,
                                      outlierExcess: outlierExcess, outlierCounts: outlierCounts)
         if let smoothing = w.smoothing {
@@ -499,8 +521,8 @@ public enum Int8Linear {
         } else {
             quantizeRows(x, rows: rows, width: k, smoothing: nil, into: tokens)
         }
-        let block = max(1, min(blockRows, rows))
-        let products = UnsafeMutablePointer<Int32>.allocate(capacity: block * n)
+        let rowBlock = max(1, min(blockRows, rows)), outputBlock = max(1, min(blockOutputs, n))
+        let products = UnsafeMutablePointer<Int32>.allocate(capacity: rowBlock * outputBlock)
         defer { products.deallocate() }
         w.values.withUnsafeBufferPointer { wv in
         w.scales.withUnsafeBufferPointer { ws in
@@ -509,21 +531,47 @@ public enum Int8Linear {
                                        rowScales: ws.baseAddress!)
             var row0 = 0
             while row0 < rows {
-                let count = min(block, rows - row0)
-                DNNL.gemmU8S8S32(m: count, n: n, k: k, a: codes + row0 * k, b: wv.baseAddress!, c: products)
-                Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
-                    let row = UnsafeMutablePointer<Float>.allocate(capacity: n)
-                    defer { row.deallocate() }
-                    for r in range {
-                        let t = row0 + r
-                        dequantizeRow(products + r * n, width: n, scale: scales[t], zeroPoint: zeroPoints[t],
-                                      rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: nil, out: row, accumulate: false)
-                        if !table.isEmpty { table.add(token: t, tokens: tokens, into: row) }
-                        body(t, row)
+                let count = min(rowBlock, rows - row0)
+                var j0 = 0
+                while j0 < n {
+                    let width = min(outputBlock, n - j0)
+                    DNNL.gemmU8S8S32(m: count, n: width, k: k, a: codes + row0 * k, b: wv.baseAddress! + j0 * k, c: products,
+                                     ldc: width)
+                    Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
+                        let logits = UnsafeMutablePointer<Float>.allocate(capacity: width)
+                        defer { logits.deallocate() }
+                        for r in range {
+                            let t = row0 + r
+                            guard targets[t] >= 0 else { continue }
+                            dequantizeRow(products + r * width, width: width, scale: scales[t], zeroPoint: zeroPoints[t],
+                                          rowScales: ws.baseAddress! + j0, rowSums: rs.baseAddress! + j0, bias: nil, out: logits,
+                                          accumulate: false)
+                            if !table.isEmpty { table.add(token: t, tokens: tokens, into: logits, outputs: j0..<(j0 + width)) }
+                            let target = targets[t]
+                            if target >= j0 && target < j0 + width { targetLogit[t] = logits[target - j0] }
+                            let m = Ops.maximum(of: logits, count: width)
+                            if isGreedy != nil && m > best[t] {
+                                var i = 0
+                                while i < width - 1 && logits[i] != m { i += 1 }
+                                best[t] = m; bestIndex[t] = j0 + i
+                            }
+                            if m > runningMax[t] {
+                                let rescale = runningMax[t] == -.infinity ? 0 : Foundation.exp(Double(runningMax[t] - m))
+                                runningSum[t] = runningSum[t] * rescale + Ops.sumOfExp(logits, count: width, shift: m)
+                                runningMax[t] = m
+                            } else {
+                                runningSum[t] += Ops.sumOfExp(logits, count: width, shift: m) * Foundation.exp(Double(m - runningMax[t]))
+                            }
+                        }
                     }
+                    j0 += width
                 }
                 row0 += count
             }
         } } }
+        for t in 0..<rows where targets[t] >= 0 {
+            logProbabilities[t] = Double(targetLogit[t]) - (Double(runningMax[t]) + Foundation.log(runningSum[t]))
+            isGreedy?[t] = bestIndex[t] == targets[t]
+        }
     }
 }

@@ -158,9 +158,17 @@ public enum Ops {
         while i < count { x[i] *= inv; i += 1 }
     }
 
-    /// log Σ exp(x[i]) over `count` values, accumulated in Double across 16-lane blocks.
+    /// log Σ exp(x[i]) over `count` values, accumulated in Double across 16-lane blocks:
+    /// `maximum(of:)` + log `sumOfExp(shift: maximum)`.
     @inlinable
     public static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        let m = maximum(of: x, count: count)
+        return Double(m) + Foundation.log(sumOfExp(x, count: count, shift: m))
+    }
+
+    /// The largest of `count` values (−greatestFiniteMagnitude for none).
+    @inlinable
+    public static func maximum(of x: UnsafePointer<Float>, count: Int) -> Float {
         var mv = V(repeating: -.greatestFiniteMagnitude)
         var i = 0
         while i + 16 <= count {
@@ -170,9 +178,15 @@ public enum Ops {
         var m = -Float.greatestFiniteMagnitude
         for lane in 0..<16 where mv[lane] > m { m = mv[lane] }
         while i < count { m = Swift.max(m, x[i]); i += 1 }
+        return m
+    }
+
+    /// Σ exp(x[i] − shift) over `count` values: Float within blocks of 1,024, Double across them.
+    @inlinable
+    public static func sumOfExp(_ x: UnsafePointer<Float>, count: Int, shift m: Float) -> Double {
         let mvec = V(repeating: m)
         var sum = 0.0
-        i = 0
+        var i = 0
         while i + 16 <= count {
             var block = V(repeating: 0)
             let end = Swift.min(count - 15, i + 16 * 64)
@@ -183,7 +197,7 @@ public enum Ops {
             sum += Double(block.sum())
         }
         while i < count { sum += Foundation.exp(Double(x[i] - m)); i += 1 }
-        return Double(m) + Foundation.log(sum)
+        return sum
     }
 
     /// out[i] += x[i] for `count` values.

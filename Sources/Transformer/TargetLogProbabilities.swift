@@ -12,10 +12,10 @@ struct TargetLogProbabilities {
 extension PreparedModel {
     /// The one blocked LM head with log-softmax, behind perplexity (`tokenNLL`) and continuation scoring
     /// (`scoreContinuations`): logits for `blockRows` rows at a time (one `sgemm` per block into a [blockRows, vocab]
-    /// buffer, so the logits of all rows are never held; an int8 model's head instead goes row by row through
-    /// `Int8Linear.forEachOutputRow`, `int8HeadBlockRows` rows per integer GEMM), then, spread over the cores, for
-    /// each row with a target logit[target] − `Ops.logSumExp(logits)` and, with `greedy`, whether the target is the
-    /// argmax.
+    /// buffer, so the logits of all rows are never held), then, spread over the cores, for each row with a target
+    /// logit[target] − `Ops.logSumExp(logits)` and, with `greedy`, whether the target is the argmax. An int8
+    /// model's head goes through `Int8Linear.logSoftmaxAtTargets` instead: `int8HeadBlockRows` rows × 8,192
+    /// vocabulary entries per integer GEMM, reduced with a running log-sum-exp.
     /// - Parameters:
     ///   - hidden: [targets.count, hidden], final-normed.
     ///   - targets: the token scored at each row; nil leaves the row unscored (its logits are still computed, with
@@ -30,14 +30,13 @@ extension PreparedModel {
                                             isGreedy: greedy ? [Bool](repeating: false, count: rows) : [])
         guard rows > 0 else { return result }
         if let int8Head {
-            // Row by row: the 49,152-wide logit rows never go to memory (BENCHMARKS.md, "int8 head").
+            // Vocabulary blocks whose products stay in cache, reduced with a running log-sum-exp (BENCHMARKS.md).
+            let targetIDs = targets.map { $0 ?? -1 }
             result.logProbabilities.withUnsafeMutableBufferPointer { logProbabilities in
                 result.isGreedy.withUnsafeMutableBufferPointer { isGreedy in
-                    Int8Linear.forEachOutputRow(hidden, rows: rows, weights: int8Head, blockRows: Self.int8HeadBlockRows) { t, logit in
-                        guard let target = targets[t] else { return }
-                        score(logit, target: target, vocab: vocab, greedy: greedy, into: logProbabilities.baseAddress! + t,
-                              isGreedy: greedy ? isGreedy.baseAddress! + t : nil)
-                    }
+                    Int8Linear.logSoftmaxAtTargets(hidden, rows: rows, weights: int8Head, targets: targetIDs,
+                                                   blockRows: Self.int8HeadBlockRows, logProbabilities: logProbabilities.baseAddress!,
+                                                   isGreedy: greedy ? isGreedy.baseAddress! : nil)
                 }
             }
             return result
@@ -69,8 +68,8 @@ extension PreparedModel {
         return result
     }
 
-    /// Rows per integer GEMM of the int8 head: 128 × 49,152 Int32 products (25 MB) stay in a 32 MB L3 cache and
-    /// below glibc's mmap threshold (reused, not faulted in anew). Integer sums are exact, so this changes no bit.
+    /// Rows per integer GEMM of the int8 head (with 8,192 vocabulary entries: 4 MB of Int32 products, which stay in
+    /// cache). Integer sums are exact, so the block changes no logit.
     static let int8HeadBlockRows = 128
 
     /// `logit[target] − logSumExp(logit)` into `logProbability`, and with `greedy` whether the target is the first

@@ -61,9 +61,8 @@ final class Int8KernelTests: XCTestCase {
         XCTAssertLessThan(Self.relativeError(added, Self.reference(x, w, rows: rows, inputs: inputs, outputs: outputs)), 1.5e-2)
     }
 
-    /// The row-by-row head path (`forEachOutputRow`, any block of rows) and the producing `apply` (inputs made as
-    /// they are quantized) compute exactly what `apply` computes: same bits, outliers included. So does `apply` on
-    /// the OpenMP team (`Parallel.withOpenMPTeam`). Tolerance: none (bit-identical).
+    /// The producing `apply` (inputs made as they are quantized) computes exactly what `apply` computes: same bits,
+    /// outliers included. So does `apply` on the OpenMP team (`Parallel.withOpenMPTeam`). Tolerance: none.
     func testRowPathsAndOpenMPTeamMatchApplyBitForBit() throws {
         try DNNL.load()
         let rows = 150, inputs = 100, outputs = 70
@@ -84,18 +83,6 @@ final class Int8KernelTests: XCTestCase {
         }
         let expected = applied(team: false)
         XCTAssertEqual(applied(team: true), expected, "on the OpenMP team")
-        for block in [1, 64, 128, 1000] {
-            var rowsOut = [Float](repeating: .nan, count: rows * outputs)
-            rowsOut.withUnsafeMutableBufferPointer { o in
-                let base = o.baseAddress!
-                x.withUnsafeBufferPointer { xp in
-                    Int8Linear.forEachOutputRow(xp.baseAddress!, rows: rows, weights: matrix, blockRows: block) { t, row in
-                        (base + t * outputs).update(from: row, count: outputs)
-                    }
-                }
-            }
-            XCTAssertEqual(rowsOut, expected, "forEachOutputRow, \(block) rows per GEMM")
-        }
         var produced = [Float](repeating: 0, count: rows * outputs)
         var scratch = Int8Scratch(rows: rows, inputs: inputs, outputs: outputs)
         x.withUnsafeBufferPointer { xp in produced.withUnsafeMutableBufferPointer { op in
@@ -104,6 +91,53 @@ final class Int8KernelTests: XCTestCase {
             }
         } }
         XCTAssertEqual(produced, expected, "producing apply")
+    }
+
+    /// The int8 head's blocked log-softmax (`logSoftmaxAtTargets`) equals log-softmax over `apply`'s logits
+    /// (`Ops.logSumExp`) for every block shape, including blocks that split the outputs unevenly, with outliers, and
+    /// finds the first argmax. Tolerance: 1e-6 absolute on the log-probability: the target logit is the same Float,
+    /// and only the log-sum-exp changes, by the order of its Float partial sums (relative error of a sum of up to
+    /// 1,024 terms ≲ 1e-7) and the rescaling of the running sum in Double.
+    func testBlockedLogSoftmaxMatchesApply() throws {
+        try DNNL.load()
+        let rows = 40, inputs = 64, outputs = 300
+        var x = Self.values(rows * inputs, seed: 21)
+        for t in stride(from: 0, to: rows, by: 5) { x[t * inputs + 3] = 200 }
+        var w = Self.values(outputs * inputs, seed: 22)
+        for c in 0..<inputs { w[250 * inputs + c] = w[40 * inputs + c] }                 // outputs 40 and 250 tie
+        let matrix = Int8Matrix(quantizing: w, rows: outputs, columns: inputs)
+        var scratch = Int8Scratch(rows: rows, inputs: inputs, outputs: outputs)
+        var logits = [Float](repeating: 0, count: rows * outputs)
+        x.withUnsafeBufferPointer { xp in logits.withUnsafeMutableBufferPointer { op in
+            Int8Linear.apply(xp.baseAddress!, rows: rows, weights: matrix, out: op.baseAddress!, accumulate: false, scratch: &scratch)
+        } }
+        var targets = (0..<rows).map { ($0 * 37) % outputs }
+        targets[3] = -1
+        var expected = [Double](repeating: 0, count: rows), argmax = [Int](repeating: 0, count: rows)
+        logits.withUnsafeBufferPointer { l in
+            for t in 0..<rows {
+                let row = l.baseAddress! + t * outputs
+                var best = 0
+                for j in 1..<outputs where row[j] > row[best] { best = j }
+                argmax[t] = best
+                if t == 7 { targets[t] = best }
+                expected[t] = Double(row[max(0, targets[t])]) - Ops.logSumExp(row, count: outputs)
+            }
+        }
+        for (blockRows, blockOutputs) in [(128, 8192), (7, 64), (1, 299), (16, 1)] {
+            var got = [Double](repeating: 99, count: rows)
+            var greedy = [Bool](repeating: false, count: rows)
+            x.withUnsafeBufferPointer { xp in got.withUnsafeMutableBufferPointer { g in greedy.withUnsafeMutableBufferPointer { gr in
+                Int8Linear.logSoftmaxAtTargets(xp.baseAddress!, rows: rows, weights: matrix, targets: targets, blockRows: blockRows,
+                                               blockOutputs: blockOutputs, logProbabilities: g.baseAddress!, isGreedy: gr.baseAddress!)
+            } } }
+            for t in 0..<rows where targets[t] >= 0 {
+                XCTAssertEqual(got[t], expected[t], accuracy: 1e-6, "token \(t), blocks \(blockRows) x \(blockOutputs)")
+                XCTAssertEqual(greedy[t], argmax[t] == targets[t], "token \(t), blocks \(blockRows) x \(blockOutputs)")
+            }
+            XCTAssertEqual(got[3], 99, "a row without a target is left alone")
+            XCTAssertTrue(greedy[7], "the argmax target is greedy")
+        }
     }
 
     /// On the OpenMP team every chunk runs once, on at most `Parallel.threads` threads.
