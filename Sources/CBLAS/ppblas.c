@@ -171,13 +171,15 @@ static omp_set_num_threads_fn p_omp_set_threads = NULL;
 typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
 typedef int (*omp_int_fn)(void);
 static gomp_parallel_fn p_gomp_parallel = NULL;
+static omp_int_fn p_omp_in_parallel = NULL;
 static omp_int_fn p_omp_thread_num = NULL;
 static omp_int_fn p_omp_num_threads = NULL;
 static atomic_int dnnl_threads = 0;
 
 static void dnnl_load_once(void) {
     // Idle OpenMP workers spin for a while after each parallel region before they sleep. The forwards that use
-    // oneDNN run their own loops on the same OpenMP team (Parallel.withOpenMPTeam), so a short spin (about 0.1 ms)
+    // oneDNN run their own loops on the same OpenMP team (Parallel.withOpenMPTeam), so a short spin (100k rounds,
+    // on the order of a millisecond)
     // lets the next region start without a wake-up, and is over before OpenBLAS's threads or libdispatch's workers
     // need the cores (libgomp's default spins three times as long; passive waiting cost the int8 step 8-15 %,
     // BENCHMARKS.md). A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
@@ -207,12 +209,16 @@ static void dnnl_load_once(void) {
         p_gomp_parallel = (gomp_parallel_fn)dlsym(handle, "GOMP_parallel");
         p_omp_thread_num = (omp_int_fn)dlsym(handle, "omp_get_thread_num");
         p_omp_num_threads = (omp_int_fn)dlsym(handle, "omp_get_num_threads");
-        if (!p_gomp_parallel || !p_omp_thread_num || !p_omp_num_threads) {
-            p_gomp_parallel = NULL; p_omp_thread_num = NULL; p_omp_num_threads = NULL;
+        p_omp_in_parallel = (omp_int_fn)dlsym(handle, "omp_in_parallel");
+        if (!p_gomp_parallel || !p_omp_thread_num || !p_omp_num_threads || !p_omp_in_parallel) {
+            p_gomp_parallel = NULL; p_omp_thread_num = NULL; p_omp_num_threads = NULL; p_omp_in_parallel = NULL;
         }
         dnnl_version_fn version = (dnnl_version_fn)dlsym(handle, "dnnl_version");
         if (p_dnnl_sgemm == NULL || p_dnnl_u8s8s32 == NULL) {
             snprintf(dnnl_error_text, sizeof dnnl_error_text, "%s has no dnnl_sgemm / dnnl_gemm_u8s8s32", candidates[i]);
+            // Nothing may keep pointing into the library about to be closed.
+            p_dnnl_sgemm = NULL; p_dnnl_u8s8s32 = NULL; p_omp_set_threads = NULL;
+            p_gomp_parallel = NULL; p_omp_thread_num = NULL; p_omp_num_threads = NULL; p_omp_in_parallel = NULL;
             dlclose(handle);
             continue;
         }
@@ -265,7 +271,9 @@ int pp_dnnl_gemm_u8s8s32(int transB, int64_t m, int64_t n, int64_t k, const uint
     return p_dnnl_u8s8s32('N', transB ? 'T' : 'N', 'F', m, n, k, 1.0f, a, lda, 0, b, ldb, 0, 0.0f, c, ldc, &zero);
 }
 
-int pp_omp_available(void) { return p_gomp_parallel != NULL; }
+int pp_omp_available(void) { return dnnl_status == 0 && p_gomp_parallel != NULL; }
+
+int pp_omp_in_parallel(void) { return p_omp_in_parallel != NULL && p_omp_in_parallel(); }
 
 struct omp_chunks {
     void (*body)(void *, int64_t);

@@ -131,6 +131,6 @@ public enum F32GEMM {
 
     /// Whether every GEMM goes to oneDNN (no table and `usesDNNL`, or a table whose every entry chose oneDNN).
     public static var onlyDNNL: Bool {
-        table.map { $0.entries.allSatisfy { $0.backend == .dnnl } } ?? usesDNNL
+        table.map { !$0.entries.isEmpty && $0.entries.allSatisfy { $0.backend == .dnnl } } ?? usesDNNL
     }
 }

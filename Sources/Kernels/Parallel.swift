@@ -38,22 +38,29 @@ public enum Parallel {
     /// hand-over is a wake-up; with one, the loops and the GEMMs alternate on the same threads. The chunks are the
     /// same either way, so the results are too.
     public static func withOpenMPTeam<T>(_ body: () throws -> T) rethrows -> T {
-        guard pp_omp_available() != 0 else { return try body() }
+        guard pp_omp_available() != 0, let openMPKey else { return try body() }
         let previous = pthread_getspecific(openMPKey)
         pthread_setspecific(openMPKey, UnsafeRawPointer(bitPattern: 1))
         defer { pthread_setspecific(openMPKey, previous) }
         return try body()
     }
 
-    /// The thread-specific flag set by `withOpenMPTeam`.
-    private static let openMPKey: pthread_key_t = {
+    /// The thread-specific flag set by `withOpenMPTeam` (nil if the process has no pthread key left: then the loops
+    /// stay on libdispatch).
+    private static let openMPKey: pthread_key_t? = {
         var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
+        return pthread_key_create(&key, nil) == 0 ? key : nil
     }()
 
-    /// Whether this thread runs its parallel loops on the OpenMP team.
-    @usableFromInline static var onOpenMPTeam: Bool { pthread_getspecific(openMPKey) != nil }
+    /// Whether this thread runs its parallel loops on the OpenMP team: it asked to, and is not already inside a
+    /// region of the team (a nested loop goes to libdispatch, as it would without the team).
+    @usableFromInline static var onOpenMPTeam: Bool {
+        guard let openMPKey else { return false }
+        return pthread_getspecific(openMPKey) != nil && pp_omp_in_parallel() == 0
+    }
+
+    /// Whether `withOpenMPTeam` can use the OpenMP team (oneDNN loaded and built with OpenMP).
+    public static var openMPTeamAvailable: Bool { pp_omp_available() != 0 }
 
     /// `body(c)` for c in 0..<chunks on a team of `chunks` OpenMP threads.
     @usableFromInline static func runOnOpenMP(_ chunks: Int, _ body: (Int) -> Void) {

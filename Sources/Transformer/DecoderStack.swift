@@ -142,16 +142,15 @@ extension PreparedModel {
                     Int8Linear.apply(rows: n, weights: int8.down, out: x, accumulate: true, scratch: &scratch.int8) { t, row in
                         gatedUnit(gateUp + t * 2 * ffn, out: row, rows: 1, width: ffn)
                     }
-                    observer?.observe(layer: li, point: .layerOutput, values: x, rows: n, width: d)
-                    continue
+                } else {
+                    rmsNorm(x, weight: layer.mlpNorm, out: scratch.normed, rows: n, dim: d)
+                    project(scratch.normed, int8: layer.int8?.gateUp, f32: layer.wGateUp, inputs: d, outputs: 2 * layer.ffnDim,
+                            out: scratch.gateUp, accumulate: false)
+                    gatedUnit(scratch.gateUp, out: scratch.activated, rows: n, width: layer.ffnDim)
+                    observer?.observe(layer: li, point: .downProjectionInput, values: scratch.activated, rows: n, width: layer.ffnDim)
+                    addToResidual(scratch.activated, int8: layer.int8?.down, f32: layer.wDownT, f32Transposed: true,
+                                  inputs: layer.ffnDim, postNorm: layer.postMLPNorm)
                 }
-                rmsNorm(x, weight: layer.mlpNorm, out: scratch.normed, rows: n, dim: d)
-                project(scratch.normed, int8: layer.int8?.gateUp, f32: layer.wGateUp, inputs: d, outputs: 2 * layer.ffnDim,
-                        out: scratch.gateUp, accumulate: false)
-                gatedUnit(scratch.gateUp, out: scratch.activated, rows: n, width: layer.ffnDim)
-                observer?.observe(layer: li, point: .downProjectionInput, values: scratch.activated, rows: n, width: layer.ffnDim)
-                addToResidual(scratch.activated, int8: layer.int8?.down, f32: layer.wDownT, f32Transposed: true, inputs: layer.ffnDim,
-                              postNorm: layer.postMLPNorm)
             }
             observer?.observe(layer: li, point: .layerOutput, values: x, rows: n, width: d)
         }

@@ -18,10 +18,11 @@ extension PreparedModel {
     /// vocabulary entries per integer GEMM, reduced with a running log-sum-exp.
     /// - Parameters:
     ///   - hidden: [targets.count, hidden], final-normed.
-    ///   - targets: the token scored at each row; nil leaves the row unscored (its logits are still computed, with
-    ///     its block).
-    ///   - blockRows: rows per head GEMM. Each caller keeps the block it was measured and pinned with: the rows of a
-    ///     block are one GEMM, and a GEMM library may sum a row's products differently for another number of rows.
+    ///   - targets: the token scored at each row; nil leaves the row unscored (an f32 head still computes its
+    ///     logits, with its block; the int8 head skips them).
+    ///   - blockRows: rows per f32 head GEMM. Each caller keeps the block it was measured and pinned with: the rows
+    ///     of a block are one GEMM, and a GEMM library may sum a row's products differently for another number of
+    ///     rows. The int8 head ignores it (`int8HeadBlockRows`; integer sums are exact).
     func targetLogProbabilities(hidden: UnsafePointer<Float>, targets: [Int?], blockRows: Int, greedy: Bool) -> TargetLogProbabilities {
         let rows = targets.count
         let vocab = config.vocabSize

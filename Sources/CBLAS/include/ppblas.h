@@ -58,6 +58,8 @@ void pp_dnnl_set_threads(int n);
 int pp_dnnl_get_threads(void);
 /// Whether oneDNN's OpenMP runtime (libgomp) is loaded and its parallel entry point was found.
 int pp_omp_available(void);
+/// Whether the calling thread is inside an OpenMP parallel region (0 when OpenMP is not loaded).
+int pp_omp_in_parallel(void);
 /// Runs body(context, c) for c in 0..<chunks on a team of `threads` OpenMP threads (the calling thread and oneDNN's
 /// workers), chunk c on thread c mod team size; returns when all have run. Requires pp_omp_available().
 void pp_omp_parallel(int64_t chunks, int threads, void (*body)(void *, int64_t), void *context);
