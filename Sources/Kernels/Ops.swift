@@ -124,20 +124,9 @@ public enum Ops {
     @inlinable
     public static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
         if count <= 0 { return }
-        var m = -Float.infinity
-        var i = 0
-        if count >= 16 {
-            // The largest value is the same in any order: sixteen lanes at a time, then the lanes.
-            var mv = V(repeating: -.infinity)
-            while i + 16 <= count {
-                mv = maximum(mv, UnsafeRawPointer(x + i).loadUnaligned(as: V.self))
-                i += 16
-            }
-            for lane in 0..<16 where mv[lane] > m { m = mv[lane] }
-        }
-        while i < count { if x[i] > m { m = x[i] }; i += 1 }
+        let m = maximum(of: x, count: count)
         var total = V(repeating: 0)
-        i = 0
+        var i = 0
         let mv = V(repeating: m)
         while i + 16 <= count {
             let e = exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mv)

@@ -14,15 +14,15 @@ extension PreparedModel {
     /// (`scoreContinuations`): logits for `blockRows` rows at a time (one `sgemm` per block into a [blockRows, vocab]
     /// buffer, so the logits of all rows are never held), then, spread over the cores, for each row with a target
     /// logit[target] − `Ops.logSumExp(logits)` and, with `greedy`, whether the target is the argmax. An int8
-    /// model's head goes through `Int8Linear.logSoftmaxAtTargets` instead: `int8HeadBlockRows` rows × 8,192
-    /// vocabulary entries per integer GEMM, reduced with a running log-sum-exp.
+    /// model's head goes through `Int8Linear.logSoftmaxAtTargets` instead: 128 rows × 8,192 vocabulary entries
+    /// per integer GEMM (4 MB of products, in cache), reduced with a running log-sum-exp.
     /// - Parameters:
     ///   - hidden: [targets.count, hidden], final-normed.
     ///   - targets: the token scored at each row; nil leaves the row unscored (an f32 head still computes its
     ///     logits, with its block; the int8 head skips them).
     ///   - blockRows: rows per f32 head GEMM. Each caller keeps the block it was measured and pinned with: the rows
     ///     of a block are one GEMM, and a GEMM library may sum a row's products differently for another number of
-    ///     rows. The int8 head ignores it (`int8HeadBlockRows`; integer sums are exact).
+    ///     rows. The int8 head ignores it (integer sums are exact, so its block changes no logit).
     func targetLogProbabilities(hidden: UnsafePointer<Float>, targets: [Int?], blockRows: Int, greedy: Bool) -> TargetLogProbabilities {
         let rows = targets.count
         let vocab = config.vocabSize
@@ -36,7 +36,7 @@ extension PreparedModel {
             result.logProbabilities.withUnsafeMutableBufferPointer { logProbabilities in
                 result.isGreedy.withUnsafeMutableBufferPointer { isGreedy in
                     Int8Linear.logSoftmaxAtTargets(hidden, rows: rows, weights: int8Head, targets: targetIDs,
-                                                   blockRows: Self.int8HeadBlockRows, logProbabilities: logProbabilities.baseAddress!,
+                                                   logProbabilities: logProbabilities.baseAddress!,
                                                    isGreedy: greedy ? isGreedy.baseAddress! : nil)
                 }
             }
@@ -56,9 +56,13 @@ extension PreparedModel {
                         Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
                             for r in range {
                                 guard let target = targets[row0 + r] else { continue }
-                                score(logits + r * vocab, target: target, vocab: vocab, greedy: greedy,
-                                      into: logProbabilities.baseAddress! + row0 + r,
-                                      isGreedy: greedy ? isGreedy.baseAddress! + row0 + r : nil)
+                                let logit = logits + r * vocab
+                                logProbabilities[row0 + r] = Double(logit[target]) - Ops.logSumExp(logit, count: vocab)
+                                if greedy {
+                                    var best = 0
+                                    for j in 1..<vocab where logit[j] > logit[best] { best = j }
+                                    isGreedy[row0 + r] = best == target
+                                }
                             }
                         }
                         row0 += count
@@ -67,22 +71,5 @@ extension PreparedModel {
             }
         }
         return result
-    }
-
-    /// Rows per integer GEMM of the int8 head (with 8,192 vocabulary entries: 4 MB of Int32 products, which stay in
-    /// cache). Integer sums are exact, so the block changes no logit.
-    static let int8HeadBlockRows = 128
-
-    /// `logit[target] − logSumExp(logit)` into `logProbability`, and with `greedy` whether the target is the first
-    /// argmax into `isGreedy`.
-    @inline(__always)
-    private func score(_ logit: UnsafePointer<Float>, target: Int, vocab: Int, greedy: Bool,
-                       into logProbability: UnsafeMutablePointer<Double>, isGreedy: UnsafeMutablePointer<Bool>?) {
-        logProbability.pointee = Double(logit[target]) - Ops.logSumExp(logit, count: vocab)
-        if greedy, let isGreedy {
-            var best = 0
-            for j in 1..<vocab where logit[j] > logit[best] { best = j }
-            isGreedy.pointee = best == target
-        }
     }
 }
