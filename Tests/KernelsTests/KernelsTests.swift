@@ -20,6 +20,22 @@ final class KernelsTests: XCTestCase {
         XCTAssertEqual(Ops.exp(Ops.V(repeating: -200))[0], 0)
     }
 
+    /// `expOfShifted` (no clamps) is `exp` to the bit wherever a log-sum-exp or softmax calls it (x ≤ 88.7),
+    /// including far below the range (0), at the clamp edges and at −∞ (a masked score). Tolerance: none.
+    func testExpOfShiftedIsExpBelowTheTop() {
+        var x: Float = -120
+        while x < 88.7 {
+            let v = Ops.V((0..<16).map { x + Float($0) * 0.0031 })
+            XCTAssertEqual(unsafeBitCast(Ops.expOfShifted(v), to: SIMD16<UInt32>.self), unsafeBitCast(Ops.exp(v), to: SIMD16<UInt32>.self),
+                           "at \(x)")
+            x += 0.0493
+        }
+        let edges: [Float] = [-87.3, Float(-87.3).nextDown, Float(-87.3).nextUp, 0, -0, 88.7, -.infinity, -.greatestFiniteMagnitude]
+        for edge in edges {
+            XCTAssertEqual(Ops.expOfShifted(Ops.V(repeating: edge))[0].bitPattern, Ops.exp(Ops.V(repeating: edge))[0].bitPattern, "at \(edge)")
+        }
+    }
+
     /// logSumExp over a vocabulary-sized row vs Double (abs 1e-5 nats).
     func testLogSumExp() {
         var rng = Xoshiro256(seed: 11)
