@@ -165,9 +165,11 @@ public enum Int8Linear {
     /// `out` [rows, w.rows] with row stride `ldOut` (default w.rows). Requires `DNNL.load()`.
     public static func apply(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, bias: [Float]? = nil,
                              out: UnsafeMutablePointer<Float>, ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch) {
-        run(rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate, scratch: &scratch) { tokens in
+        run(rows: rows, weights: w, scratch: &scratch, quantize: { tokens in
             quantizeRows(x, rows: rows, for: w, into: tokens)
-        }
+        }, finish: { tokens, products in
+            finishApply(tokens, products: products, rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate)
+        })
     }
 
     /// `quantizeRows` of `x` ([rows, w.columns]) with `w`'s smoothing, if any.
@@ -186,31 +188,101 @@ public enum Int8Linear {
     public static func apply(rows: Int, weights w: Int8Matrix, bias: [Float]? = nil, out: UnsafeMutablePointer<Float>,
                              ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch,
                              producing produce: (Int, UnsafeMutablePointer<Float>) -> Void) {
-        let k = w.columns
-        run(rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate, scratch: &scratch) { tokens in
-            func quantize(_ factors: UnsafePointer<Float>?) {
-                Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
-                    let row = UnsafeMutablePointer<Float>.allocate(capacity: max(1, k))
-                    defer { row.deallocate() }
-                    if let factors {
-                        for r in range { produce(r, row); quantizeRow(r, row, width: k, factors: factors, into: tokens) }
-                    } else {
-                        for r in range { produce(r, row); quantizeRow(r, row, width: k, factors: nil, into: tokens) }
-                    }
-                }
-            }
-            if let smoothing = w.smoothing { smoothing.withUnsafeBufferPointer { quantize($0.baseAddress!) } } else { quantize(nil) }
+        apply(rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate, scratch: &scratch,
+              workspace: 0) { t, row, _ in produce(t, row) }
+    }
+
+    /// The producing `apply` with `workspace` more Floats per thread: `produce(t, row, space)` may use `space`
+    /// ([workspace], valid during the call) for what it makes the row from (the down projection's gate | up row).
+    public static func apply(rows: Int, weights w: Int8Matrix, bias: [Float]? = nil, out: UnsafeMutablePointer<Float>,
+                             ldOut: Int? = nil, accumulate: Bool, scratch: inout Int8Scratch, workspace: Int,
+                             producing produce: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        run(rows: rows, weights: w, scratch: &scratch, quantize: { tokens in
+            quantizeProduced(rows: rows, for: w, into: tokens, workspace: workspace, produce)
+        }, finish: { tokens, products in
+            finishApply(tokens, products: products, rows: rows, weights: w, bias: bias, out: out, ldOut: ldOut, accumulate: accumulate)
+        })
+    }
+
+    /// The quantization and integer GEMM of the producing `apply`, without the dequantization: `body` gets the
+    /// products, from which it dequantizes the rows it needs one at a time (`Int8Products.dequantize(row:into:)`,
+    /// the same bits as `apply`'s rows), while they are in cache, instead of all of them being written out as
+    /// Float32 and read back. `scratch` must not be the one `body` quantizes into.
+    public static func multiply(rows: Int, weights w: Int8Matrix, scratch: inout Int8Scratch,
+                                producing produce: (Int, UnsafeMutablePointer<Float>) -> Void, then body: (Int8Products) -> Void) {
+        run(rows: rows, weights: w, scratch: &scratch, quantize: { tokens in
+            quantizeProduced(rows: rows, for: w, into: tokens, workspace: 0) { t, row, _ in produce(t, row) }
+        }, finish: { tokens, products in
+            w.values.withUnsafeBufferPointer { wv in
+            w.scales.withUnsafeBufferPointer { ws in
+            w.rowSums.withUnsafeBufferPointer { rs in
+                let table = OutlierColumns(rows: rows, width: w.rows, tokens: tokens, weightValues: wv.baseAddress!, columns: w.columns,
+                                           rowScales: ws.baseAddress!)
+                body(Int8Products(tokens: tokens, products: products, width: w.rows, rowScales: ws.baseAddress!,
+                                  rowSums: rs.baseAddress!, outliers: table))
+            } } }
+        })
+    }
+
+    /// The integer products of `multiply`, with what dequantizes them: valid inside its `body` only.
+    public struct Int8Products {
+        let tokens: QuantizedTokens
+        let products: UnsafePointer<Int32>
+        /// Outputs per row.
+        public let width: Int
+        let rowScales: UnsafePointer<Float>
+        let rowSums: UnsafePointer<Int32>
+        let outliers: OutlierColumns
+
+        /// Row `t` of the projection's output, dequantized with its outliers into `o` ([width]).
+        @inline(__always)
+        public func dequantize(row t: Int, into o: UnsafeMutablePointer<Float>) {
+            dequantizeRow(products + t * width, width: width, scale: tokens.scales[t], zeroPoint: tokens.zeroPoints[t],
+                          rowScales: rowScales, rowSums: rowSums, bias: nil, out: o, accumulate: false)
+            if !outliers.isEmpty { outliers.add(token: t, tokens: tokens, into: o) }
         }
     }
 
-    /// Quantizes with `quantize` into the scratch, then the integer GEMM and `dequantize`.
-    private static func run(rows: Int, weights w: Int8Matrix, bias: [Float]?, out: UnsafeMutablePointer<Float>, ldOut: Int?,
-                            accumulate: Bool, scratch: inout Int8Scratch, quantize: (QuantizedTokens) -> Void) {
+    /// Makes each row with `produce(t, row, space)` and quantizes it, `w`'s smoothing applied.
+    private static func quantizeProduced(rows: Int, for w: Int8Matrix, into tokens: QuantizedTokens, workspace: Int,
+                                         _ produce: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let k = w.columns
+        func quantize(_ factors: UnsafePointer<Float>?) {
+            Parallel.forEachChunk(rows, minimumPerChunk: 64) { range in
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: max(1, k + workspace))
+                defer { row.deallocate() }
+                let space = row + k
+                if let factors {
+                    for r in range { produce(r, row, space); quantizeRow(r, row, width: k, factors: factors, into: tokens) }
+                } else {
+                    for r in range { produce(r, row, space); quantizeRow(r, row, width: k, factors: nil, into: tokens) }
+                }
+            }
+        }
+        if let smoothing = w.smoothing { smoothing.withUnsafeBufferPointer { quantize($0.baseAddress!) } } else { quantize(nil) }
+    }
+
+    /// `dequantize` of `apply`'s products into `out`.
+    private static func finishApply(_ tokens: QuantizedTokens, products: UnsafePointer<Int32>, rows: Int, weights w: Int8Matrix,
+                                    bias: [Float]?, out: UnsafeMutablePointer<Float>, ldOut: Int?, accumulate: Bool) {
+        w.values.withUnsafeBufferPointer { wv in
+            w.scales.withUnsafeBufferPointer { ws in
+                w.rowSums.withUnsafeBufferPointer { rs in
+                    dequantize(products, rows: rows, width: w.rows, tokens: tokens, weightValues: wv.baseAddress!, columns: w.columns,
+                               rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: bias,
+                               out: out, ldOut: ldOut ?? w.rows, accumulate: accumulate)
+                }
+            }
+        }
+    }
+
+    /// Quantizes with `quantize` into the scratch, then the integer GEMM, then `finish` with the products.
+    private static func run(rows: Int, weights w: Int8Matrix, scratch: inout Int8Scratch, quantize: (QuantizedTokens) -> Void,
+                            finish: (QuantizedTokens, UnsafePointer<Int32>) -> Void) {
         let k = w.columns, n = w.rows
         precondition(scratch.activations.count >= rows * k && scratch.products.count >= rows * n && scratch.scales.count >= rows,
                      "Int8Linear: scratch too small")
         if rows == 0 || n == 0 { return }
-        let ldo = ldOut ?? n
         scratch.activations.withUnsafeMutableBufferPointer { qa in
         scratch.products.withUnsafeMutableBufferPointer { pr in
         scratch.scales.withUnsafeMutableBufferPointer { ts in
@@ -223,14 +295,8 @@ public enum Int8Linear {
             quantize(tokens)
             w.values.withUnsafeBufferPointer { wv in
                 DNNL.gemmU8S8S32(m: rows, n: n, k: k, a: qa.baseAddress!, b: wv.baseAddress!, c: pr.baseAddress!)
-                w.scales.withUnsafeBufferPointer { ws in
-                    w.rowSums.withUnsafeBufferPointer { rs in
-                        dequantize(pr.baseAddress!, rows: rows, width: n, tokens: tokens, weightValues: wv.baseAddress!, columns: k,
-                                   rowScales: ws.baseAddress!, rowSums: rs.baseAddress!, bias: bias,
-                                   out: out, ldOut: ldo, accumulate: accumulate)
-                    }
-                }
             }
+            finish(tokens, pr.baseAddress!)
         } } } } } } }
     }
 
@@ -284,6 +350,22 @@ public enum Int8Linear {
         return row[c] * factors[c]
     }
 
+    /// `a` where `d` is negative, else `b` (non-NaN lanes): the lane-halving reductions of `quantizeRow`, whose
+    /// stdlib `pointwiseMin`/`pointwiseMax` on SIMD8 and SIMD4 were out-of-line calls costing 2 % of an int8 step.
+    @inline(__always)
+    private static func select(signOf d: SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        let m = unsafeBitCast(d, to: SIMD8<Int32>.self) &>> 31
+        return unsafeBitCast((unsafeBitCast(a, to: SIMD8<Int32>.self) & m) | (unsafeBitCast(b, to: SIMD8<Int32>.self) & ~m),
+                             to: SIMD8<Float>.self)
+    }
+
+    @inline(__always)
+    private static func select(signOf d: SIMD4<Float>, _ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> {
+        let m = unsafeBitCast(d, to: SIMD4<Int32>.self) &>> 31
+        return unsafeBitCast((unsafeBitCast(a, to: SIMD4<Int32>.self) & m) | (unsafeBitCast(b, to: SIMD4<Int32>.self) & ~m),
+                             to: SIMD4<Float>.self)
+    }
+
     /// `quantizeRows` for token `r`, whose inputs are `row` ([width]).
     @inline(__always)
     private static func quantizeRow(_ r: Int, _ row: UnsafePointer<Float>, width: Int, factors: UnsafePointer<Float>?,
@@ -300,8 +382,10 @@ public enum Int8Linear {
             c += 16
         }
         // The extremes are the same in any order: halve the lanes (a scalar loop over sixteen cost a fifth of the pass).
-        let lo8 = pointwiseMin(lo.lowHalf, lo.highHalf), hi8 = pointwiseMax(hi.lowHalf, hi.highHalf)
-        let lo4 = pointwiseMin(lo8.lowHalf, lo8.highHalf), hi4 = pointwiseMax(hi8.lowHalf, hi8.highHalf)
+        let lo8 = select(signOf: lo.lowHalf - lo.highHalf, lo.lowHalf, lo.highHalf)
+        let hi8 = select(signOf: hi.highHalf - hi.lowHalf, hi.lowHalf, hi.highHalf)
+        let lo4 = select(signOf: lo8.lowHalf - lo8.highHalf, lo8.lowHalf, lo8.highHalf)
+        let hi4 = select(signOf: hi8.highHalf - hi8.lowHalf, hi8.lowHalf, hi8.highHalf)
         var low = Swift.min(Swift.min(lo4[0], lo4[1]), Swift.min(lo4[2], lo4[3]))
         var high = Swift.max(Swift.max(hi4[0], hi4[1]), Swift.max(hi4[2], hi4[3]))
         var sumSquares = squares.sum()
@@ -490,9 +574,11 @@ public enum Int8Linear {
     /// dequantization and outliers, bit for bit), made `blockRows` tokens × `blockOutputs` outputs per integer GEMM
     /// so that the products stay in cache, and reduced block by block with a running maximum and a running sum
     /// rescaled when the maximum grows (the log-sum-exp of a row is therefore not `Ops.logSumExp`'s to the last bit,
-    /// only to rounding). Requires `DNNL.load()`.
+    /// only to rounding). Each GEMM call packs both of its operands: square blocks (1,024 × 1,024, 4 MB of
+    /// products) pack a quarter of the bytes that 128 × 8,192 blocks did, which packed the whole head again for
+    /// every 128 tokens. Requires `DNNL.load()`.
     public static func logSoftmaxAtTargets(_ x: UnsafePointer<Float>, rows: Int, weights w: Int8Matrix, targets: [Int],
-                                           blockRows: Int = 128, blockOutputs: Int = 8192,
+                                           blockRows: Int = 1024, blockOutputs: Int = 1024,
                                            logProbabilities: UnsafeMutablePointer<Double>, isGreedy: UnsafeMutablePointer<Bool>?) {
         let k = w.columns, n = w.rows
         precondition(targets.count == rows && targets.allSatisfy { $0 < n }, "logSoftmaxAtTargets: one target below \(n) per row")
@@ -533,12 +619,15 @@ public enum Int8Linear {
             // SmolLM2 about 40 of 576 columns (8 MB).
             let table = OutlierColumns(rows: rows, width: n, tokens: tokens, weightValues: wv.baseAddress!, columns: k,
                                        rowScales: ws.baseAddress!)
-            var row0 = 0
-            while row0 < rows {
-                let count = min(rowBlock, rows - row0)
-                var j0 = 0
-                while j0 < n {
-                    let width = min(outputBlock, n - j0)
+            // Outputs outermost: each block of the weights (outputBlock × k bytes) stays in cache while every row
+            // block multiplies it, instead of the whole head streaming from memory once per row block. Each token
+            // still sees the output blocks in ascending order, so the results are the same either way.
+            var j0 = 0
+            while j0 < n {
+                let width = min(outputBlock, n - j0)
+                var row0 = 0
+                while row0 < rows {
+                    let count = min(rowBlock, rows - row0)
                     DNNL.gemmU8S8S32(m: count, n: width, k: k, a: codes + row0 * k, b: wv.baseAddress! + j0 * k, c: products,
                                      ldc: width)
                     Parallel.forEachChunk(count, minimumPerChunk: 2) { range in
@@ -568,9 +657,9 @@ public enum Int8Linear {
                             }
                         }
                     }
-                    j0 += width
+                    row0 += count
                 }
-                row0 += count
+                j0 += width
             }
         } } }
         for t in 0..<rows where targets[t] >= 0 {

@@ -135,12 +135,21 @@ extension PreparedModel {
             observer?.observe(layer: li, point: .mlpInput, values: x, rows: n, width: d)
             if layer.mlp {
                 if let int8 = layer.int8, observer == nil, layer.postMLPNorm == nil {
-                    // Each row's RMSNorm and gated unit are made where they are quantized (Int8Linear's producing
-                    // apply): neither is written out and read back. Same values as the unfused path.
-                    normedInt8(layer.mlpNorm, weights: int8.gateUp, bias: nil, out: scratch.gateUp)
-                    let ffn = layer.ffnDim, gateUp = scratch.gateUp
-                    Int8Linear.apply(rows: n, weights: int8.down, out: x, accumulate: true, scratch: &scratch.int8) { t, row in
-                        gatedUnit(gateUp + t * 2 * ffn, out: row, rows: 1, width: ffn)
+                    // Each row's RMSNorm is made where it is quantized, and each row of down_proj's input from its
+                    // gate | up products where it is quantized (Int8Linear's producing apply and multiply): neither
+                    // the normed rows nor the Float32 gate | up rows are written out and read back. Same values as
+                    // the unfused path.
+                    let ffn = layer.ffnDim, eps = config.normEpsilon
+                    layer.mlpNorm.withUnsafeBufferPointer { w in
+                        Int8Linear.multiply(rows: n, weights: int8.gateUp, scratch: &scratch.int8GateUp, producing: { t, row in
+                            Ops.rmsNorm(x + t * d, weight: w.baseAddress!, out: row, rows: 1, dim: d, eps: eps)
+                        }, then: { gateUp in
+                            Int8Linear.apply(rows: n, weights: int8.down, out: x, accumulate: true, scratch: &scratch.int8,
+                                             workspace: 2 * ffn) { t, row, space in
+                                gateUp.dequantize(row: t, into: space)
+                                gatedUnit(space, out: row, rows: 1, width: ffn)
+                            }
+                        })
                     }
                 } else {
                     rmsNorm(x, weight: layer.mlpNorm, out: scratch.normed, rows: n, dim: d)

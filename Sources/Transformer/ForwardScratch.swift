@@ -21,6 +21,9 @@ final class ForwardScratch {
     /// int8 projections only (else empty): quantized activations [rows, widest input] and Int32 products
     /// [rows, widest output].
     var int8: Int8Scratch
+    /// int8 only (else empty): the gate/up projection's scratch, whose products stay until down_proj's inputs are
+    /// made from them (`Int8Linear.multiply`) while `int8` serves down_proj.
+    var int8GateUp: Int8Scratch
 
     /// The one allocation the Float buffers above point into.
     private let storage: UnsafeMutablePointer<Float>
@@ -48,6 +51,7 @@ final class ForwardScratch {
         activated = storage + offsets[4]
         self.int8 = Int8Scratch(rows: int8 ? rows : 0, inputs: max(hidden, widestQuery, widestFFN),
                                 outputs: max(widestQKV, hidden, 2 * widestFFN))
+        int8GateUp = Int8Scratch(rows: int8 ? rows : 0, inputs: hidden, outputs: 2 * widestFFN)
     }
 
     deinit {

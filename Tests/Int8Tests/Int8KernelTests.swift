@@ -91,6 +91,26 @@ final class Int8KernelTests: XCTestCase {
             }
         } }
         XCTAssertEqual(produced, expected, "producing apply")
+        // multiply keeps the products; each row dequantized from them, inside a second producing apply's workspace
+        // (down_proj's inputs made from gate | up), is apply's row.
+        var rowsFromProducts = [Float](repeating: 0, count: rows * outputs)
+        var second = Int8Scratch(rows: rows, inputs: outputs, outputs: 1)
+        let one = Int8Matrix(quantizing: [Float](repeating: 0.5, count: outputs), rows: 1, columns: outputs)
+        var ignored = [Float](repeating: 0, count: rows)
+        x.withUnsafeBufferPointer { xp in rowsFromProducts.withUnsafeMutableBufferPointer { rp in ignored.withUnsafeMutableBufferPointer { ip in
+            Int8Linear.multiply(rows: rows, weights: matrix, scratch: &scratch, producing: { t, row in
+                row.update(from: xp.baseAddress! + t * inputs, count: inputs)
+            }, then: { products in
+                XCTAssertEqual(products.width, outputs)
+                Int8Linear.apply(rows: rows, weights: one, out: ip.baseAddress!, accumulate: false, scratch: &second,
+                                 workspace: outputs) { t, row, space in
+                    products.dequantize(row: t, into: space)
+                    (rp.baseAddress! + t * outputs).update(from: space, count: outputs)
+                    row.update(from: space, count: outputs)
+                }
+            })
+        } } }
+        XCTAssertEqual(rowsFromProducts, expected, "multiply, then dequantize(row:)")
     }
 
     /// The int8 head's blocked log-softmax (`logSoftmaxAtTargets`) equals log-softmax over `apply`'s logits
