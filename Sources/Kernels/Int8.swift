@@ -394,6 +394,15 @@ public enum Int8Linear {
             low = Swift.min(low, v); high = Swift.max(high, v); sumSquares += v * v
             c += 1
         }
+        if sumSquares.isNaN {
+            // A NaN input: no grid holds it, and the widening loop below would never end. The token's scale is NaN,
+            // so each of its outputs is NaN and its loss says so (a typed error upstream) instead of a hang.
+            tokens.outlierCounts[r] = 0
+            tokens.scales[r] = .nan
+            tokens.zeroPoints[r] = 0
+            (tokens.values + r * width).update(repeating: 0, count: width)
+            return
+        }
         var limit = outlierThreshold * (sumSquares / Float(width)).squareRoot()
         var outliers: Int32 = 0
         var scale: Float = 1, zero: Float = 0

@@ -113,6 +113,40 @@ final class Int8KernelTests: XCTestCase {
         XCTAssertEqual(rowsFromProducts, expected, "multiply, then dequantize(row:)")
     }
 
+    /// A token with a NaN input (and more large values than outlier slots, which once sent the quantizer's
+    /// widening loop round forever) comes out NaN in every output, and the other tokens are what they are without
+    /// it; the blocked head gives that token a NaN log-probability.
+    func testNaNTokenComesOutNaNWithoutHanging() throws {
+        try DNNL.load()
+        let rows = 8, inputs = 64, outputs = 24
+        var x = Self.values(rows * inputs, seed: 31)
+        let w = Self.values(outputs * inputs, seed: 32)
+        let matrix = Int8Matrix(quantizing: w, rows: outputs, columns: inputs)
+        func applied(_ x: [Float]) -> [Float] {
+            var scratch = Int8Scratch(rows: rows, inputs: inputs, outputs: outputs)
+            var out = [Float](repeating: 0, count: rows * outputs)
+            x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
+                Int8Linear.apply(xp.baseAddress!, rows: rows, weights: matrix, out: op.baseAddress!, accumulate: false, scratch: &scratch)
+            } }
+            return out
+        }
+        let clean = applied(x)
+        x[3 * inputs + 5] = .nan
+        for c in 20..<44 { x[3 * inputs + c] = 1e4 }
+        let dirty = applied(x)
+        for t in 0..<rows {
+            let row = Array(dirty[(t * outputs)..<((t + 1) * outputs)])
+            if t == 3 { XCTAssertTrue(row.allSatisfy(\.isNaN), "token 3") } else { XCTAssertEqual(row, Array(clean[(t * outputs)..<((t + 1) * outputs)])) }
+        }
+        var logProbabilities = [Double](repeating: 0, count: rows)
+        x.withUnsafeBufferPointer { xp in logProbabilities.withUnsafeMutableBufferPointer { lp in
+            Int8Linear.logSoftmaxAtTargets(xp.baseAddress!, rows: rows, weights: matrix, targets: [Int](repeating: 1, count: rows),
+                                           logProbabilities: lp.baseAddress!, isGreedy: nil)
+        } }
+        XCTAssertTrue(logProbabilities[3].isNaN)
+        XCTAssertTrue(logProbabilities.enumerated().allSatisfy { $0.offset == 3 || $0.element.isFinite })
+    }
+
     /// The int8 head's blocked log-softmax (`logSoftmaxAtTargets`) equals log-softmax over `apply`'s logits
     /// (`Ops.logSumExp`) for every block shape, including blocks that split the outputs unevenly, with outliers, and
     /// finds the first argmax. Tolerance: 1e-6 absolute on the log-probability: the target logit is the same Float,
