@@ -62,23 +62,28 @@ public struct Int8Matrix: Sendable {
 
     /// Wraps already quantized rows; computes the row sums.
     public init(rows: Int, columns: Int, values: [Int8], scales: [Float], smoothing: [Float]? = nil) {
-        precondition(values.count == rows * columns && scales.count == rows, "Int8Matrix: inconsistent shapes")
-        precondition(smoothing == nil || smoothing!.count == columns, "Int8Matrix: smoothing needs one factor per column")
-        self.smoothing = smoothing
-        self.rows = rows
-        self.columns = columns
-        self.values = values
-        self.scales = scales
         var sums = [Int32](repeating: 0, count: rows)
         values.withUnsafeBufferPointer { v in
-            for r in 0..<rows {
+            for r in 0..<min(rows, v.count / max(1, columns)) {
                 var total: Int32 = 0
                 let row = v.baseAddress! + r * columns
                 for c in 0..<columns { total &+= Int32(row[c]) }
                 sums[r] = total
             }
         }
-        rowSums = sums
+        self.init(rows: rows, columns: columns, values: values, scales: scales, rowSums: sums, smoothing: smoothing)
+    }
+
+    /// Wraps quantized rows whose sums are known (rows gathered from a matrix keep theirs).
+    init(rows: Int, columns: Int, values: [Int8], scales: [Float], rowSums: [Int32], smoothing: [Float]?) {
+        precondition(values.count == rows * columns && scales.count == rows && rowSums.count == rows, "Int8Matrix: inconsistent shapes")
+        precondition(smoothing == nil || smoothing!.count == columns, "Int8Matrix: smoothing needs one factor per column")
+        self.smoothing = smoothing
+        self.rows = rows
+        self.columns = columns
+        self.values = values
+        self.scales = scales
+        self.rowSums = rowSums
     }
 
     /// A matrix with no rows.
@@ -92,18 +97,21 @@ public struct Int8Matrix: Sendable {
         let smoothing = pieces.first?.matrix.smoothing
         var values = [Int8]()
         var scales = [Float]()
+        var sums = [Int32]()
         let total = pieces.reduce(0) { $0 + $1.blocks.count * $1.blockSize }
         values.reserveCapacity(total * columns)
         scales.reserveCapacity(total)
+        sums.reserveCapacity(total)
         for (m, blocks, size) in pieces {
             precondition(m.columns == columns && m.smoothing == smoothing, "stackingRowBlocks: columns or smoothing differ")
             for b in blocks {
                 let rows = (b * size)..<((b + 1) * size)
                 values.append(contentsOf: m.values[(rows.lowerBound * columns)..<(rows.upperBound * columns)])
                 scales.append(contentsOf: m.scales[rows])
+                sums.append(contentsOf: m.rowSums[rows])   // whole rows: their sums are the dense rows' sums
             }
         }
-        return Int8Matrix(rows: total, columns: columns, values: values, scales: scales, smoothing: smoothing)
+        return Int8Matrix(rows: total, columns: columns, values: values, scales: scales, rowSums: sums, smoothing: smoothing)
     }
 
     /// Every row keeping only column blocks `blocks` (each `blockSize` consecutive columns), in order: o_proj's kept
