@@ -83,7 +83,11 @@ public final class LanguageModel: @unchecked Sendable {
             let head = int8HeadWeights
             guard mask == nil else {
                 int8Lock.unlock()   // masked models are gathered concurrently
-                return PreparedModel(config: config, weights: stored, mask: mask, quantized: layers, quantizedHead: head)
+                // On the OpenMP team, like the int8 forward that comes next and the one before: libdispatch's
+                // workers would wait for the cores that the team's threads spin on after each region.
+                return Parallel.withOpenMPTeam {
+                    PreparedModel(config: config, weights: stored, mask: mask, quantized: layers, quantizedHead: head)
+                }
             }
             defer { int8Lock.unlock() }
             if let int8Dense { return int8Dense }
