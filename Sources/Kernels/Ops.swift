@@ -26,22 +26,7 @@ public enum Ops {
     public static func exp(_ x: V) -> V {
         let low = V(repeating: -87.3), high = V(repeating: 88.7)
         let clamped = select(signOf: high - x, ifNegative: high, otherwise: select(signOf: x - low, ifNegative: low, otherwise: x))
-        // Round to nearest with the 1.5·2^23 trick (generic SIMD rounding is not specialised).
-        let magic = V(repeating: 12_582_912)
-        let shifted = clamped * V(repeating: 1.442_695_04) + magic
-        let n = shifted - magic
-        var r = clamped - n * V(repeating: 0.693_359_375)
-        r = r - n * V(repeating: -2.121_944_4e-4)
-        var p = V(repeating: 1.987_569_15e-4)
-        p = p * r + V(repeating: 1.398_199_95e-3)
-        p = p * r + V(repeating: 8.333_451_9e-3)
-        p = p * r + V(repeating: 4.166_579_6e-2)
-        p = p * r + V(repeating: 1.666_666_55e-1)
-        p = p * r + V(repeating: 5.000_000_1e-1)
-        p = p * r * r + r + V(repeating: 1)
-        let integer = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
-        let scale = unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
-        return select(signOf: x - low, ifNegative: V(repeating: 0), otherwise: p * scale)
+        return select(signOf: x - low, ifNegative: V(repeating: 0), otherwise: expPolynomial(clamped))
     }
 
     /// `exp(x)` for x ≤ 88.7 (the shifted logits of a log-sum-exp, x − max ≤ 0), the same bits as `exp` there: no
@@ -49,7 +34,13 @@ public enum Ops {
     /// polynomial made of them) and no input reaches above. A fifth fewer instructions in the LM head's sums.
     @inlinable @inline(__always)
     public static func expOfShifted(_ x: V) -> V {
-        let low = V(repeating: -87.3)
+        select(signOf: x - V(repeating: -87.3), ifNegative: V(repeating: 0), otherwise: expPolynomial(x))
+    }
+
+    /// e^x by range reduction and the polynomial, for x in [−87.3, 88.7] (`exp`'s core).
+    @inlinable @inline(__always) @usableFromInline
+    static func expPolynomial(_ x: V) -> V {
+        // Round to nearest with the 1.5·2^23 trick (generic SIMD rounding is not specialised).
         let magic = V(repeating: 12_582_912)
         let shifted = x * V(repeating: 1.442_695_04) + magic
         let n = shifted - magic
@@ -63,8 +54,7 @@ public enum Ops {
         p = p * r + V(repeating: 5.000_000_1e-1)
         p = p * r * r + r + V(repeating: 1)
         let integer = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
-        let scale = unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
-        return select(signOf: x - low, ifNegative: V(repeating: 0), otherwise: p * scale)
+        return p * unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
     }
 
     /// Scalar e^x with the same polynomial as the vector version (used for tails so rows are consistent).
