@@ -215,7 +215,8 @@ public enum Int8Linear {
     /// The quantization and integer GEMM of the producing `apply`, without the dequantization: `body` gets the
     /// products, from which it dequantizes the rows it needs one at a time (`Int8Products.dequantize(row:into:)`,
     /// the same bits as `apply`'s rows), while they are in cache, instead of all of them being written out as
-    /// Float32 and read back. `scratch` must not be the one `body` quantizes into.
+    /// Float32 and read back. `scratch` must not be the one `body` quantizes into. With no rows or no outputs there
+    /// is nothing to multiply and `body` is not called.
     public static func multiply(rows: Int, weights w: Int8Matrix, scratch: inout Int8Scratch,
                                 producing produce: (Int, UnsafeMutablePointer<Float>) -> Void, then body: (Int8Products) -> Void) {
         run(rows: rows, weights: w, scratch: &scratch, quantize: { tokens in
@@ -412,6 +413,8 @@ public enum Int8Linear {
             return
         }
         var limit = outlierThreshold * (sumSquares / Float(width)).squareRoot()
+        // Squares that all underflow (|x| ≲ 1e-23) leave a zero limit, which doubling never raises: no clipping then.
+        if !(limit > 0) { limit = Swift.max(-low, high) }
         var outliers: Int32 = 0
         var scale: Float = 1, zero: Float = 0
         while true {

@@ -113,8 +113,8 @@ final class Int8KernelTests: XCTestCase {
         XCTAssertEqual(rowsFromProducts, expected, "multiply, then dequantize(row:)")
     }
 
-    /// A token with a NaN input (and more large values than outlier slots, which once sent the quantizer's
-    /// widening loop round forever) comes out NaN in every output, and the other tokens are what they are without
+    /// A token whose squares all underflow comes out finite and tiny; a token with a NaN input (and more large
+    /// values than outlier slots; both once sent the quantizer's widening loop round forever) comes out NaN in every output, and the other tokens are what they are without
     /// it; the blocked head gives that token a NaN log-probability.
     func testNaNTokenComesOutNaNWithoutHanging() throws {
         try DNNL.load()
@@ -130,6 +130,10 @@ final class Int8KernelTests: XCTestCase {
             } }
             return out
         }
+        // A token of values whose squares all underflow, more than 16 of them negative: its limit was 0 forever.
+        var tiny = x
+        for c in 0..<inputs { tiny[2 * inputs + c] = (c % 2 == 0 ? -1e-24 : 2e-24) * Float(c + 1) }
+        XCTAssertTrue(applied(tiny)[(2 * outputs)..<(3 * outputs)].allSatisfy { $0.isFinite && abs($0) < 1e-18 }, "tiny token")
         let clean = applied(x)
         x[3 * inputs + 5] = .nan
         for c in 20..<44 { x[3 * inputs + c] = 1e4 }
