@@ -60,7 +60,9 @@ extension PreparedModel {
         let d = config.hiddenSize
         let n = positions.count
         let layers = Array(self.layers[range])
-        let scratch = ForwardScratch(rows: n, hidden: d, layers: layers, int8: precision == .int8)
+        // int8 without an observer: RMSNorm and down_proj's inputs are made row by row where they are quantized.
+        let fused = precision == .int8 && observer == nil
+        let scratch = ForwardScratch(rows: n, hidden: d, layers: layers, int8: precision == .int8, fused: fused)
         let ropeTables = rotaryTables(range, positions: (positions.max() ?? 0) + 1)
 
         /// out[n, outputs] = input[n, inputs] · Wᵀ (+ out when `accumulate`) (+ bias per row), through the layer's
@@ -97,13 +99,11 @@ extension PreparedModel {
             for r in 0..<n { Ops.add(output + r * d, into: x + r * d, count: d) }
         }
 
-        /// out[n, weights.rows] = RMSNorm(x; norm) · Wᵀ (+ bias) in int8, each row normed where it is quantized.
-        func normedInt8(_ norm: [Float], weights: Int8Matrix, bias: [Float]?, out: UnsafeMutablePointer<Float>) {
+        /// `body` with a producer of RMSNorm(x; norm) rows: `(t, row)` writes row t, normed, into `row`.
+        func withNormedRows(_ norm: [Float], _ body: ((Int, UnsafeMutablePointer<Float>) -> Void) -> Void) {
             norm.withUnsafeBufferPointer { w in
                 let eps = config.normEpsilon
-                Int8Linear.apply(rows: n, weights: weights, bias: bias, out: out, accumulate: false, scratch: &scratch.int8) { t, row in
-                    Ops.rmsNorm(x + t * d, weight: w.baseAddress!, out: row, rows: 1, dim: d, eps: eps)
-                }
+                body { t, row in Ops.rmsNorm(x + t * d, weight: w.baseAddress!, out: row, rows: 1, dim: d, eps: eps) }
             }
         }
 
@@ -119,8 +119,11 @@ extension PreparedModel {
             let li = range.lowerBound + offset
             observer?.observe(layer: li, point: .layerInput, values: x, rows: n, width: d)
             if layer.attention {
-                if let qkv = layer.int8?.qkv, observer == nil {
-                    normedInt8(layer.attentionNorm, weights: qkv, bias: layer.bqkv, out: scratch.qkv)
+                if let qkv = layer.int8?.qkv, fused {
+                    withNormedRows(layer.attentionNorm) { normed in
+                        Int8Linear.apply(rows: n, weights: qkv, bias: layer.bqkv, out: scratch.qkv, accumulate: false,
+                                         scratch: &scratch.int8, producing: normed)
+                    }
                 } else {
                     rmsNorm(x, weight: layer.attentionNorm, out: scratch.normed, rows: n, dim: d)
                     project(scratch.normed, int8: layer.int8?.qkv, f32: layer.wqkv, inputs: d, outputs: layer.qkvDim,
@@ -134,16 +137,14 @@ extension PreparedModel {
             }
             observer?.observe(layer: li, point: .mlpInput, values: x, rows: n, width: d)
             if layer.mlp {
-                if let int8 = layer.int8, observer == nil, layer.postMLPNorm == nil {
+                if let int8 = layer.int8, fused, layer.postMLPNorm == nil {
                     // Each row's RMSNorm is made where it is quantized, and each row of down_proj's input from its
                     // gate | up products where it is quantized (Int8Linear's producing apply and multiply): neither
                     // the normed rows nor the Float32 gate | up rows are written out and read back. Same values as
                     // the unfused path.
-                    let ffn = layer.ffnDim, eps = config.normEpsilon
-                    layer.mlpNorm.withUnsafeBufferPointer { w in
-                        Int8Linear.multiply(rows: n, weights: int8.gateUp, scratch: &scratch.int8GateUp, producing: { t, row in
-                            Ops.rmsNorm(x + t * d, weight: w.baseAddress!, out: row, rows: 1, dim: d, eps: eps)
-                        }, then: { gateUp in
+                    let ffn = layer.ffnDim
+                    withNormedRows(layer.mlpNorm) { normed in
+                        Int8Linear.multiply(rows: n, weights: int8.gateUp, scratch: &scratch.int8GateUp, producing: normed, then: { gateUp in
                             Int8Linear.apply(rows: n, weights: int8.down, out: x, accumulate: true, scratch: &scratch.int8,
                                              workspace: 2 * ffn) { t, row, space in
                                 gateUp.dequantize(row: t, into: space)

@@ -29,12 +29,18 @@ final class ForwardScratch {
     private let storage: UnsafeMutablePointer<Float>
 
     /// Buffers for `rows` positions through `layers` of a model of width `hidden`; with `int8`, also the int8
-    /// projections' scratch.
-    init(rows: Int, hidden: Int, layers: [PreparedLayer], int8: Bool) {
+    /// projections' scratch. `fused` (an int8 pass without an observer): the layers make their RMS-normed rows
+    /// and down_proj's inputs where they quantize them (`decoderStack`), so `normed` is only needed for post-sublayer
+    /// norms, `gateUp` and `activated` only for MLPs with a post-norm, `int8` holds no gate/up products and
+    /// `int8GateUp` does; these buffers are then empty instead of zero-filled on every pass.
+    init(rows: Int, hidden: Int, layers: [PreparedLayer], int8: Bool, fused: Bool = false) {
         let widestQKV = layers.map(\.qkvDim).max() ?? 0
         let widestQuery = layers.map(\.queryDim).max() ?? 0
         let widestFFN = layers.map(\.ffnDim).max() ?? 0
-        let widths = [hidden, widestQKV, widestQuery, 2 * widestFFN, widestFFN]
+        let plainMLPs = !fused || layers.contains { $0.mlp && $0.postMLPNorm != nil }
+        let plainFFN = plainMLPs ? widestFFN : 0
+        let needsNormed = plainMLPs || layers.contains { $0.postAttentionNorm != nil }
+        let widths = [needsNormed ? hidden : 0, widestQKV, widestQuery, 2 * plainFFN, plainFFN]
         let sizes = widths.map { rows * $0 }
         let total = max(1, sizes.reduce(0, +))
         // Plain malloc alignment, as the arrays had: 64-byte-aligned storage (posix_memalign) raised a stories260K
@@ -50,8 +56,9 @@ final class ForwardScratch {
         gateUp = storage + offsets[3]
         activated = storage + offsets[4]
         self.int8 = Int8Scratch(rows: int8 ? rows : 0, inputs: max(hidden, widestQuery, widestFFN),
-                                outputs: max(widestQKV, hidden, 2 * widestFFN))
-        int8GateUp = Int8Scratch(rows: int8 ? rows : 0, inputs: hidden, outputs: 2 * widestFFN)
+                                outputs: max(widestQKV, hidden, 2 * plainFFN))
+        let fusedMLPs = int8 && fused && layers.contains { $0.mlp && $0.postMLPNorm == nil }
+        int8GateUp = Int8Scratch(rows: fusedMLPs ? rows : 0, inputs: hidden, outputs: 2 * widestFFN)
     }
 
     deinit {

@@ -14,7 +14,7 @@ extension PreparedModel {
     /// (`scoreContinuations`): logits for `blockRows` rows at a time (one `sgemm` per block into a [blockRows, vocab]
     /// buffer, so the logits of all rows are never held), then, spread over the cores, for each row with a target
     /// logit[target] − `Ops.logSumExp(logits)` and, with `greedy`, whether the target is the argmax. An int8
-    /// model's head goes through `Int8Linear.logSoftmaxAtTargets` instead: 128 rows × 8,192 vocabulary entries
+    /// model's head goes through `Int8Linear.logSoftmaxAtTargets` instead: 1,024 rows × 1,024 vocabulary entries
     /// per integer GEMM (4 MB of products, in cache), reduced with a running log-sum-exp.
     /// - Parameters:
     ///   - hidden: [targets.count, hidden], final-normed.
