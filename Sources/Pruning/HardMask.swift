@@ -22,11 +22,44 @@ public func hardMaskIndex(count: Int, keepRatio: Double) -> Int {
 }
 
 /// The hard-mask threshold of one group of scores (all layers concatenated in global mode, one layer's vector in
-/// per-layer mode): sort ascending and take the element at `hardMaskIndex`.
+/// per-layer mode): the element at `hardMaskIndex` of the scores sorted ascending, found by selection
+/// (`kthSmallest`) rather than a sort, since every PG step computes it for its log (SmolLM2: 46,080 channels).
 public func hardMaskThreshold<S: Sequence>(_ scores: S, keepRatio: Double) -> HardMaskThreshold where S.Element == Double {
-    let sorted = scores.sorted()
-    let index = hardMaskIndex(count: sorted.count, keepRatio: keepRatio)
-    return HardMaskThreshold(index: index, threshold: index < sorted.count ? sorted[index] : .infinity)
+    var values = Array(scores)
+    let index = hardMaskIndex(count: values.count, keepRatio: keepRatio)
+    return HardMaskThreshold(index: index, threshold: index < values.count ? kthSmallest(&values, index) : .infinity)
+}
+
+/// `values.sorted()[k]` (`k` in `values.indices`; no NaN), in linear expected time: quickselect with a
+/// median-of-three pivot and a three-way partition, so runs of equal scores (a uniform start) end in one pass; a
+/// range still large after 64 partitions is sorted instead. Reorders `values`.
+func kthSmallest(_ values: inout [Double], _ k: Int) -> Double {
+    precondition(values.indices.contains(k), "kthSmallest: k outside the values")
+    return values.withUnsafeMutableBufferPointer { v in
+        var lo = 0, hi = v.count   // position k lies in [lo, hi)
+        var partitions = 0
+        while hi - lo > 16 && partitions < 64 {
+            partitions += 1
+            let a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1]
+            let pivot = max(min(a, b), min(max(a, b), c))
+            // [lo, less) < pivot, [less, i) == pivot, [greater, hi) > pivot
+            var less = lo, i = lo, greater = hi
+            while i < greater {
+                let x = v[i]
+                if x < pivot {
+                    v.swapAt(less, i); less += 1; i += 1
+                } else if x > pivot {
+                    greater -= 1; v.swapAt(i, greater)
+                } else {
+                    i += 1
+                }
+            }
+            if k < less { hi = less } else if k >= greater { lo = greater } else { return pivot }
+        }
+        var rest = UnsafeMutableBufferPointer(rebasing: v[lo..<hi])
+        rest.sort()
+        return v[k]
+    }
 }
 
 /// The ids (ascending) of the scores at or above `threshold`.

@@ -50,6 +50,32 @@ final class HardMaskTests: XCTestCase {
     }
 
     /// Keep ratio 0 keeps nothing (index n: the code would index past the end); ratios above 1 clamp to index 0.
+    /// The selection behind the threshold picks exactly the sorted element: random scores on coarse and fine grids
+    /// (many ties, all ties, none), every k of short inputs and spread k of long ones, against a full sort.
+    func testSelectionIsTheSortedElement() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 { state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407; return state >> 11 }
+        for (count, levels) in [(1, 1), (7, 3), (17, 1), (33, 2), (100, 1_000_000), (1_000, 5), (46_080, 1), (46_080, 40), (46_080, 1 << 40)] {
+            let values = (0..<count).map { _ in Double(next() % UInt64(levels)) / Double(levels) - 0.25 }
+            let sorted = values.sorted()
+            let ks = count <= 100 ? Array(0..<count) : [0, 1, count / 3, count / 2, count - 2, count - 1]
+            for k in ks {
+                var copy = values
+                XCTAssertEqual(kthSmallest(&copy, k), sorted[k], "n=\(count) levels=\(levels) k=\(k)")
+                XCTAssertEqual(copy.sorted(), sorted, "a permutation of the input")
+            }
+        }
+        // Adversarial for the pivot rule: sorted, reversed and organ-pipe inputs still give the sorted element.
+        let n = 5_000
+        for values in [(0..<n).map(Double.init), (0..<n).reversed().map(Double.init), (0..<n).map { Double(min($0, n - $0)) }] {
+            let sorted = values.sorted()
+            for k in [0, 17, n / 2, n - 1] {
+                var copy = values
+                XCTAssertEqual(kthSmallest(&copy, k), sorted[k])
+            }
+        }
+    }
+
     func testKeepRatioZeroKeepsNothing() {
         XCTAssertEqual(hardMaskIndex(count: 5, keepRatio: 0), 5)
         let t = hardMaskThreshold([0.1, 0.2, 0.3, 0.4, 0.5], keepRatio: 0)
