@@ -26,6 +26,14 @@ struct Bench: ParsableCommand {
     var compute: ComputePrecision = .f32
     @Option(help: "With --compute int8: also compare int8 and f32 NLL on the first N WikiText-2 windows of --seq tokens (0 = skip).")
     var nllWindows = 0
+    @Option(help: "With --nll-windows: also run f32 on weights rounded to each of these (comma-separated: fp16, bf16, int8 = the int8 forward's weight codes, dequantized), to show how far any rounding of that size moves the same windows.",
+            transform: { text in try commaSeparated(text) { name in
+                guard let r = WeightRounding(rawValue: name) else {
+                    throw ValidationError("unknown weight rounding '\(name)' (choose from \(WeightRounding.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return r
+            } })
+    var nllWeightRounding: [WeightRounding] = []
     @Option(help: "With --compute int8: smooth the int8 projections (SmoothQuant) with activation maxima from the first N C4 validation windows (0 = no smoothing).")
     var int8Calibration = 0
     @Option(help: "SmoothQuant migration strength for --int8-calibration.") var int8Alpha: Float = 0.5
@@ -50,6 +58,7 @@ struct Bench: ParsableCommand {
         }
         guard nllWindows >= 0 else { throw ValidationError("--nll-windows must be ≥ 0, got \(nllWindows)") }
         if (nllWindows > 0 || int8Calibration > 0) && compute != .int8 { throw ValidationError("--nll-windows and --int8-calibration need --compute int8") }
+        if !nllWeightRounding.isEmpty && nllWindows == 0 { throw ValidationError("--nll-weight-rounding adds rows to the --nll-windows comparison; give --nll-windows N and --compute int8") }
         if planOptions.plan != nil && nllWindows == 0 { throw ValidationError("--plan adds a row to the --nll-windows comparison; give --nll-windows N and --compute int8") }
         guard int8Calibration >= 0, int8Alpha >= 0, int8Alpha <= 1 else { throw ValidationError("--int8-calibration must be ≥ 0 and --int8-alpha in [0, 1]") }
     }
@@ -87,6 +96,19 @@ struct Bench: ParsableCommand {
         /// max over windows of |int8 − f32| / f32 (per-window mean NLL).
         var maxRelativeWindowDifference: Double
         var meanRelativeWindowDifference: Double
+        /// Windows whose |int8 − f32| / f32 exceeds 1 %.
+        var windowsOverOnePercent: Int
+        /// The same comparison for f32 forwards on rounded weights (`--nll-weight-rounding`), in the order given.
+        var weightRounding: [RoundingRow]
+    }
+
+    /// f32 on rounded weights against f32, on the windows of an `NLLRow`.
+    struct RoundingRow: Codable {
+        var rounding: String
+        var meanNLL: Double
+        var maxRelativeWindowDifference: Double
+        var meanRelativeWindowDifference: Double
+        var windowsOverOnePercent: Int
     }
 
     struct Report: Codable {
@@ -236,13 +258,26 @@ struct Bench: ParsableCommand {
             if let planMask = try planOptions.structureMask(loaded, modelPath: model.model) {
                 rows.append(("plan \(URL(fileURLWithPath: planOptions.plan ?? "").lastPathComponent)", planMask))
             }
-            for (name, m) in rows {
+            // One rounded copy of the model at a time (a second set of Float32 weights).
+            var rounded: [[[Double]]] = rows.map { _ in [] }
+            for rounding in nllWeightRounding {
+                let copy = try LanguageModel(config: cfg, weights: rounding.applied(to: lm.weights, config: cfg))
+                for (i, (_, m)) in rows.enumerated() { rounded[i].append(try Self.windowMeans(try copy.prepared(mask: m), eval, batch: batch)) }
+            }
+            for (i, (name, m)) in rows.enumerated() {
                 let f32 = try Self.windowMeans(try lm.prepared(mask: m), eval, batch: batch)
                 let q = try Self.windowMeans(try lm.prepared(mask: m, precision: .int8), eval, batch: batch)
                 let rel = zip(f32, q).map { abs($1 - $0) / $0 }
+                let roundingRows = zip(nllWeightRounding, rounded[i]).map { rounding, means in
+                    let r = zip(f32, means).map { abs($1 - $0) / $0 }
+                    return RoundingRow(rounding: rounding.rawValue, meanNLL: means.reduce(0, +) / Double(means.count),
+                                       maxRelativeWindowDifference: r.max() ?? 0, meanRelativeWindowDifference: r.reduce(0, +) / Double(max(1, r.count)),
+                                       windowsOverOnePercent: r.filter { $0 > 0.01 }.count)
+                }
                 report.nll.append(NLLRow(name: name, windows: eval.count, f32MeanNLL: f32.reduce(0, +) / Double(f32.count),
                                          int8MeanNLL: q.reduce(0, +) / Double(q.count), maxRelativeWindowDifference: rel.max() ?? 0,
-                                         meanRelativeWindowDifference: rel.reduce(0, +) / Double(max(1, rel.count))))
+                                         meanRelativeWindowDifference: rel.reduce(0, +) / Double(max(1, rel.count)),
+                                         windowsOverOnePercent: rel.filter { $0 > 0.01 }.count, weightRounding: roundingRows))
             }
         }
         if int8 && int8Calibration > 0 { report.int8CalibrationWindows = int8Calibration; report.int8Alpha = int8Alpha }
@@ -282,10 +317,16 @@ struct Bench: ParsableCommand {
         if !report.nll.isEmpty {
             print("")
             print(pad("NLL, first WikiText-2 windows", 44) + pad("windows", 9) + pad("f32 mean", 10) + pad("int8 mean", 10)
-                  + pad("max |rel diff| per window", 27) + pad("mean |rel diff|", 16))
+                  + pad("max |rel diff| per window", 27) + pad("mean |rel diff|", 16) + pad("windows > 1 %", 14))
             for r in report.nll {
                 print(pad(r.name, 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10) + pad(String(format: "%.4f", r.int8MeanNLL), 10)
-                      + pad(String(format: "%.3f%%", 100 * r.maxRelativeWindowDifference), 27) + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16))
+                      + pad(String(format: "%.3f%%", 100 * r.maxRelativeWindowDifference), 27) + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16)
+                      + pad("\(r.windowsOverOnePercent)", 14))
+                for w in r.weightRounding {
+                    print(pad("  f32, weights rounded to \(w.rounding)", 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10)
+                          + pad(String(format: "%.4f", w.meanNLL), 10) + pad(String(format: "%.3f%%", 100 * w.maxRelativeWindowDifference), 27)
+                          + pad(String(format: "%.3f%%", 100 * w.meanRelativeWindowDifference), 16) + pad("\(w.windowsOverOnePercent)", 14))
+                }
             }
         }
         if let step = report.pgStep { printStep(step) }

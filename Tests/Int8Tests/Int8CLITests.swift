@@ -162,7 +162,7 @@ final class BenchPlanNLLTests: XCTestCase {
         let score = try Shared.run(["score", "--model", model, "--metric", "magnitude", "--rate", "0.5", "--out", plan])
         XCTAssertEqual(score.status, 0, score.stderr)
         let run = try Shared.run(["bench", "--model", model, "--compute", "int8", "--nll-windows", "4", "--plan", plan, "--keep", "0",
-                                  "--batch", "2", "--seq", "32", "--repeats", "1", "--json"])
+                                  "--batch", "2", "--seq", "32", "--repeats", "1", "--nll-weight-rounding", "fp16,int8", "--json"])
         XCTAssertEqual(run.status, 0, run.stderr)
         let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         let rows = try XCTUnwrap(json["nll"] as? [[String: Any]])
@@ -171,11 +171,22 @@ final class BenchPlanNLLTests: XCTestCase {
             let f32 = try XCTUnwrap(row["f32MeanNLL"] as? Double), int8 = try XCTUnwrap(row["int8MeanNLL"] as? Double)
             XCTAssertEqual(row["windows"] as? Int, 4)
             XCTAssertTrue(f32.isFinite && f32 > 0 && int8.isFinite && int8 > 0)
+            XCTAssertNotNil(row["windowsOverOnePercent"] as? Int)
+            // The yardstick rows, in the order asked: a rounding 64 times finer moves the windows less.
+            let rounding = try XCTUnwrap(row["weightRounding"] as? [[String: Any]])
+            XCTAssertEqual(rounding.map { $0["rounding"] as? String }, ["fp16", "int8"])
+            let fp16 = try XCTUnwrap(rounding[0]["meanRelativeWindowDifference"] as? Double)
+            let int8Weights = try XCTUnwrap(rounding[1]["meanRelativeWindowDifference"] as? Double)
+            XCTAssertTrue(fp16 >= 0 && fp16 < int8Weights, "fp16 \(fp16) vs int8 weights \(int8Weights)")
         }
         XCTAssertNotEqual(rows[0]["f32MeanNLL"] as? Double, rows[1]["f32MeanNLL"] as? Double, "the plan's model is another model")
 
         let bare = try Shared.run(["bench", "--model", model, "--plan", plan])
         XCTAssertNotEqual(bare.status, 0)
         XCTAssertTrue(bare.stderr.contains("--plan adds a row to the --nll-windows comparison"), bare.stderr)
+
+        let unknown = try Shared.run(["bench", "--model", model, "--compute", "int8", "--nll-windows", "4", "--nll-weight-rounding", "bf16,fp8"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("unknown weight rounding 'fp8'"), unknown.stderr)
     }
 }
