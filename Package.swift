@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "ZeroShotModelTests", dependencies: ["Essentials", "Evaluation", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
         // Issue 16: seeded mutation of every input format, in-process and through the built binary.
         .testTarget(name: "FuzzTests", dependencies: ["Essentials", "Kernels", "Checkpoints", "Tokenization", "Transformer", "Corpora", "Pruning", "FixtureSupport"], swiftSettings: plain),
-        .testTarget(name: "Int8Tests", dependencies: ["Essentials", "Kernels", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
+        .testTarget(name: "Int8Tests", dependencies: ["Essentials", "Kernels", "Transformer", "Checkpoints", "Tokenization", "Corpora", "Evaluation", "FixtureSupport"], exclude: ["Fixtures"], swiftSettings: plain),
         .testTarget(name: "PruneRunTests", dependencies: ["Essentials", "Pruning", "Transformer", "Checkpoints", "Tokenization", "Corpora", "FixtureSupport"], swiftSettings: plain),
     ]
 )

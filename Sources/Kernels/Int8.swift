@@ -86,18 +86,6 @@ public struct Int8Matrix: Sendable {
         self.rowSums = rowSums
     }
 
-    /// The Float32 matrix these codes stand for, `scales[r] · values[r, c] · smoothing[c]`: the weights the int8
-    /// GEMM multiplies, for measuring what the rounding alone does (`WeightRounding.int8`).
-    public func dequantized() -> [Float] {
-        var out = [Float](repeating: 0, count: rows * columns)
-        for r in 0..<rows {
-            for c in 0..<columns {
-                out[r * columns + c] = scales[r] * Float(values[r * columns + c]) * (smoothing?[c] ?? 1)
-            }
-        }
-        return out
-    }
-
     /// A matrix with no rows.
     public static func empty(columns: Int) -> Int8Matrix { Int8Matrix(rows: 0, columns: columns, values: [], scales: []) }
 

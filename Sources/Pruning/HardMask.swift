@@ -24,6 +24,7 @@ public func hardMaskIndex(count: Int, keepRatio: Double) -> Int {
 /// The hard-mask threshold of one group of scores (all layers concatenated in global mode, one layer's vector in
 /// per-layer mode): the element at `hardMaskIndex` of the scores sorted ascending, found by selection
 /// (`kthSmallest`) rather than a sort, since every PG step computes it for its log (SmolLM2: 46,080 channels).
+/// Scores must not be NaN (keep probabilities and metric scores are checked finite where they enter).
 public func hardMaskThreshold<S: Sequence>(_ scores: S, keepRatio: Double) -> HardMaskThreshold where S.Element == Double {
     var values = Array(scores)
     let index = hardMaskIndex(count: values.count, keepRatio: keepRatio)
@@ -32,13 +33,13 @@ public func hardMaskThreshold<S: Sequence>(_ scores: S, keepRatio: Double) -> Ha
 
 /// `values.sorted()[k]` (`k` in `values.indices`; no NaN), in linear expected time: quickselect with a
 /// median-of-three pivot and a three-way partition, so runs of equal scores (a uniform start) end in one pass; a
-/// range still large after 64 partitions is sorted instead. Reorders `values`.
-func kthSmallest(_ values: inout [Double], _ k: Int) -> Double {
+/// range still large after `maximumPartitions` partitions is sorted instead. Reorders `values`.
+func kthSmallest(_ values: inout [Double], _ k: Int, maximumPartitions: Int = 64) -> Double {
     precondition(values.indices.contains(k), "kthSmallest: k outside the values")
     return values.withUnsafeMutableBufferPointer { v in
         var lo = 0, hi = v.count   // position k lies in [lo, hi)
         var partitions = 0
-        while hi - lo > 16 && partitions < 64 {
+        while hi - lo > 16 && partitions < maximumPartitions {
             partitions += 1
             let a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1]
             let pivot = max(min(a, b), min(max(a, b), c))

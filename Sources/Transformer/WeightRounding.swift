@@ -10,7 +10,9 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable, CustomStrin
     case fp16
     /// bfloat16 (7 mantissa bits), round to nearest even.
     case bf16
-    /// The int8 forward's weights: symmetric s8 per output row (`Int8Matrix`), dequantized.
+    /// The int8 forward's weights: symmetric s8 per output row (`Int8Matrix`, without `--int8-calibration`'s
+    /// smoothing), dequantized. `applied(to:config:)` rounds the dense model, so a mask then keeps each row's dense
+    /// scale, as the int8 forward does.
     case int8
 
     public var description: String { rawValue }
@@ -49,5 +51,19 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable, CustomStrin
         let bits = x.bitPattern
         let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
         return Float(bitPattern: rounded & 0xFFFF_0000)
+    }
+}
+
+extension Int8Matrix {
+    /// The Float32 matrix these codes stand for, `scales[r] · values[r, c] · smoothing[c]`: the weights the int8
+    /// GEMM multiplies, for measuring what the rounding alone does (`WeightRounding.int8`).
+    public func dequantized() -> [Float] {
+        var out = [Float](repeating: 0, count: rows * columns)
+        for r in 0..<rows {
+            for c in 0..<columns {
+                out[r * columns + c] = scales[r] * Float(values[r * columns + c]) * (smoothing?[c] ?? 1)
+            }
+        }
+        return out
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoints
 import Corpora
 import Essentials
+import Evaluation
 import Foundation
 import Kernels
 import Pruning
@@ -59,6 +60,9 @@ struct Bench: ParsableCommand {
         guard nllWindows >= 0 else { throw ValidationError("--nll-windows must be ≥ 0, got \(nllWindows)") }
         if (nllWindows > 0 || int8Calibration > 0) && compute != .int8 { throw ValidationError("--nll-windows and --int8-calibration need --compute int8") }
         if !nllWeightRounding.isEmpty && nllWindows == 0 { throw ValidationError("--nll-weight-rounding adds rows to the --nll-windows comparison; give --nll-windows N and --compute int8") }
+        if nllWeightRounding.contains(.int8) && int8Calibration > 0 {
+            throw ValidationError("--nll-weight-rounding int8 rounds the unsmoothed weights, not those of --int8-calibration; run them separately")
+        }
         if planOptions.plan != nil && nllWindows == 0 { throw ValidationError("--plan adds a row to the --nll-windows comparison; give --nll-windows N and --compute int8") }
         guard int8Calibration >= 0, int8Alpha >= 0, int8Alpha <= 1 else { throw ValidationError("--int8-calibration must be ≥ 0 and --int8-alpha in [0, 1]") }
     }
@@ -98,17 +102,20 @@ struct Bench: ParsableCommand {
         var meanRelativeWindowDifference: Double
         /// Windows whose |int8 − f32| / f32 exceeds 1 %.
         var windowsOverOnePercent: Int
+        /// The window of `maxRelativeWindowDifference` (0-based).
+        var worstWindow: Int?
         /// The same comparison for f32 forwards on rounded weights (`--nll-weight-rounding`), in the order given.
         var weightRounding: [RoundingRow]
     }
 
     /// f32 on rounded weights against f32, on the windows of an `NLLRow`.
     struct RoundingRow: Codable {
-        var rounding: String
+        var rounding: WeightRounding
         var meanNLL: Double
         var maxRelativeWindowDifference: Double
         var meanRelativeWindowDifference: Double
         var windowsOverOnePercent: Int
+        var worstWindow: Int?
     }
 
     struct Report: Codable {
@@ -267,17 +274,17 @@ struct Bench: ParsableCommand {
             for (i, (name, m)) in rows.enumerated() {
                 let f32 = try Self.windowMeans(try lm.prepared(mask: m), eval, batch: batch)
                 let q = try Self.windowMeans(try lm.prepared(mask: m, precision: .int8), eval, batch: batch)
-                let rel = zip(f32, q).map { abs($1 - $0) / $0 }
+                let moved = WindowMovement(reference: f32, other: q)
                 let roundingRows = zip(nllWeightRounding, rounded[i]).map { rounding, means in
-                    let r = zip(f32, means).map { abs($1 - $0) / $0 }
-                    return RoundingRow(rounding: rounding.rawValue, meanNLL: means.reduce(0, +) / Double(means.count),
-                                       maxRelativeWindowDifference: r.max() ?? 0, meanRelativeWindowDifference: r.reduce(0, +) / Double(max(1, r.count)),
-                                       windowsOverOnePercent: r.filter { $0 > 0.01 }.count)
+                    let m = WindowMovement(reference: f32, other: means)
+                    return RoundingRow(rounding: rounding, meanNLL: means.reduce(0, +) / Double(means.count),
+                                       maxRelativeWindowDifference: m.maxRelative, meanRelativeWindowDifference: m.meanRelative,
+                                       windowsOverOnePercent: m.windowsOverThreshold, worstWindow: m.worstWindow)
                 }
                 report.nll.append(NLLRow(name: name, windows: eval.count, f32MeanNLL: f32.reduce(0, +) / Double(f32.count),
-                                         int8MeanNLL: q.reduce(0, +) / Double(q.count), maxRelativeWindowDifference: rel.max() ?? 0,
-                                         meanRelativeWindowDifference: rel.reduce(0, +) / Double(max(1, rel.count)),
-                                         windowsOverOnePercent: rel.filter { $0 > 0.01 }.count, weightRounding: roundingRows))
+                                         int8MeanNLL: q.reduce(0, +) / Double(q.count), maxRelativeWindowDifference: moved.maxRelative,
+                                         meanRelativeWindowDifference: moved.meanRelative, windowsOverOnePercent: moved.windowsOverThreshold,
+                                         worstWindow: moved.worstWindow, weightRounding: roundingRows))
             }
         }
         if int8 && int8Calibration > 0 { report.int8CalibrationWindows = int8Calibration; report.int8Alpha = int8Alpha }
@@ -316,15 +323,15 @@ struct Bench: ParsableCommand {
         }
         if !report.nll.isEmpty {
             print("")
-            print(pad("NLL, first WikiText-2 windows", 44) + pad("windows", 9) + pad("f32 mean", 10) + pad("int8 mean", 10)
-                  + pad("max |rel diff| per window", 27) + pad("mean |rel diff|", 16) + pad("windows > 1 %", 14))
+            print(pad("NLL, first WikiText-2 windows", 44) + pad("windows", 9) + pad("f32 mean", 10) + pad("int8 (or rounded) mean", 24)
+                  + pad("max |rel diff| per window (window)", 36) + pad("mean |rel diff|", 16) + pad("windows > 1 %", 14))
             for r in report.nll {
-                print(pad(r.name, 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10) + pad(String(format: "%.4f", r.int8MeanNLL), 10)
-                      + pad(String(format: "%.3f%%", 100 * r.maxRelativeWindowDifference), 27) + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16)
-                      + pad("\(r.windowsOverOnePercent)", 14))
+                print(pad(r.name, 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10) + pad(String(format: "%.4f", r.int8MeanNLL), 24)
+                      + pad(String(format: "%.3f%% (%d)", 100 * r.maxRelativeWindowDifference, r.worstWindow ?? -1), 36)
+                      + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16) + pad("\(r.windowsOverOnePercent)", 14))
                 for w in r.weightRounding {
                     print(pad("  f32, weights rounded to \(w.rounding)", 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10)
-                          + pad(String(format: "%.4f", w.meanNLL), 10) + pad(String(format: "%.3f%%", 100 * w.maxRelativeWindowDifference), 27)
+                          + pad(String(format: "%.4f", w.meanNLL), 24) + pad(String(format: "%.3f%% (%d)", 100 * w.maxRelativeWindowDifference, w.worstWindow ?? -1), 36)
                           + pad(String(format: "%.3f%%", 100 * w.meanRelativeWindowDifference), 16) + pad("\(w.windowsOverOnePercent)", 14))
                 }
             }

@@ -171,13 +171,17 @@ final class BenchPlanNLLTests: XCTestCase {
             let f32 = try XCTUnwrap(row["f32MeanNLL"] as? Double), int8 = try XCTUnwrap(row["int8MeanNLL"] as? Double)
             XCTAssertEqual(row["windows"] as? Int, 4)
             XCTAssertTrue(f32.isFinite && f32 > 0 && int8.isFinite && int8 > 0)
-            XCTAssertNotNil(row["windowsOverOnePercent"] as? Int)
-            // The yardstick rows, in the order asked: a rounding 64 times finer moves the windows less.
+            let over = try XCTUnwrap(row["windowsOverOnePercent"] as? Int)
+            XCTAssertTrue((0...4).contains(over), "\(over) of 4 windows")
+            let worst = try XCTUnwrap(row["worstWindow"] as? Int)
+            XCTAssertTrue((0..<4).contains(worst))
+            // The yardstick rows, in the order asked: fp16 (11 significant bits) moves the windows less than int8
+            // codes (at most 8 bits per row) do.
             let rounding = try XCTUnwrap(row["weightRounding"] as? [[String: Any]])
             XCTAssertEqual(rounding.map { $0["rounding"] as? String }, ["fp16", "int8"])
             let fp16 = try XCTUnwrap(rounding[0]["meanRelativeWindowDifference"] as? Double)
             let int8Weights = try XCTUnwrap(rounding[1]["meanRelativeWindowDifference"] as? Double)
-            XCTAssertTrue(fp16 >= 0 && fp16 < int8Weights, "fp16 \(fp16) vs int8 weights \(int8Weights)")
+            XCTAssertTrue(fp16 < int8Weights, "fp16 \(fp16) vs int8 weights \(int8Weights)")
         }
         XCTAssertNotEqual(rows[0]["f32MeanNLL"] as? Double, rows[1]["f32MeanNLL"] as? Double, "the plan's model is another model")
 
@@ -188,5 +192,12 @@ final class BenchPlanNLLTests: XCTestCase {
         let unknown = try Shared.run(["bench", "--model", model, "--compute", "int8", "--nll-windows", "4", "--nll-weight-rounding", "bf16,fp8"])
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("unknown weight rounding 'fp8'"), unknown.stderr)
+        let alone = try Shared.run(["bench", "--model", model, "--compute", "int8", "--nll-weight-rounding", "bf16"])
+        XCTAssertNotEqual(alone.status, 0)
+        XCTAssertTrue(alone.stderr.contains("--nll-weight-rounding adds rows to the --nll-windows comparison"), alone.stderr)
+        let smoothed = try Shared.run(["bench", "--model", model, "--compute", "int8", "--nll-windows", "4", "--int8-calibration", "2",
+                                       "--nll-weight-rounding", "int8"])
+        XCTAssertNotEqual(smoothed.status, 0)
+        XCTAssertTrue(smoothed.stderr.contains("--nll-weight-rounding int8 rounds the unsmoothed weights"), smoothed.stderr)
     }
 }

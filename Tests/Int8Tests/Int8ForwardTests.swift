@@ -1,5 +1,6 @@
 import Checkpoints
 import Corpora
+import Evaluation
 import FixtureSupport
 import Foundation
 import Kernels
@@ -69,18 +70,17 @@ final class Int8ForwardTests: XCTestCase {
             let int8Model = try model.prepared(mask: mask, precision: .int8)
             XCTAssertEqual(int8Model.precision, .int8)
             let int8 = try Self.windowMeans(int8Model, windows)
-            let relative = zip(f32, int8).map { abs($1 - $0) / $0 }
-            let worst = relative.indices.max { relative[$0] < relative[$1] }!
+            let moved = WindowMovement(reference: f32, other: int8)
+            let worst = try XCTUnwrap(moved.worstWindow)
             let meanF32 = f32.reduce(0, +) / 64, meanInt8 = int8.reduce(0, +) / 64
-            let meanRelative = relative.reduce(0, +) / 64
             print(String(format: "int8 vs f32, %@: per-window NLL %.5f vs %.5f (rel %.4f%%); single windows |rel diff| mean %.4f%%, max %.4f%% (window %d)",
-                         name, meanInt8, meanF32, 100 * abs(meanInt8 - meanF32) / meanF32, 100 * meanRelative, 100 * relative[worst], worst))
+                         name, meanInt8, meanF32, 100 * abs(meanInt8 - meanF32) / meanF32, 100 * moved.meanRelative, 100 * moved.maxRelative, worst))
             XCTAssertLessThanOrEqual(abs(meanInt8 - meanF32) / meanF32, 0.01, "\(name): per-window NLL int8 \(meanInt8) vs f32 \(meanF32)")
             if mask == nil {
-                XCTAssertLessThanOrEqual(relative[worst], 0.01, "\(name): window \(worst) int8 \(int8[worst]) vs f32 \(f32[worst])")
+                XCTAssertLessThanOrEqual(moved.maxRelative, 0.01, "\(name): window \(worst) int8 \(int8[worst]) vs f32 \(f32[worst])")
             } else {
-                XCTAssertLessThanOrEqual(meanRelative, 0.02, name)
-                XCTAssertLessThanOrEqual(relative[worst], 0.15, "\(name): window \(worst) int8 \(int8[worst]) vs f32 \(f32[worst])")
+                XCTAssertLessThanOrEqual(moved.meanRelative, 0.02, name)
+                XCTAssertLessThanOrEqual(moved.maxRelative, 0.15, "\(name): window \(worst) int8 \(int8[worst]) vs f32 \(f32[worst])")
             }
         }
     }

@@ -1,5 +1,6 @@
 import Checkpoints
 import Corpora
+import Evaluation
 import FixtureSupport
 import Foundation
 import Transformer
@@ -18,9 +19,9 @@ final class Int8ReferenceTests: XCTestCase {
     /// them less than the reference's W8A8 does, by what the per-token outlier decomposition buys: mean |rel diff| at
     /// most 0.6 × the reference's dense and 0.75 × on the plan (reference 0.570 % / 0.607 %; ours 0.248 % / 0.380 %,
     /// ratios 0.44 / 0.63; without the decomposition ours are 0.488 % / 0.493 %, ratios 0.86 / 0.81, which fail),
-    /// and no more windows moved by over 1 % (reference 8 / 9, ours 0 / 4). (3) The issue's requirement on the same
-    /// numbers: mean |rel diff| ≤ 1 % per window, the measure in which the developers' guide quotes this scheme
-    /// (0.5 % on average).
+    /// and no more windows moved by over 1 % (reference 8 / 9, ours 0 / 4). That also bounds the mean movement well
+    /// under issue 12's 1 % (0.6 × 0.570 % and 0.75 × 0.607 %). The worst single window is not bounded: on the plan
+    /// ours (4.25 %) is worse than the reference's (3.43 %), window 39 of NLL 13.5 in both (RESULTS.md).
     func testInt8MovesWindowsLessThanTheReferenceW8A8() throws {
         let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixture)) as? [String: Any])
         XCTAssertEqual(json["n_windows"] as? Int, 64)
@@ -41,20 +42,21 @@ final class Int8ReferenceTests: XCTestCase {
         for (name, mask, ratio) in [("dense", nil, 0.6), ("plan", plan, 0.75)] as [(String, StructureMask?, Double)] {
             let reference = try XCTUnwrap(windowNLL[name])
             let referenceF32 = try XCTUnwrap(reference["f32"]), referenceW8A8 = try XCTUnwrap(reference["w8a8u"])
+            XCTAssertEqual(referenceF32.count, 64)
+            XCTAssertEqual(referenceW8A8.count, 64)
+            guard referenceF32.count == 64, referenceW8A8.count == 64 else { return }
             let f32 = try Int8ForwardTests.windowMeans(try model.prepared(mask: mask), windows)
             let int8 = try Int8ForwardTests.windowMeans(try model.prepared(mask: mask, precision: .int8), windows)
             for w in 0..<64 { XCTAssertEqual(f32[w], referenceF32[w], accuracy: 1e-4, "\(name) window \(w): f32") }
+            print(String(format: "%@: f32 windows differ from the reference's by at most %.2e", name,
+                         zip(f32, referenceF32).map { abs($0 - $1) }.max() ?? 0))
 
-            func moved(_ q: [Double], _ base: [Double]) -> (mean: Double, overOnePercent: Int) {
-                let rel = zip(base, q).map { abs($1 - $0) / $0 }
-                return (rel.reduce(0, +) / Double(rel.count), rel.filter { $0 > 0.01 }.count)
-            }
-            let ours = moved(int8, f32), theirs = moved(referenceW8A8, referenceF32)
-            print(String(format: "%@: int8 moves windows by %.3f%% on average, %d over 1 %%; reference W8A8 %.3f%%, %d",
-                         name, 100 * ours.mean, ours.overOnePercent, 100 * theirs.mean, theirs.overOnePercent))
-            XCTAssertLessThanOrEqual(ours.mean, ratio * theirs.mean, "\(name): mean |rel diff| per window against \(ratio) × the reference's")
-            XCTAssertLessThanOrEqual(ours.overOnePercent, theirs.overOnePercent, "\(name): windows moved by more than 1 %")
-            XCTAssertLessThanOrEqual(ours.mean, 0.01, "\(name): issue 12's 1 % per window")
+            let ours = WindowMovement(reference: f32, other: int8), theirs = WindowMovement(reference: referenceF32, other: referenceW8A8)
+            print(String(format: "%@: int8 moves windows by %.3f%% on average (max %.3f%%), %d over 1 %%; reference W8A8 %.3f%% (max %.3f%%), %d",
+                         name, 100 * ours.meanRelative, 100 * ours.maxRelative, ours.windowsOverThreshold,
+                         100 * theirs.meanRelative, 100 * theirs.maxRelative, theirs.windowsOverThreshold))
+            XCTAssertLessThanOrEqual(ours.meanRelative, ratio * theirs.meanRelative, "\(name): mean |rel diff| per window against \(ratio) × the reference's")
+            XCTAssertLessThanOrEqual(ours.windowsOverThreshold, theirs.windowsOverThreshold, "\(name): windows moved by more than 1 %")
         }
     }
 }

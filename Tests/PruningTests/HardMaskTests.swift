@@ -49,7 +49,6 @@ final class HardMaskTests: XCTestCase {
         }
     }
 
-    /// Keep ratio 0 keeps nothing (index n: the code would index past the end); ratios above 1 clamp to index 0.
     /// The selection behind the threshold picks exactly the sorted element: random scores on coarse and fine grids
     /// (many ties, all ties, none), every k of short inputs and spread k of long ones, against a full sort.
     func testSelectionIsTheSortedElement() {
@@ -65,17 +64,24 @@ final class HardMaskTests: XCTestCase {
                 XCTAssertEqual(copy.sorted(), sorted, "a permutation of the input")
             }
         }
-        // Adversarial for the pivot rule: sorted, reversed and organ-pipe inputs still give the sorted element.
+        // Sorted, reversed and organ-pipe inputs, and the fallback sort: with 0 or 1 partitions allowed the range
+        // left over is sorted, and the element is still the sorted one.
         let n = 5_000
-        for values in [(0..<n).map(Double.init), (0..<n).reversed().map(Double.init), (0..<n).map { Double(min($0, n - $0)) }] {
+        let ascending: [Double] = (0..<n).map { Double($0) }
+        let organPipe: [Double] = (0..<n).map { Double(min($0, n - $0)) }
+        let fewLevels: [Double] = (0..<n).map { _ in Double(next() % 7) }
+        for values in [ascending, Array(ascending.reversed()), organPipe, fewLevels] {
             let sorted = values.sorted()
             for k in [0, 17, n / 2, n - 1] {
-                var copy = values
-                XCTAssertEqual(kthSmallest(&copy, k), sorted[k])
+                for partitions in [0, 1, 64] {
+                    var copy = values
+                    XCTAssertEqual(kthSmallest(&copy, k, maximumPartitions: partitions), sorted[k], "k=\(k) partitions=\(partitions)")
+                }
             }
         }
     }
 
+    /// Keep ratio 0 keeps nothing (index n: the code would index past the end); ratios above 1 clamp to index 0.
     func testKeepRatioZeroKeepsNothing() {
         XCTAssertEqual(hardMaskIndex(count: 5, keepRatio: 0), 5)
         let t = hardMaskThreshold([0.1, 0.2, 0.3, 0.4, 0.5], keepRatio: 0)

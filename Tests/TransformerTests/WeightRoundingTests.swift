@@ -23,35 +23,48 @@ final class WeightRoundingTests: XCTestCase {
                        "fp16: a tie to even, and past 65,504 infinity")
     }
 
-    /// On stories260K: `int8` gives exactly the int8 forward's weight codes times their row scales; fp16 and bf16
-    /// move every matrix by at most half their spacing; only projections and the head change, and a tied head
-    /// becomes a rounded copy while the embedding stays.
+    /// On stories260K: every layer's seven projections and the head are exactly `round` of the originals (so none
+    /// is skipped); `int8` is the int8 forward's codes times their row scales; fp16 and bf16 move values normal in
+    /// both formats by at most half their spacing; norms and the embedding stay, and the tied head becomes a
+    /// rounded copy.
     func testAppliedToACheckpoint() throws {
         let loaded = try CheckpointLoader.load(path: try Shared.url("models/stories260K/stories260K.bin").path)
         let config = loaded.config, weights = loaded.weights
-        let d = config.hiddenSize, spec = config.layers[0]
+        let d = config.hiddenSize
         XCTAssertNil(weights.head, "stories260K ties its head to the embedding")
 
-        let int8 = WeightRounding.int8.applied(to: weights, config: config)
-        let codes = Int8Matrix(quantizing: weights.layers[0].gate, rows: spec.ffnDim, columns: d)
-        for (i, value) in int8.layers[0].gate.enumerated() {
-            XCTAssertEqual(value, codes.scales[i / d] * Float(codes.values[i]), "gate[\(i)]")
-        }
-        XCTAssertNotEqual(int8.layers[0].down, weights.layers[0].down)
-        let head = try XCTUnwrap(int8.head)
-        XCTAssertEqual(head, Int8Matrix(quantizing: weights.tokenEmbedding, rows: config.vocabSize, columns: d).dequantized())
-        XCTAssertEqual(int8.tokenEmbedding, weights.tokenEmbedding)
-        XCTAssertEqual(int8.layers[0].attentionNorm, weights.layers[0].attentionNorm)
-        XCTAssertEqual(int8.finalNorm, weights.finalNorm)
-
-        for (rounding, bits) in [(WeightRounding.fp16, 10), (.bf16, 7)] {
+        for (rounding, bits) in [(WeightRounding.fp16, 10), (.bf16, 7), (.int8, 0)] {
             let rounded = rounding.applied(to: weights, config: config)
-            for (a, b) in zip(weights.layers.last!.wq, rounded.layers.last!.wq) where abs(a) >= 0x1p-14 {
-                // Half a unit in the last place of the rounded format, relative (values normal in fp16 too).
-                XCTAssertLessThanOrEqual(abs(b - a), abs(a) * Float(sign: .plus, exponent: -bits - 1, significand: 1) * 1.000_001,
-                                         "\(rounding): \(a) -> \(b)")
+            for (l, spec) in config.layers.enumerated() {
+                let (a, b) = (weights.layers[l], rounded.layers[l])
+                let matrices: [(String, [Float], [Float], Int, Int)] = [
+                    ("wq", a.wq, b.wq, spec.queryDim, d), ("wk", a.wk, b.wk, spec.kvDim, d), ("wv", a.wv, b.wv, spec.kvDim, d),
+                    ("wo", a.wo, b.wo, d, spec.queryDim), ("gate", a.gate, b.gate, spec.ffnDim, d), ("up", a.up, b.up, spec.ffnDim, d),
+                    ("down", a.down, b.down, d, spec.ffnDim),
+                ]
+                for (name, original, result, rows, columns) in matrices {
+                    XCTAssertEqual(result, rounding.round(original, rows: rows, columns: columns), "\(rounding) layer \(l) \(name)")
+                    XCTAssertNotEqual(result, original, "\(rounding) layer \(l) \(name) was rounded")
+                }
+                XCTAssertEqual(b.attentionNorm, a.attentionNorm)
+                XCTAssertEqual(b.mlpNorm, a.mlpNorm)
             }
+            XCTAssertEqual(rounded.head, rounding.round(weights.tokenEmbedding, rows: config.vocabSize, columns: d))
             XCTAssertEqual(rounded.tokenEmbedding, weights.tokenEmbedding)
+            XCTAssertEqual(rounded.finalNorm, weights.finalNorm)
+            if bits > 0 {
+                for (a, b) in zip(weights.layers.last!.wq, rounded.layers.last!.wq) where abs(a) >= 0x1p-14 {
+                    // Half a unit in the last place of the rounded format, relative.
+                    XCTAssertLessThanOrEqual(abs(b - a), abs(a) * Float(sign: .plus, exponent: -bits - 1, significand: 1) * 1.000_001,
+                                             "\(rounding): \(a) -> \(b)")
+                }
+            }
+        }
+        let spec = config.layers[0]
+        let codes = Int8Matrix(quantizing: weights.layers[0].gate, rows: spec.ffnDim, columns: d)
+        let int8Gate = WeightRounding.int8.round(weights.layers[0].gate, rows: spec.ffnDim, columns: d)
+        for (i, value) in int8Gate.enumerated() {
+            XCTAssertEqual(value, codes.scales[i / d] * Float(codes.values[i]), "gate[\(i)]")
         }
     }
 }

@@ -22,13 +22,15 @@ in the decoder layers (q, k, v, o, gate, up, down) and to lm_head (a quantized c
   a8u      activations only, per token (row of the Linear's input), asymmetric u8:
            lo = min(min x, 0), hi = max(max x, 0), scale = (hi-lo)/255 (1 if 0),
            zero = clamp(round(-lo/scale), 0, 255), q = clamp(round(x/scale)+zero, 0, 255), x_deq = (q-zero)*scale
-  w8a8u    w8 + a8u (PolicyPrune's scheme without its outlier decomposition)
+  w8a8u    w8 + a8u (PolicyPrune's scheme without its outlier decomposition; on the plan this script quantizes the
+           sliced matrices, while PolicyPrune keeps each row's dense scale, slightly coarser)
   w8a8s    w8 + per-token symmetric s8 activations: scale = max|x|/127 (1 if 0)
 Per model and variant: rel_w = (NLL_q - NLL_f32)/NLL_f32 per window, with mean rel, mean |rel|, max |rel| and its
 window, and the windows with |rel| > 1 %.
 
 How to run (made 2026-12-01 with torch 2.13.0+cpu, transformers 5.24.0, gguf 0.19.0, tokenizers 0.23.3; ~8 min
-on one core). The plan was made by the session-10 run in BENCHMARKS.md "int8 accuracy against a PyTorch reference":
+on one core). The plan was made by the session-10 run in RESULTS.md "int8 per-window NLL against a PyTorch W8A8
+reference", which gives its commands:
   python3 -m venv venv && venv/bin/pip install torch transformers gguf safetensors numpy tokenizers
   venv/bin/python make_w8a8_reference.py PLAN.json     # -> w8a8_smollm2_wikitext2_w128.json beside this file
 """
@@ -36,13 +38,12 @@ import copy
 import gzip
 import json
 import os
+import sys
 import time
 
 import numpy as np
 import torch
 from torch import nn
-
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # ../shared beside the package root (four levels up from this folder), or $POLICYPRUNE_SHARED.
@@ -116,16 +117,16 @@ def fake_quantize(model, variant):
     wq = variant.startswith("w8")
     act = {"w8": None, "a8u": "u8", "w8a8u": "u8", "w8a8s": "s8"}[variant]
     m = copy.deepcopy(model)
-    n = 0
+    replaced = 0
     for layer in m.model.layers:
         for parent, names in [(layer.self_attn, ["q_proj", "k_proj", "v_proj", "o_proj"]),
                               (layer.mlp, ["gate_proj", "up_proj", "down_proj"])]:
             for name in names:
                 setattr(parent, name, FakeQuantLinear(getattr(parent, name), wq, act))
-                n += 1
+                replaced += 1
     # lm_head: tied to embed_tokens; FakeQuantLinear copies the weight, so the embedding stays float32
     m.lm_head = FakeQuantLinear(m.lm_head, wq, act)
-    n += 1
+    assert replaced == 7 * len(m.model.layers)
     assert not torch.equal(m.lm_head.weight, m.model.embed_tokens.weight) or not wq
     assert m.lm_head.weight.data_ptr() != m.model.embed_tokens.weight.data_ptr()
     m.eval()
@@ -187,7 +188,6 @@ def main():
         sys.exit("usage: make_w8a8_reference.py PLAN.json")
     plan_path = sys.argv[1]
     torch.set_num_threads(1)
-    torch.manual_seed(0)
     from transformers import AutoModelForCausalLM
     tok, text, ids = wikitext_ids()
     n_total = len(ids) // W
