@@ -112,10 +112,8 @@ struct Bench: ParsableCommand {
     struct RoundingRow: Codable {
         var rounding: WeightRounding
         var meanNLL: Double
-        var maxRelativeWindowDifference: Double
-        var meanRelativeWindowDifference: Double
-        var windowsOverOnePercent: Int
-        var worstWindow: Int?
+        /// Against the f32 windows (threshold 1 %).
+        var movement: WindowMovement
     }
 
     struct Report: Codable {
@@ -276,10 +274,8 @@ struct Bench: ParsableCommand {
                 let q = try Self.windowMeans(try lm.prepared(mask: m, precision: .int8), eval, batch: batch)
                 let moved = WindowMovement(reference: f32, other: q)
                 let roundingRows = zip(nllWeightRounding, rounded[i]).map { rounding, means in
-                    let m = WindowMovement(reference: f32, other: means)
-                    return RoundingRow(rounding: rounding, meanNLL: means.reduce(0, +) / Double(means.count),
-                                       maxRelativeWindowDifference: m.maxRelative, meanRelativeWindowDifference: m.meanRelative,
-                                       windowsOverOnePercent: m.windowsOverThreshold, worstWindow: m.worstWindow)
+                    RoundingRow(rounding: rounding, meanNLL: means.reduce(0, +) / Double(means.count),
+                                movement: WindowMovement(reference: f32, other: means))
                 }
                 report.nll.append(NLLRow(name: name, windows: eval.count, f32MeanNLL: f32.reduce(0, +) / Double(f32.count),
                                          int8MeanNLL: q.reduce(0, +) / Double(q.count), maxRelativeWindowDifference: moved.maxRelative,
@@ -331,8 +327,8 @@ struct Bench: ParsableCommand {
                       + pad(String(format: "%.3f%%", 100 * r.meanRelativeWindowDifference), 16) + pad("\(r.windowsOverOnePercent)", 14))
                 for w in r.weightRounding {
                     print(pad("  f32, weights rounded to \(w.rounding)", 44) + pad("\(r.windows)", 9) + pad(String(format: "%.4f", r.f32MeanNLL), 10)
-                          + pad(String(format: "%.4f", w.meanNLL), 24) + pad(String(format: "%.3f%% (%d)", 100 * w.maxRelativeWindowDifference, w.worstWindow ?? -1), 36)
-                          + pad(String(format: "%.3f%%", 100 * w.meanRelativeWindowDifference), 16) + pad("\(w.windowsOverOnePercent)", 14))
+                          + pad(String(format: "%.4f", w.meanNLL), 24) + pad(String(format: "%.3f%% (%d)", 100 * w.movement.maxRelative, w.movement.worstWindow ?? -1), 36)
+                          + pad(String(format: "%.3f%%", 100 * w.movement.meanRelative), 16) + pad("\(w.movement.windowsOverThreshold)", 14))
                 }
             }
         }

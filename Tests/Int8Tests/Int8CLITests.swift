@@ -179,8 +179,8 @@ final class BenchPlanNLLTests: XCTestCase {
             // codes (at most 8 bits per row) do.
             let rounding = try XCTUnwrap(row["weightRounding"] as? [[String: Any]])
             XCTAssertEqual(rounding.map { $0["rounding"] as? String }, ["fp16", "int8"])
-            let fp16 = try XCTUnwrap(rounding[0]["meanRelativeWindowDifference"] as? Double)
-            let int8Weights = try XCTUnwrap(rounding[1]["meanRelativeWindowDifference"] as? Double)
+            let fp16 = try XCTUnwrap((rounding[0]["movement"] as? [String: Any])?["meanRelative"] as? Double)
+            let int8Weights = try XCTUnwrap((rounding[1]["movement"] as? [String: Any])?["meanRelative"] as? Double)
             XCTAssertTrue(fp16 < int8Weights, "fp16 \(fp16) vs int8 weights \(int8Weights)")
         }
         XCTAssertNotEqual(rows[0]["f32MeanNLL"] as? Double, rows[1]["f32MeanNLL"] as? Double, "the plan's model is another model")
