@@ -62,9 +62,10 @@ public struct Int8Matrix: Sendable {
 
     /// Wraps already quantized rows; computes the row sums.
     public init(rows: Int, columns: Int, values: [Int8], scales: [Float], smoothing: [Float]? = nil) {
+        precondition(values.count == rows * columns, "Int8Matrix: \(values.count) values for \(rows) x \(columns)")
         var sums = [Int32](repeating: 0, count: rows)
         values.withUnsafeBufferPointer { v in
-            for r in 0..<min(rows, v.count / max(1, columns)) {
+            for r in 0..<rows {
                 var total: Int32 = 0
                 let row = v.baseAddress! + r * columns
                 for c in 0..<columns { total &+= Int32(row[c]) }

@@ -24,7 +24,7 @@ public func hardMaskIndex(count: Int, keepRatio: Double) -> Int {
 /// The hard-mask threshold of one group of scores (all layers concatenated in global mode, one layer's vector in
 /// per-layer mode): the element at `hardMaskIndex` of the scores sorted ascending, found by selection
 /// (`kthSmallest`) rather than a sort, since every PG step computes it for its log (SmolLM2: 46,080 channels).
-/// Scores must not be NaN (keep probabilities and metric scores are checked finite where they enter).
+/// With a NaN score the threshold is unspecified, as it was with a sort (keep probabilities are checked finite).
 public func hardMaskThreshold<S: Sequence>(_ scores: S, keepRatio: Double) -> HardMaskThreshold where S.Element == Double {
     var values = Array(scores)
     let index = hardMaskIndex(count: values.count, keepRatio: keepRatio)

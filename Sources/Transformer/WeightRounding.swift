@@ -6,9 +6,9 @@ import Kernels
 /// Float32 forward on rounded weights shows how far a model's per-window NLL moves under a perturbation of a
 /// given size alone, the yardstick for int8's movement (`bench --nll-weight-rounding`).
 public enum WeightRounding: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
-    /// IEEE half precision (10 mantissa bits), round to nearest even.
+    /// IEEE half precision (10 mantissa bits), round to nearest even: what `WeightDType.f16` stores.
     case fp16
-    /// bfloat16 (7 mantissa bits), round to nearest even.
+    /// bfloat16 (7 mantissa bits), round to nearest even: what `WeightDType.bf16` stores.
     case bf16
     /// The int8 forward's weights: symmetric s8 per output row (`Int8Matrix`, without `--int8-calibration`'s
     /// smoothing), dequantized. `applied(to:config:)` rounds the dense model, so a mask then keeps each row's dense
@@ -39,18 +39,10 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable, CustomStrin
     public func round(_ m: [Float], rows: Int, columns: Int) -> [Float] {
         if m.isEmpty { return m }
         switch self {
-        case .fp16: return m.map { Float(Float16($0)) }
-        case .bf16: return m.map(Self.bfloat16)
+        case .fp16: return WeightDType.f16.roundTrip(m)
+        case .bf16: return WeightDType.bf16.roundTrip(m)
         case .int8: return Int8Matrix(quantizing: m, rows: rows, columns: columns).dequantized()
         }
-    }
-
-    /// `x` rounded to the nearest bfloat16 (ties to even); NaN and ±∞ pass through.
-    public static func bfloat16(_ x: Float) -> Float {
-        guard x.isFinite else { return x }
-        let bits = x.bitPattern
-        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-        return Float(bitPattern: rounded & 0xFFFF_0000)
     }
 }
 

@@ -10,15 +10,16 @@ import XCTest
 final class WeightRoundingTests: XCTestCase {
     /// bfloat16 rounds to nearest with ties to even, and overflows to infinity past its largest finite value.
     func testBfloat16RoundsToNearestEven() {
+        func bf16(_ x: Float) -> Float { WeightRounding.bf16.round([x], rows: 1, columns: 1)[0] }
         let ulp: Float = 0x1p-7   // bfloat16's spacing in [1, 2)
-        XCTAssertEqual(WeightRounding.bfloat16(1), 1)
-        XCTAssertEqual(WeightRounding.bfloat16(1 + ulp / 2), 1, "a tie goes to the even neighbour 1")
-        XCTAssertEqual(WeightRounding.bfloat16(1 + 3 * ulp / 2), 1 + 2 * ulp, "a tie goes to the even neighbour 1 + 2 ulp")
-        XCTAssertEqual(WeightRounding.bfloat16(1 + ulp / 2 + 0x1p-20), 1 + ulp, "just above the tie rounds up")
-        XCTAssertEqual(WeightRounding.bfloat16(-(1 + ulp / 2 + 0x1p-20)), -(1 + ulp))
-        XCTAssertEqual(WeightRounding.bfloat16(.greatestFiniteMagnitude), .infinity)
-        XCTAssertTrue(WeightRounding.bfloat16(.nan).isNaN)
-        XCTAssertEqual(WeightRounding.bfloat16(-.infinity), -.infinity)
+        XCTAssertEqual(bf16(1), 1)
+        XCTAssertEqual(bf16(1 + ulp / 2), 1, "a tie goes to the even neighbour 1")
+        XCTAssertEqual(bf16(1 + 3 * ulp / 2), 1 + 2 * ulp, "a tie goes to the even neighbour 1 + 2 ulp")
+        XCTAssertEqual(bf16(1 + ulp / 2 + 0x1p-20), 1 + ulp, "just above the tie rounds up")
+        XCTAssertEqual(bf16(-(1 + ulp / 2 + 0x1p-20)), -(1 + ulp))
+        XCTAssertEqual(bf16(.greatestFiniteMagnitude), .infinity)
+        XCTAssertTrue(bf16(.nan).isNaN)
+        XCTAssertEqual(bf16(-.infinity), -.infinity)
         XCTAssertEqual(WeightRounding.fp16.round([1 + 0x1p-11, 65_520], rows: 1, columns: 2), [1, .infinity],
                        "fp16: a tie to even, and past 65,504 infinity")
     }
